@@ -1,0 +1,53 @@
+"""Where things live: the repository, the raw data, the prepared data, results and figures.
+
+Every location can be overridden, by parameter first and by environment variable second, so
+the same code runs on the embedded data, on a user's own corpus and inside tests.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+#: Environment variables that override the default locations.
+ENV_RAW_DATA = "EQUAL_RAW_DATA_DIR"
+ENV_DATA = "EQUAL_DATA_DIR"
+ENV_CACHE = "EQUAL_CACHE_DIR"
+
+
+def raw_data_dir(override: str | Path | None = None) -> Path:
+    """Folder holding ``MANIFEST.json`` and ``raw/``: parameter, $EQUAL_RAW_DATA_DIR, ../shared/data."""
+    if override:
+        return Path(override).expanduser().resolve()
+    if os.environ.get(ENV_RAW_DATA):
+        return Path(os.environ[ENV_RAW_DATA]).expanduser().resolve()
+    return (REPO_ROOT.parent / "shared" / "data").resolve()
+
+
+def data_dir(profile: str, override: str | Path | None = None) -> Path:
+    """Git-ignored folder for the prepared data of a profile (corpus, reference sets, targets)."""
+    if override:
+        return Path(override).expanduser().resolve()
+    base = Path(os.environ[ENV_DATA]).expanduser() if os.environ.get(ENV_DATA) else REPO_ROOT / "data"
+    return (base / profile).resolve()
+
+
+def cache_dir(override: str | Path | None = None) -> Path:
+    """Git-ignored folder for caches shared by every profile (models, embeddings, LLM answers)."""
+    if override:
+        return Path(override).expanduser().resolve()
+    if os.environ.get(ENV_CACHE):
+        return Path(os.environ[ENV_CACHE]).expanduser().resolve()
+    return (REPO_ROOT / ".cache").resolve()
+
+
+def results_dir(profile: str, override: str | Path | None = None) -> Path:
+    """Folder of a profile's tables and run metadata (``results/<profile>``)."""
+    return Path(override).expanduser().resolve() if override else REPO_ROOT / "results" / profile
+
+
+def figures_dir(profile: str, override: str | Path | None = None) -> Path:
+    """Folder of a profile's figures (``paper_figures/<profile>``)."""
+    return Path(override).expanduser().resolve() if override else REPO_ROOT / "paper_figures" / profile

@@ -1,0 +1,76 @@
+"""Profiles: one YAML per scale (smoke, default, full, paper) holding every notebook's parameters.
+
+A profile file looks like::
+
+    extends: default          # optional: start from another profile and override
+    common:                   # passed to every notebook
+      seed: 0
+    notebooks:
+      01_data_prep:           # passed to notebooks/01_data_prep.ipynb only
+        max_documents: 2000
+
+Parameters of a notebook = ``common`` deep-merged with its own section, plus ``profile``.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from equal.errors import ConfigError
+from equal.paths import REPO_ROOT
+
+PARAMS_DIR = REPO_ROOT / "params"
+PROFILES = ("smoke", "default", "full", "paper")
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """Return ``base`` updated recursively by ``override`` (neither argument is modified)."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def load_profile(name_or_path: str | Path, params_dir: Path = PARAMS_DIR) -> dict[str, Any]:
+    """Load a profile by name (``params/<name>.yaml``) or path, resolving ``extends`` chains."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = params_dir / f"{name_or_path}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in params_dir.glob("*.yaml")))
+        raise ConfigError(f"profile {name_or_path!r} not found ({path}); known profiles: {known}")
+    seen: list[Path] = []
+    layers: list[dict] = []
+    while path is not None:
+        if path in seen:
+            raise ConfigError(f"profile {path} extends itself (chain: {seen})")
+        seen.append(path)
+        with open(path, encoding="utf-8") as handle:
+            layer = yaml.safe_load(handle) or {}
+        if not isinstance(layer, dict):
+            raise ConfigError(f"{path}: a profile must be a mapping, got {type(layer).__name__}")
+        unknown = set(layer) - {"extends", "common", "notebooks", "description"}
+        if unknown:
+            raise ConfigError(f"{path}: unknown top-level keys {sorted(unknown)}")
+        layers.append(layer)
+        parent = layer.get("extends")
+        path = params_dir / f"{parent}.yaml" if parent else None
+    profile: dict[str, Any] = {"common": {}, "notebooks": {}}
+    for layer in reversed(layers):
+        profile = deep_merge(profile, {k: v for k, v in layer.items() if k != "extends"})
+    profile["name"] = seen[0].stem
+    return profile
+
+
+def notebook_parameters(profile: dict[str, Any], notebook: str) -> dict[str, Any]:
+    """Parameters papermill passes to ``notebook`` (its stem, e.g. ``01_data_prep``)."""
+    params = deep_merge(profile.get("common") or {}, (profile.get("notebooks") or {}).get(notebook) or {})
+    params["profile"] = profile["name"]
+    return params
