@@ -1,0 +1,1 @@
+"""Data preparation: raw files → verified, parsed, deduplicated, decontaminated corpus + targets."""

@@ -1,0 +1,274 @@
+"""Build the prepared corpus: verify → parse → split → dedup → decontaminate → sample → write.
+
+The one entry point is :func:`prepare_data`; notebook 01 calls it and shows what it returns.
+Results are cached: a second call with the same parameters and the same raw files reads the
+prepared files instead of rebuilding them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from tqdm import tqdm  # text bars: they show in papermill logs and in Jupyter alike
+
+from equal.data.decontam import Decontaminator
+from equal.data.dedup import Deduplicator
+from equal.data.manifest import load_manifest, sha256_of, verify_sources
+from equal.data.reading import ParseReport, ReadContext
+from equal.data.sources import PARSERS, RawDocument, parse_user_jsonl
+from equal.data.targets import draw_reference_sets, evaluation_items, evaluation_text, load_targets
+from equal.data.text import pack_units
+from equal.data.tokens import DEFAULT_TOKENIZER, count_tokens
+from equal.errors import ConfigError
+from equal.io import read_jsonl, write_json_atomic, write_jsonl_atomic, write_text_atomic
+
+#: Bump when the preparation logic changes, so cached outputs are rebuilt.
+PREP_VERSION = 1
+TARGET_SOURCES = ("gsm8k", "mbpp", "humaneval", "math500")
+
+
+@dataclass
+class CorpusConfig:
+    """Every parameter of data preparation, with the default profile's values."""
+
+    raw_dir: Path
+    out_dir: Path
+    seed: int = 0
+    sources: list[str] | None = None  # corpus sources to use; None = every corpus source of the manifest
+    user_corpus: list[dict] = field(default_factory=list)  # [{"path": ..., "name": ..., "domain": ...}]
+    max_documents: int | None = 2000  # documents kept after filtering; None = all
+    max_files_per_source: int | None = None  # read only the first N files of multi-file sources (smoke)
+    min_unit_chars: int = 200  # a unit closes at a section boundary once it is this long
+    max_unit_chars: int = 2000  # no unit is longer than this
+    min_keep_chars: int = 80  # shorter units are dropped (headings, stubs)
+    max_document_chars: int = 1_000_000  # larger documents are truncated before splitting (counted)
+    dedup_threshold: float = 0.8  # MinHash Jaccard threshold for near-duplicates
+    dedup_num_perm: int = 128
+    dedup_shingle_words: int = 3
+    decontam_ngram: int = 13  # word n-gram length of the contamination test
+    reference_size: int = 100  # |D_r| per domain (paper: 100 GSM8K train problems)
+    heldout_size: int = 200  # held-out target items per domain, disjoint from D_r and evaluation
+    tokenizer: str = DEFAULT_TOKENIZER
+    on_error: str = "raise"  # "raise" or "skip" (skipped records are counted in the stats)
+    fetch_missing: bool = False  # download missing raw files from upstream (needs a network)
+    progress: bool = True
+
+    def cache_key(self, manifest_sha: str) -> str:
+        """Hash of everything that determines the outputs (not where they are written)."""
+        relevant = {k: v for k, v in asdict(self).items() if k not in ("raw_dir", "out_dir", "progress", "fetch_missing")}
+        payload = json.dumps({"params": relevant, "manifest": manifest_sha, "version": PREP_VERSION}, sort_keys=True, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+@dataclass
+class PreparedData:
+    """Where the prepared files are, and the statistics of the run."""
+
+    out_dir: Path
+    corpus_path: Path
+    stats: pd.DataFrame
+    meta: dict
+    from_cache: bool
+
+    def corpus(self) -> pd.DataFrame:
+        """The prepared corpus as a DataFrame."""
+        return pd.DataFrame(read_jsonl(self.corpus_path))
+
+    def file(self, name: str) -> Path:
+        """Path of another prepared file, e.g. ``reference_math.jsonl``."""
+        return self.out_dir / name
+
+
+def _unit_records(source: str, domain: str, license_: str, docs, config: CorpusConfig) -> tuple[list[dict], int]:
+    units: list[dict] = []
+    too_short = 0
+    for doc in docs:
+        doc: RawDocument
+        pieces = pack_units(doc.blocks, config.min_unit_chars, config.max_unit_chars)
+        for index, (section, text) in enumerate(pieces):
+            if len(text) < config.min_keep_chars:
+                too_short += 1
+                continue
+            key = f"{doc.file}|{doc.locator}|{index}"
+            units.append({
+                "id": f"{source}-{hashlib.sha1(key.encode()).hexdigest()[:12]}",
+                "source": source,
+                "domain": doc.domain or domain,
+                "title": doc.title,
+                "section": section,
+                "text": text,
+                "file": doc.file,
+                "locator": doc.locator,
+                "unit_index": index,
+                "n_units_in_document": len(pieces),
+                "license": license_,
+            })
+    return units, too_short
+
+
+def _parse_sources(config: CorpusConfig, manifest) -> tuple[dict[str, list[dict]], dict[str, dict]]:
+    corpus_sources = [s for s in manifest.values() if s.role == "corpus"]
+    names = config.sources if config.sources is not None else [s.name for s in corpus_sources]
+    unknown = [n for n in names if n not in manifest or manifest[n].role != "corpus"]
+    if unknown:
+        raise ConfigError(f"unknown corpus sources {unknown}; the manifest has {[s.name for s in corpus_sources]}")
+    units_by_source: dict[str, list[dict]] = {}
+    info: dict[str, dict] = {}
+    for name in tqdm(names, desc="parse sources", unit="source", disable=not config.progress):
+        source = manifest[name]
+        if name not in PARSERS:
+            raise ConfigError(f"no parser for corpus source {name!r}")
+        ctx = ReadContext(on_error=config.on_error, max_document_chars=config.max_document_chars)
+        docs = PARSERS[name](source, config.raw_dir, ctx, config.max_files_per_source)
+        units, too_short = _unit_records(name, source.domain, source.license, docs, config)
+        units_by_source[name] = units
+        info[name] = {"domain": source.domain, "report": ctx.report, "too_short": too_short}
+    for spec in config.user_corpus:
+        name, path = spec.get("name"), spec.get("path")
+        if not name or not path:
+            raise ConfigError(f"user_corpus entries need 'name' and 'path', got {spec}")
+        ctx = ReadContext(on_error=config.on_error, max_document_chars=config.max_document_chars)
+        domain = spec.get("domain", "unknown")
+        units, too_short = _unit_records(name, domain, spec.get("license", ""), parse_user_jsonl(Path(path), ctx), config)
+        units_by_source[name] = units
+        info[name] = {"domain": domain, "report": ctx.report, "too_short": too_short}
+    return units_by_source, info
+
+
+def _filter_and_sample(units_by_source, targets, config: CorpusConfig):
+    """Offer units in a seeded random order; keep the new, clean ones until max_documents."""
+    pool = [u for name in sorted(units_by_source) for u in units_by_source[name]]
+    random.Random(config.seed).shuffle(pool)
+    dedup = Deduplicator(config.dedup_threshold, config.dedup_num_perm, config.dedup_shingle_words, seed=config.seed + 1)
+    decontam = Decontaminator(config.decontam_ngram).fit((i["id"], evaluation_text(i)) for i in evaluation_items(targets))
+    counts: dict[str, Counter] = {name: Counter() for name in units_by_source}
+    kept: list[dict] = []
+    contaminated: list[dict] = []
+    limit = config.max_documents or len(pool)
+    bar = tqdm(total=limit, desc="dedup + decontaminate", unit="doc", disable=not config.progress)
+    for unit in pool:
+        if len(kept) >= limit:
+            break
+        tally = counts[unit["source"]]
+        tally["examined"] += 1
+        hit = decontam.match(unit["text"])
+        if hit is not None:
+            tally["contaminated"] += 1
+            contaminated.append({"id": unit["id"], "source": unit["source"], "matched_item": hit, "text": unit["text"][:300]})
+            continue
+        duplicate = dedup.check(unit["id"], unit["text"])
+        if duplicate is not None:
+            tally[f"{duplicate}_duplicates"] += 1
+            continue
+        kept.append(unit)
+        bar.update(1)
+    bar.close()
+    if config.max_documents and len(kept) < config.max_documents:
+        raise ConfigError(
+            f"only {len(kept)} documents survive filtering, fewer than max_documents={config.max_documents}; "
+            "lower max_documents or add sources"
+        )
+    kept.sort(key=lambda u: (u["source"], u["id"]))
+    return kept, counts, contaminated
+
+
+def _stats_table(units_by_source, info, counts, kept) -> pd.DataFrame:
+    kept_df = pd.DataFrame(kept) if kept else pd.DataFrame(columns=["source", "n_chars", "n_tokens"])
+    rows = []
+    for name, units in units_by_source.items():
+        report: ParseReport = info[name]["report"]
+        mine = kept_df[kept_df["source"] == name]
+        rows.append({
+            "source": name,
+            "domain": info[name]["domain"],
+            "records": report.records,
+            "skipped_bad_records": report.skipped_total,
+            "truncated_documents": report.truncated,
+            "units": len(units),
+            "too_short": info[name]["too_short"],
+            "examined": counts[name]["examined"],
+            "exact_duplicates": counts[name]["exact_duplicates"],
+            "near_duplicates": counts[name]["near_duplicates"],
+            "contaminated": counts[name]["contaminated"],
+            "documents": len(mine),
+            "characters": int(mine["n_chars"].sum()),
+            "tokens": int(mine["n_tokens"].sum()),
+        })
+    table = pd.DataFrame(rows).sort_values(["domain", "source"]).reset_index(drop=True)
+    numeric = [c for c in table.columns if c not in ("source", "domain")]
+    per_domain = table.groupby("domain", as_index=False)[numeric].sum().assign(source="(all)")
+    total = table[numeric].sum().to_frame().T.assign(source="(all)", domain="(all)")
+    out = pd.concat([table, per_domain, total], ignore_index=True)[["source", "domain", *numeric]]
+    out[numeric] = out[numeric].astype(int)
+    return out
+
+
+def prepare_data(config: CorpusConfig, force: bool = False) -> PreparedData:
+    """Prepare the corpus, target splits and reference sets under ``config.out_dir``.
+
+    Reuses the files of an earlier identical run unless ``force`` is true.
+    """
+    started = time.perf_counter()
+    out = config.out_dir
+    manifest_sha = sha256_of(config.raw_dir / "MANIFEST.json") if (config.raw_dir / "MANIFEST.json").is_file() else ""
+    key = config.cache_key(manifest_sha)
+    meta_path, stats_path, corpus_path = out / "prep_meta.json", out / "corpus_stats.csv", out / "corpus.jsonl"
+    if not force and meta_path.is_file() and stats_path.is_file() and corpus_path.is_file():
+        meta = json.loads(meta_path.read_text())
+        if meta.get("cache_key") == key:
+            return PreparedData(out, corpus_path, pd.read_csv(stats_path), meta, from_cache=True)
+
+    meta_path.unlink(missing_ok=True)  # a crash from here on must not leave a stale cache marker
+    timings: dict[str, float] = {}
+    tick = time.perf_counter()
+    manifest = load_manifest(config.raw_dir)
+    wanted = [s for s in manifest.values() if s.role == "target_task" or config.sources is None or s.name in config.sources]
+    n_verified = verify_sources(config.raw_dir, wanted, config.fetch_missing, config.progress)
+    timings["verify_s"] = time.perf_counter() - tick
+
+    tick = time.perf_counter()
+    target_ctx = ReadContext(on_error=config.on_error)
+    targets = load_targets(manifest, config.raw_dir, target_ctx)
+    references = draw_reference_sets(targets, config.reference_size, config.heldout_size, config.seed)
+    units_by_source, info = _parse_sources(config, manifest)
+    timings["parse_s"] = time.perf_counter() - tick
+
+    tick = time.perf_counter()
+    kept, counts, contaminated = _filter_and_sample(units_by_source, targets, config)
+    timings["filter_s"] = time.perf_counter() - tick
+
+    tick = time.perf_counter()
+    for unit, n_tokens in zip(kept, count_tokens([u["text"] for u in kept], config.tokenizer), strict=True):
+        unit["n_chars"] = len(unit["text"])
+        unit["n_tokens"] = n_tokens
+    timings["tokenize_s"] = time.perf_counter() - tick
+
+    stats = _stats_table(units_by_source, info, counts, kept)
+    write_jsonl_atomic(corpus_path, kept)
+    for name, items in {**targets, **references}.items():
+        write_jsonl_atomic(out / ("targets" if name in targets else ".") / f"{name}.jsonl", items)
+    write_jsonl_atomic(out / "contaminated_units.jsonl", contaminated)
+    write_text_atomic(stats_path, stats.to_csv(index=False))
+    timings["total_s"] = time.perf_counter() - started
+    meta = {
+        "cache_key": key,
+        "prep_version": PREP_VERSION,
+        "config": {k: v for k, v in asdict(config).items()},
+        "manifest_sha256": manifest_sha,
+        "raw_files_verified": n_verified,
+        "timings": {k: round(v, 2) for k, v in timings.items()},
+        "documents": len(kept),
+        "reference_sets": {name: len(items) for name, items in references.items()},
+        "target_splits": {name: len(items) for name, items in targets.items()},
+        "target_skipped_records": dict(target_ctx.report.skipped),
+        "skip_examples": {name: i["report"].examples for name, i in info.items() if i["report"].examples},
+    }
+    write_json_atomic(meta_path, meta)  # written last: its presence marks a complete run
+    return PreparedData(out, corpus_path, stats, meta, from_cache=False)
