@@ -1,0 +1,73 @@
+"""The ``equal`` command line.
+
+``equal reproduce --profile default``  run the notebooks (same as ``make reproduce``)
+``equal prepare-data --out DIR``        prepare a corpus without Jupyter (your own JSONL too)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from equal.errors import EqualError
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from equal.data.corpus import CorpusConfig, prepare_data
+    from equal.paths import raw_data_dir
+
+    user = [{"path": p, "name": Path(p).stem, "domain": args.domain} for p in args.corpus]
+    config = CorpusConfig(
+        raw_dir=raw_data_dir(args.raw_data_dir),
+        out_dir=Path(args.out),
+        seed=args.seed,
+        sources=[] if args.no_builtin else None,
+        user_corpus=user,
+        max_documents=args.max_documents,
+        on_error=args.on_error,
+        fetch_missing=args.fetch_missing,
+    )
+    prepared = prepare_data(config, force=args.force)
+    print(prepared.stats.to_string(index=False))
+    print(
+        f"\n{prepared.meta['documents']} documents → {prepared.corpus_path}"
+        + (" (cached)" if prepared.from_cache else "")
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``equal`` console script."""
+    parser = argparse.ArgumentParser(
+        prog="equal", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    reproduce = commands.add_parser("reproduce", help="run the numbered notebooks for a profile")
+    reproduce.add_argument("--profile", default="default")
+    reproduce.add_argument("--only", nargs="*")
+    prep = commands.add_parser("prepare-data", help="verify, parse, dedup and decontaminate a corpus")
+    prep.add_argument("--out", required=True, help="output folder")
+    prep.add_argument("--raw-data-dir", help="folder with MANIFEST.json and raw/ (default ../shared/data)")
+    prep.add_argument("--corpus", nargs="*", default=[], help="your own JSONL corpora (field 'text' required)")
+    prep.add_argument("--domain", default="unknown", help="domain label of --corpus documents")
+    prep.add_argument("--no-builtin", action="store_true", help="use only --corpus, not the embedded sources")
+    prep.add_argument("--max-documents", type=int, default=None)
+    prep.add_argument("--seed", type=int, default=0)
+    prep.add_argument("--on-error", choices=["raise", "skip"], default="raise")
+    prep.add_argument("--fetch-missing", action="store_true")
+    prep.add_argument("--force", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "reproduce":
+            from equal.pipeline import main as pipeline_main
+
+            return pipeline_main(["--profile", args.profile, *(["--only", *args.only] if args.only else [])])
+        return _prepare(args)
+    except EqualError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""Run the numbered notebooks headlessly with papermill, in order, for one profile.
+
+``python -m equal.pipeline --profile default`` (what ``make reproduce`` calls) executes
+``notebooks/NN_*.ipynb`` with the profile's parameters, saves each executed notebook under
+``results/<profile>/notebooks/`` and records the run in ``results/<profile>/run_info.json``.
+A failing notebook stops the run and its failing cell's error is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+import papermill as pm
+from papermill.exceptions import PapermillExecutionError
+
+from equal.errors import EqualError
+from equal.io import write_json_atomic
+from equal.paths import REPO_ROOT, results_dir
+from equal.profiles import load_profile, notebook_parameters
+from equal.provenance import environment, git_state, now, package_versions, portable_path
+
+NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+_NUMBERED = re.compile(r"^\d{2}_[\w-]+\.ipynb$")
+
+
+class NotebookFailed(EqualError):
+    """A notebook raised an error; the message names the notebook, the cell and the error."""
+
+
+def numbered_notebooks(folder: Path = NOTEBOOKS_DIR) -> list[Path]:
+    """The pipeline's notebooks (``NN_name.ipynb``) in execution order."""
+    return sorted(p for p in folder.iterdir() if _NUMBERED.match(p.name))
+
+
+def _failure_message(notebook: Path, output: Path, error: PapermillExecutionError) -> str:
+    trace = "\n".join(error.traceback[-8:]) if error.traceback else ""
+    trace = re.sub(r"\x1b\[[0-9;]*m", "", trace)  # strip ANSI colours for logs
+    return (
+        f"notebook {notebook.name} failed in cell {error.exec_count} ({error.ename}: {error.evalue})\n"
+        f"executed notebook with outputs: {output}\n{trace}"
+    )
+
+
+def run_profile(
+    profile_name: str,
+    only: list[str] | None = None,
+    overrides: dict | None = None,
+    results_override: str | Path | None = None,
+    notebooks_dir: Path = NOTEBOOKS_DIR,
+    log_output: bool = True,
+) -> dict:
+    """Execute the profile's notebooks in order and return the run record written to run_info.json.
+
+    ``only`` restricts the run to notebooks whose stem starts with one of the given prefixes
+    (``["01"]``); ``overrides`` are extra parameters for every notebook (tests use them to
+    redirect outputs); ``results_override`` moves ``results/<profile>``.
+    """
+    profile = load_profile(profile_name)
+    overrides = dict(overrides or {})
+    if results_override is not None:
+        overrides["results_dir"] = str(results_override)
+    out_dir = results_dir(profile["name"], overrides.get("results_dir"))
+    (out_dir / "notebooks").mkdir(parents=True, exist_ok=True)
+    info_path = out_dir / "run_info.json"
+    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    info.update(
+        {
+            "profile": profile["name"],
+            "profile_description": profile.get("description", ""),
+            "results_dir": portable_path(out_dir),
+            "seed": profile["common"].get("seed"),
+            "started": now(),
+            "git": git_state(),
+            "environment": environment(),
+            "packages": package_versions(),
+        }
+    )
+    info.setdefault("notebooks", {})
+    notebooks = [nb for nb in numbered_notebooks(notebooks_dir) if not only or any(nb.stem.startswith(p) for p in only)]
+    if not notebooks:
+        raise EqualError(f"no notebooks match {only} in {notebooks_dir}")
+    run_started = time.perf_counter()
+    for notebook in notebooks:
+        params = {**notebook_parameters(profile, notebook.stem), **overrides}
+        output = out_dir / "notebooks" / notebook.name
+        print(f"▶ {notebook.name} [{profile['name']}]", flush=True)
+        tick = time.perf_counter()
+        record = {"parameters": params, "started": now(), "output": str(output.relative_to(out_dir))}
+        try:
+            pm.execute_notebook(
+                notebook,
+                output,
+                parameters=params,
+                cwd=str(notebooks_dir),
+                kernel_name="python3",
+                log_output=log_output,
+                progress_bar=False,
+            )
+            record["status"] = "ok"
+        except PapermillExecutionError as error:
+            record["status"] = f"failed: {error.ename}: {error.evalue}"
+            raise NotebookFailed(_failure_message(notebook, output, error)) from None
+        finally:
+            record["wall_time_s"] = round(time.perf_counter() - tick, 1)
+            info["notebooks"][notebook.stem] = record
+            info["finished"] = now()
+            info["last_run_wall_time_s"] = round(time.perf_counter() - run_started, 1)
+            write_json_atomic(info_path, info)
+        print(f"✔ {notebook.name} in {record['wall_time_s']:.1f} s", flush=True)
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: ``python -m equal.pipeline --profile default [--only 01 02]``."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", default="default", help="smoke, default, full, paper, or a path to a YAML profile")
+    parser.add_argument("--only", nargs="*", help="run only notebooks whose name starts with these prefixes")
+    parser.add_argument("--results-dir", help="write results here instead of results/<profile>")
+    parser.add_argument("--quiet", action="store_true", help="do not stream notebook output")
+    args = parser.parse_args(argv)
+    try:
+        info = run_profile(args.profile, only=args.only, results_override=args.results_dir, log_output=not args.quiet)
+    except EqualError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    total = sum(r["wall_time_s"] for r in info["notebooks"].values())
+    where = Path(info["results_dir"]) / "run_info.json"
+    print(f"done: {len(info['notebooks'])} notebook(s), {total:.1f} s; run record in {where}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
