@@ -1,0 +1,20 @@
+"""Shared fixtures: the real raw-data folder (../shared/data) and its manifest."""
+
+from __future__ import annotations
+
+import pytest
+
+from equal.data.manifest import load_manifest
+from equal.paths import raw_data_dir
+
+
+@pytest.fixture(scope="session")
+def raw_dir():
+    path = raw_data_dir()
+    assert (path / "MANIFEST.json").is_file(), f"the real data must be at {path} (set EQUAL_RAW_DATA_DIR)"
+    return path
+
+
+@pytest.fixture(scope="session")
+def manifest(raw_dir):
+    return load_manifest(raw_dir)

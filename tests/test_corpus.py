@@ -1,0 +1,75 @@
+"""prepare_data end to end on the real files."""
+
+import pandas as pd
+
+from equal.data.corpus import CorpusConfig, prepare_data
+from equal.profiles import load_profile, notebook_parameters
+
+PREP_KEYS = set(CorpusConfig.__dataclass_fields__) - {"raw_dir", "out_dir", "progress"}
+
+
+def test_default_profile_keeps_2000_documents_from_three_domains(tmp_path, raw_dir):
+    params = notebook_parameters(load_profile("default"), "01_data_prep")
+    config = CorpusConfig(raw_dir=raw_dir, out_dir=tmp_path, progress=False, **{k: params[k] for k in PREP_KEYS})
+    prepared = prepare_data(config)
+    corpus = prepared.corpus()
+    assert len(corpus) >= 2000
+    assert set(corpus["domain"]) == {"math", "code", "general"}
+    assert corpus["domain"].value_counts().min() >= 200
+    assert corpus["id"].is_unique
+    assert corpus["text"].str.len().max() <= config.max_unit_chars
+    assert {"id", "source", "domain", "title", "text", "file", "locator", "n_tokens", "license"} <= set(corpus.columns)
+    total = prepared.stats.query("source == '(all)' and domain == '(all)'").iloc[0]
+    assert total["documents"] == len(corpus) and total["tokens"] == corpus["n_tokens"].sum()
+    for name in ("reference_math", "reference_code", "heldout_math", "targets/gsm8k_test", "contaminated_units"):
+        assert prepared.file(f"{name}.jsonl").is_file()
+
+
+def test_second_run_is_cached_and_identical(tmp_path, raw_dir):
+    config = CorpusConfig(
+        raw_dir=raw_dir,
+        out_dir=tmp_path,
+        sources=["asdiv", "conala", "wikitext2"],
+        max_documents=150,
+        reference_size=10,
+        heldout_size=10,
+        progress=False,
+    )
+    first = prepare_data(config)
+    first_corpus = first.corpus()  # read now: later runs rewrite the same folder
+    second = prepare_data(config)
+    assert not first.from_cache and second.from_cache
+    pd.testing.assert_frame_equal(first_corpus, second.corpus())
+    rebuilt = prepare_data(config, force=True)
+    assert not rebuilt.from_cache
+    pd.testing.assert_frame_equal(first_corpus, rebuilt.corpus())
+    other_seed = prepare_data(CorpusConfig(**{**config.__dict__, "seed": 1}))
+    assert not other_seed.from_cache
+    assert set(other_seed.corpus()["id"]) != set(first_corpus["id"])
+
+
+def test_decontamination_removes_planted_test_question(tmp_path, raw_dir, manifest):
+    import json
+
+    from equal.io import read_jsonl
+
+    question = read_jsonl(raw_dir / "raw/gsm8k/test.jsonl")[5]["question"]
+    planted = tmp_path / "planted.jsonl"
+    planted.write_text(
+        json.dumps({"id": "leak", "text": f"Homework help forum. Can anyone solve this? {question} Thanks!"})
+        + "\n"
+        + json.dumps({"id": "clean", "text": "A page about the history of the printing press in Europe. " * 4})
+        + "\n"
+    )
+    config = CorpusConfig(
+        raw_dir=raw_dir,
+        out_dir=tmp_path / "out",
+        sources=[],
+        max_documents=None,
+        progress=False,
+        user_corpus=[{"path": str(planted), "name": "web", "domain": "math"}],
+    )
+    prepared = prepare_data(config)
+    assert prepared.corpus()["locator"].tolist() == ["id=clean"]
+    dropped = read_jsonl(prepared.file("contaminated_units.jsonl"))
+    assert [d["matched_item"] for d in dropped] == ["gsm8k-test-5"]

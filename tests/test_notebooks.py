@@ -1,0 +1,51 @@
+"""The notebooks, executed headlessly through papermill in the smoke profile."""
+
+import json
+
+import nbformat
+import pytest
+
+from equal.pipeline import NotebookFailed, numbered_notebooks, run_profile
+
+
+def test_every_notebook_has_a_parameters_cell():
+    for path in numbered_notebooks():
+        nb = nbformat.read(path, as_version=4)
+        tagged = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+        assert len(tagged) == 1, path
+
+
+@pytest.mark.notebook
+def test_data_prep_notebook_runs_in_smoke_profile(tmp_path):
+    overrides = {"data_dir": str(tmp_path / "data"), "figures_dir": str(tmp_path / "figures")}
+    info = run_profile(
+        "smoke", only=["01"], overrides=overrides, results_override=tmp_path / "results", log_output=False
+    )
+    record = info["notebooks"]["01_data_prep"]
+    assert record["status"] == "ok" and record["wall_time_s"] > 0
+    results = tmp_path / "results"
+    run_info = json.loads((results / "run_info.json").read_text())
+    assert run_info["profile"] == "smoke" and run_info["seed"] == 0
+    assert "pandas" in run_info["packages"] and "commit" in run_info["git"]
+    assert (results / "notebooks" / "01_data_prep.ipynb").is_file()
+    stats = (results / "corpus_stats.csv").read_text()
+    assert "(all)" in stats and "contaminated" in stats
+    assert json.loads((results / "corpus_stats.meta.json").read_text())["parameters"]["max_documents"] == 300
+    assert {p.name for p in (tmp_path / "figures").iterdir()} == {"corpus_composition.png", "corpus_composition.pdf"}
+
+
+def test_failing_notebook_stops_the_run_and_shows_the_error(tmp_path):
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    for name, source in (("01_fails.ipynb", "x = 1\n1 / 0"), ("02_never.ipynb", "open('ran', 'w')")):
+        nb = nbformat.v4.new_notebook()
+        params = nbformat.v4.new_code_cell("profile = 'x'")
+        params.metadata["tags"] = ["parameters"]
+        nb.cells = [params, nbformat.v4.new_code_cell(source)]
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, folder / name)
+    with pytest.raises(NotebookFailed, match=r"01_fails\.ipynb failed in cell .*ZeroDivisionError"):
+        run_profile("smoke", results_override=tmp_path / "results", notebooks_dir=folder, log_output=False)
+    assert not (folder / "ran").exists()
+    run_info = json.loads((tmp_path / "results" / "run_info.json").read_text())
+    assert run_info["notebooks"]["01_fails"]["status"].startswith("failed: ZeroDivisionError")

@@ -1,0 +1,37 @@
+import pytest
+
+from equal.errors import ConfigError
+from equal.profiles import PROFILES, deep_merge, load_profile, notebook_parameters
+
+
+def test_all_profiles_load_and_inherit():
+    for name in PROFILES:
+        profile = load_profile(name)
+        assert profile["name"] == name
+        assert profile["common"]["seed"] == 0
+    smoke = notebook_parameters(load_profile("smoke"), "01_data_prep")
+    default = notebook_parameters(load_profile("default"), "01_data_prep")
+    assert smoke["profile"] == "smoke" and smoke["max_documents"] == 300
+    assert default["max_documents"] >= 2000
+    assert smoke["decontam_ngram"] == default["decontam_ngram"]  # inherited
+    assert notebook_parameters(load_profile("full"), "01_data_prep")["max_documents"] is None
+
+
+def test_unknown_profile_lists_known_ones():
+    with pytest.raises(ConfigError, match="known profiles: default, full, paper, smoke"):
+        load_profile("nope")
+
+
+def test_bad_profile_keys(tmp_path):
+    (tmp_path / "x.yaml").write_text("notebook: {}\n")
+    with pytest.raises(ConfigError, match="unknown top-level keys"):
+        load_profile("x", params_dir=tmp_path)
+    (tmp_path / "loop.yaml").write_text("extends: loop\n")
+    with pytest.raises(ConfigError, match="extends itself"):
+        load_profile("loop", params_dir=tmp_path)
+
+
+def test_deep_merge_does_not_mutate():
+    base = {"a": {"b": 1, "c": 2}}
+    assert deep_merge(base, {"a": {"b": 3}}) == {"a": {"b": 3, "c": 2}}
+    assert base == {"a": {"b": 1, "c": 2}}
