@@ -54,3 +54,30 @@ def test_sha256_of(tmp_path):
     path = tmp_path / "x"
     path.write_bytes(b"abc")
     assert sha256_of(path) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_missing_file_is_downloaded_from_a_mirror_and_verified(small_raw, tmp_path_factory):
+    """fetch_missing over real HTTP: a local server plays the mirror."""
+    import functools
+    import http.server
+    import threading
+
+    mirror = tmp_path_factory.mktemp("mirror")
+    shutil.copytree(small_raw / "raw", mirror / "raw")
+    (small_raw / "raw/gsm8k/test.jsonl").unlink()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(mirror))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    try:
+        sources = list(load_manifest(small_raw).values())
+        assert verify_sources(small_raw, sources, fetch_missing=True, progress=False, mirror_url=url) == 3
+        assert (small_raw / "raw/gsm8k/test.jsonl").is_file()
+        # A corrupted mirror copy is refused and nothing is written.
+        (small_raw / "raw/gsm8k/test.jsonl").unlink()
+        (mirror / "raw/gsm8k/test.jsonl").write_text("tampered\n")
+        with pytest.raises(ChecksumError, match="downloaded file has sha256"):
+            verify_sources(small_raw, sources, fetch_missing=True, progress=False, mirror_url=url)
+        assert not (small_raw / "raw/gsm8k/test.jsonl").exists()
+    finally:
+        server.shutdown()

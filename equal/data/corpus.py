@@ -58,12 +58,19 @@ class CorpusConfig:
     tokenizer: str = DEFAULT_TOKENIZER
     on_error: str = "raise"  # "raise" or "skip" (skipped records are counted in the stats)
     fetch_missing: bool = False  # download missing raw files from upstream (needs a network)
+    mirror_url: str | None = None  # download from <mirror_url>/<raw path> instead of upstream
     progress: bool = True
 
     def cache_key(self, manifest_sha: str) -> str:
         """Hash of everything that determines the outputs (not where they are written)."""
-        relevant = {k: v for k, v in asdict(self).items() if k not in ("raw_dir", "out_dir", "progress", "fetch_missing")}
-        payload = json.dumps({"params": relevant, "manifest": manifest_sha, "version": PREP_VERSION}, sort_keys=True, default=str)
+        relevant = {
+            k: v
+            for k, v in asdict(self).items()
+            if k not in ("raw_dir", "out_dir", "progress", "fetch_missing", "mirror_url")
+        }
+        payload = json.dumps(
+            {"params": relevant, "manifest": manifest_sha, "version": PREP_VERSION}, sort_keys=True, default=str
+        )
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -97,19 +104,21 @@ def _unit_records(source: str, domain: str, license_: str, docs, config: CorpusC
                 too_short += 1
                 continue
             key = f"{doc.file}|{doc.locator}|{index}"
-            units.append({
-                "id": f"{source}-{hashlib.sha1(key.encode()).hexdigest()[:12]}",
-                "source": source,
-                "domain": doc.domain or domain,
-                "title": doc.title,
-                "section": section,
-                "text": text,
-                "file": doc.file,
-                "locator": doc.locator,
-                "unit_index": index,
-                "n_units_in_document": len(pieces),
-                "license": license_,
-            })
+            units.append(
+                {
+                    "id": f"{source}-{hashlib.sha1(key.encode()).hexdigest()[:12]}",
+                    "source": source,
+                    "domain": doc.domain or domain,
+                    "title": doc.title,
+                    "section": section,
+                    "text": text,
+                    "file": doc.file,
+                    "locator": doc.locator,
+                    "unit_index": index,
+                    "n_units_in_document": len(pieces),
+                    "license": license_,
+                }
+            )
     return units, too_short
 
 
@@ -136,7 +145,9 @@ def _parse_sources(config: CorpusConfig, manifest) -> tuple[dict[str, list[dict]
             raise ConfigError(f"user_corpus entries need 'name' and 'path', got {spec}")
         ctx = ReadContext(on_error=config.on_error, max_document_chars=config.max_document_chars)
         domain = spec.get("domain", "unknown")
-        units, too_short = _unit_records(name, domain, spec.get("license", ""), parse_user_jsonl(Path(path), ctx), config)
+        units, too_short = _unit_records(
+            name, domain, spec.get("license", ""), parse_user_jsonl(Path(path), ctx), config
+        )
         units_by_source[name] = units
         info[name] = {"domain": domain, "report": ctx.report, "too_short": too_short}
     return units_by_source, info
@@ -146,8 +157,12 @@ def _filter_and_sample(units_by_source, targets, config: CorpusConfig):
     """Offer units in a seeded random order; keep the new, clean ones until max_documents."""
     pool = [u for name in sorted(units_by_source) for u in units_by_source[name]]
     random.Random(config.seed).shuffle(pool)
-    dedup = Deduplicator(config.dedup_threshold, config.dedup_num_perm, config.dedup_shingle_words, seed=config.seed + 1)
-    decontam = Decontaminator(config.decontam_ngram).fit((i["id"], evaluation_text(i)) for i in evaluation_items(targets))
+    dedup = Deduplicator(
+        config.dedup_threshold, config.dedup_num_perm, config.dedup_shingle_words, seed=config.seed + 1
+    )
+    decontam = Decontaminator(config.decontam_ngram).fit(
+        (i["id"], evaluation_text(i)) for i in evaluation_items(targets)
+    )
     counts: dict[str, Counter] = {name: Counter() for name in units_by_source}
     kept: list[dict] = []
     contaminated: list[dict] = []
@@ -161,7 +176,9 @@ def _filter_and_sample(units_by_source, targets, config: CorpusConfig):
         hit = decontam.match(unit["text"])
         if hit is not None:
             tally["contaminated"] += 1
-            contaminated.append({"id": unit["id"], "source": unit["source"], "matched_item": hit, "text": unit["text"][:300]})
+            contaminated.append(
+                {"id": unit["id"], "source": unit["source"], "matched_item": hit, "text": unit["text"][:300]}
+            )
             continue
         duplicate = dedup.check(unit["id"], unit["text"])
         if duplicate is not None:
@@ -185,22 +202,24 @@ def _stats_table(units_by_source, info, counts, kept) -> pd.DataFrame:
     for name, units in units_by_source.items():
         report: ParseReport = info[name]["report"]
         mine = kept_df[kept_df["source"] == name]
-        rows.append({
-            "source": name,
-            "domain": info[name]["domain"],
-            "records": report.records,
-            "skipped_bad_records": report.skipped_total,
-            "truncated_documents": report.truncated,
-            "units": len(units),
-            "too_short": info[name]["too_short"],
-            "examined": counts[name]["examined"],
-            "exact_duplicates": counts[name]["exact_duplicates"],
-            "near_duplicates": counts[name]["near_duplicates"],
-            "contaminated": counts[name]["contaminated"],
-            "documents": len(mine),
-            "characters": int(mine["n_chars"].sum()),
-            "tokens": int(mine["n_tokens"].sum()),
-        })
+        rows.append(
+            {
+                "source": name,
+                "domain": info[name]["domain"],
+                "records": report.records,
+                "skipped_bad_records": report.skipped_total,
+                "truncated_documents": report.truncated,
+                "units": len(units),
+                "too_short": info[name]["too_short"],
+                "examined": counts[name]["examined"],
+                "exact_duplicates": counts[name]["exact_duplicates"],
+                "near_duplicates": counts[name]["near_duplicates"],
+                "contaminated": counts[name]["contaminated"],
+                "documents": len(mine),
+                "characters": int(mine["n_chars"].sum()),
+                "tokens": int(mine["n_tokens"].sum()),
+            }
+        )
     table = pd.DataFrame(rows).sort_values(["domain", "source"]).reset_index(drop=True)
     numeric = [c for c in table.columns if c not in ("source", "domain")]
     per_domain = table.groupby("domain", as_index=False)[numeric].sum().assign(source="(all)")
@@ -229,8 +248,10 @@ def prepare_data(config: CorpusConfig, force: bool = False) -> PreparedData:
     timings: dict[str, float] = {}
     tick = time.perf_counter()
     manifest = load_manifest(config.raw_dir)
-    wanted = [s for s in manifest.values() if s.role == "target_task" or config.sources is None or s.name in config.sources]
-    n_verified = verify_sources(config.raw_dir, wanted, config.fetch_missing, config.progress)
+    wanted = [
+        s for s in manifest.values() if s.role == "target_task" or config.sources is None or s.name in config.sources
+    ]
+    n_verified = verify_sources(config.raw_dir, wanted, config.fetch_missing, config.progress, config.mirror_url)
     timings["verify_s"] = time.perf_counter() - tick
 
     tick = time.perf_counter()

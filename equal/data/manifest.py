@@ -113,15 +113,19 @@ def sha256_of(path: Path, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def download(raw_file: RawFile, destination: Path, timeout: float = 60.0) -> None:
-    """Download one file from its upstream URL, verify it, and move it into place atomically."""
-    with urllib.request.urlopen(raw_file.upstream_url, timeout=timeout) as response:
+def source_url(raw_file: RawFile, mirror_url: str | None = None) -> str:
+    """Where to download a file: ``<mirror_url>/<local_path>`` for a mirror, else its upstream URL."""
+    return f"{mirror_url.rstrip('/')}/{raw_file.local_path}" if mirror_url else raw_file.upstream_url
+
+
+def download(raw_file: RawFile, destination: Path, mirror_url: str | None = None, timeout: float = 60.0) -> None:
+    """Download one file, verify its sha256, and move it into place atomically."""
+    url = source_url(raw_file, mirror_url)
+    with urllib.request.urlopen(url, timeout=timeout) as response:
         payload = response.read()
     actual = hashlib.sha256(payload).hexdigest()
     if actual != raw_file.sha256:
-        raise ChecksumError(
-            f"{raw_file.upstream_url}: downloaded file has sha256 {actual}, manifest says {raw_file.sha256}"
-        )
+        raise ChecksumError(f"{url}: downloaded file has sha256 {actual}, manifest says {raw_file.sha256}")
     with atomic_open(destination, "wb") as handle:
         handle.write(payload)
 
@@ -131,10 +135,12 @@ def verify_sources(
     sources: list[Source],
     fetch_missing: bool = False,
     progress: bool = True,
+    mirror_url: str | None = None,
 ) -> int:
     """Check every file of ``sources`` against its manifest sha256; return the number checked.
 
-    A missing file is downloaded from upstream when ``fetch_missing`` is true, otherwise (or when
+    A missing file is downloaded (from ``mirror_url`` if given, else from its upstream repository at
+    the pinned commit) when ``fetch_missing`` is true, otherwise (or when
     the download fails) a :class:`ChecksumError` names it. All problems are collected and
     reported together, so one run shows every file that needs attention.
     """
@@ -147,9 +153,10 @@ def verify_sources(
                 problems.append(f"{path}: missing (set fetch_missing=True to download it from upstream)")
                 continue
             try:
-                download(raw_file, path)
+                download(raw_file, path, mirror_url)
             except (OSError, ChecksumError) as exc:
-                problems.append(f"{path}: missing, and the download from {raw_file.upstream_url} failed: {exc}")
+                url = source_url(raw_file, mirror_url)
+                problems.append(f"{path}: missing, and the download from {url} failed: {exc}")
                 continue
         actual = sha256_of(path)
         if actual != raw_file.sha256:

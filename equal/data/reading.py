@@ -100,7 +100,9 @@ def iter_jsonl(path: Path, ctx: ReadContext, opener=open) -> Iterator[tuple[int,
             yield line_no, obj
 
 
-def require_str(obj: dict, key: str, path: Path, line: int | str, ctx: ReadContext, required: bool = True) -> str | None:
+def require_str(
+    obj: dict, key: str, path: Path, line: int | str, ctx: ReadContext, required: bool = True
+) -> str | None:
     """``obj[key]`` as a stripped string; a missing/empty/non-string required field is a problem."""
     value = obj.get(key)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -108,6 +110,10 @@ def require_str(obj: dict, key: str, path: Path, line: int | str, ctx: ReadConte
     if isinstance(value, str) and value.strip():
         return value.strip()
     if required:
-        what = "missing" if key not in obj else ("empty" if isinstance(value, str) or value is None else f"a {type(value).__name__}, not a string")
+        what = (
+            "missing"
+            if key not in obj
+            else ("empty" if isinstance(value, str) or value is None else f"a {type(value).__name__}, not a string")
+        )
         ctx.problem(path, line, f"field {key!r} is {what}", f"bad_field_{key}" if what != "empty" else "empty")
     return None

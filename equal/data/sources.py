@@ -103,7 +103,9 @@ def _as_text(value: object) -> str:
 
 
 @parser("math_eval_collections")
-def parse_math_collections(source: Source, raw_dir: Path, ctx: ReadContext, max_files: int | None) -> Iterator[RawDocument]:
+def parse_math_collections(
+    source: Source, raw_dir: Path, ctx: ReadContext, max_files: int | None
+) -> Iterator[RawDocument]:
     """Competition / college maths JSONL (one set per file): problem, worked solution, answer."""
     for rel, path in _files(source, raw_dir, max_files):
         collection = Path(rel).parent.name
@@ -135,7 +137,9 @@ def _cnxml_books(source: Source, raw_dir: Path, ctx: ReadContext, max_files: int
     files = _files(source, raw_dir, None)
     toc = source.file("table_of_contents")
     if toc is not None:
-        order = {module: index for index, module in enumerate(collection_order((raw_dir / toc.local_path).read_bytes()))}
+        order = {
+            module: index for index, module in enumerate(collection_order((raw_dir / toc.local_path).read_bytes()))
+        }
         files.sort(key=lambda item: order.get(Path(item[0]).parent.name, len(order)))
     for rel, path in files[:max_files] if max_files else files:
         try:
@@ -144,7 +148,9 @@ def _cnxml_books(source: Source, raw_dir: Path, ctx: ReadContext, max_files: int
             ctx.problem(rel, exc.lineno, f"invalid CNXML ({exc.msg})", "invalid_xml")
             continue
         ctx.report.records += 1
-        yield RawDocument(title=title, blocks=[Block(ctx.limit(b.text), b.new_section, b.section) for b in blocks], file=rel)
+        yield RawDocument(
+            title=title, blocks=[Block(ctx.limit(b.text), b.new_section, b.section) for b in blocks], file=rel
+        )
 
 
 for _book in ("openstax_prealgebra", "openstax_python", "openstax_philosophy", "openstax_us_history"):
@@ -177,7 +183,9 @@ def parse_khan(source: Source, raw_dir: Path, ctx: ReadContext, max_files: int |
 
 
 @parser("matheducators_stackexchange")
-def parse_stackexchange(source: Source, raw_dir: Path, ctx: ReadContext, max_files: int | None) -> Iterator[RawDocument]:
+def parse_stackexchange(
+    source: Source, raw_dir: Path, ctx: ReadContext, max_files: int | None
+) -> Iterator[RawDocument]:
     """Stack Exchange ``Posts.xml``: one document per question or answer, HTML bodies as text."""
     for rel, path in _files(source, raw_dir, max_files):
         root = _xml_root(path, rel, ctx)
@@ -245,7 +253,9 @@ def parse_conala(source: Source, raw_dir: Path, ctx: ReadContext, max_files: int
 
 
 @parser("python_api_docs")
-def parse_python_api_docs(source: Source, raw_dir: Path, ctx: ReadContext, max_files: int | None) -> Iterator[RawDocument]:
+def parse_python_api_docs(
+    source: Source, raw_dir: Path, ctx: ReadContext, max_files: int | None
+) -> Iterator[RawDocument]:
     """Python API one-liners, grouped by top-level module into reference pages."""
     for rel, path in _files(source, raw_dir, max_files):
         entries = []
@@ -397,23 +407,25 @@ def parse_wikitext(source: Source, raw_dir: Path, ctx: ReadContext, max_files: i
         text = read_text_file(path, ctx)
         if text is None:
             continue
-        title, start_line, blocks, section = None, 0, [], ""
-
-        def emit() -> Iterator[RawDocument]:
-            if title is not None and blocks:
-                ctx.report.records += 1
-                yield RawDocument(title=title, blocks=list(blocks), file=rel, locator=f"line {start_line}")
-
+        articles: list[tuple[str, int, list[Block]]] = []  # (title, first line, paragraphs)
+        section = ""
         for line_no, line in enumerate(text.split("\n"), start=1):
             if (match := _WIKI_TITLE.match(line)) is not None:
-                yield from emit()
-                title, start_line, blocks, section = detokenize_wikitext(match.group(1)), line_no, [], ""
+                articles.append((detokenize_wikitext(match.group(1)), line_no, []))
+                section = ""
+            elif not articles:
+                continue  # text before the first title belongs to no article
             elif (match := _WIKI_HEADING.match(line)) is not None:
                 section = detokenize_wikitext(match.group(2))
-                blocks.append(Block(section, new_section=True, section=section))
+                articles[-1][2].append(Block(section, new_section=True, section=section))
             elif line.strip():
-                blocks.append(Block(ctx.limit(detokenize_wikitext(line)), section=section))
-        yield from emit()
+                articles[-1][2].append(Block(ctx.limit(detokenize_wikitext(line)), section=section))
+        for title, start_line, blocks in articles:
+            if not blocks:
+                ctx.skip("empty")
+                continue
+            ctx.report.records += 1
+            yield RawDocument(title=title, blocks=blocks, file=rel, locator=f"line {start_line}")
 
 
 # ----------------------------------------------------------------------------- a user's own corpus

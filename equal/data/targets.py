@@ -47,10 +47,16 @@ def load_gsm8k(source: Source, raw_dir: Path, split: str, ctx: ReadContext) -> l
         question = require_str(obj, "question", Path(rel), line_no, ctx)
         solution = require_str(obj, "answer", Path(rel), line_no, ctx) if question else None
         if question and solution:
-            items.append({
-                "id": f"gsm8k-{split}-{line_no - 1}", "task": "gsm8k", "split": split, "question": question,
-                "solution": strip_calculator(solution), "answer": gsm8k_final_answer(solution),
-            })
+            items.append(
+                {
+                    "id": f"gsm8k-{split}-{line_no - 1}",
+                    "task": "gsm8k",
+                    "split": split,
+                    "question": question,
+                    "solution": strip_calculator(solution),
+                    "answer": gsm8k_final_answer(solution),
+                }
+            )
     return items
 
 
@@ -61,11 +67,18 @@ def load_math500(source: Source, raw_dir: Path, ctx: ReadContext) -> list[dict]:
     for line_no, obj in iter_jsonl(path, ctx):
         problem = require_str(obj, "problem", Path(rel), line_no, ctx)
         if problem:
-            items.append({
-                "id": f"math500-{obj.get('unique_id', line_no)}", "task": "math500", "split": "test",
-                "question": problem, "solution": str(obj.get("solution", "")), "answer": str(obj.get("answer", "")),
-                "subject": obj.get("subject"), "level": obj.get("level"),
-            })
+            items.append(
+                {
+                    "id": f"math500-{obj.get('unique_id', line_no)}",
+                    "task": "math500",
+                    "split": "test",
+                    "question": problem,
+                    "solution": str(obj.get("solution", "")),
+                    "answer": str(obj.get("answer", "")),
+                    "subject": obj.get("subject"),
+                    "level": obj.get("level"),
+                }
+            )
     return items
 
 
@@ -86,10 +99,18 @@ def load_mbpp(source: Source, raw_dir: Path, split: str, ctx: ReadContext) -> li
         code = require_str(obj, "code", Path(rel), line_no, ctx) if text else None
         if text and code:
             code = code.replace("\r\n", "\n").replace("\t", "    ")
-            items.append({
-                "id": f"mbpp-{task_id}", "task": "mbpp", "split": split, "question": text, "solution": code,
-                "answer": code, "test_list": obj.get("test_list", []), "test_setup_code": obj.get("test_setup_code", ""),
-            })
+            items.append(
+                {
+                    "id": f"mbpp-{task_id}",
+                    "task": "mbpp",
+                    "split": split,
+                    "question": text,
+                    "solution": code,
+                    "answer": code,
+                    "test_list": obj.get("test_list", []),
+                    "test_setup_code": obj.get("test_setup_code", ""),
+                }
+            )
     return items
 
 
@@ -100,11 +121,19 @@ def load_humaneval(source: Source, raw_dir: Path, ctx: ReadContext) -> list[dict
     for line_no, obj in iter_jsonl(path, ctx, opener=gzip.open):
         prompt = require_str(obj, "prompt", Path(rel), line_no, ctx)
         if prompt:
-            items.append({
-                "id": obj.get("task_id", f"HumanEval/{line_no - 1}"), "task": "humaneval", "split": "test",
-                "question": prompt, "solution": obj.get("canonical_solution", ""), "answer": obj.get("canonical_solution", ""),
-                "prompt": obj.get("prompt"), "test": obj.get("test"), "entry_point": obj.get("entry_point"),
-            })
+            items.append(
+                {
+                    "id": obj.get("task_id", f"HumanEval/{line_no - 1}"),
+                    "task": "humaneval",
+                    "split": "test",
+                    "question": prompt,
+                    "solution": obj.get("canonical_solution", ""),
+                    "answer": obj.get("canonical_solution", ""),
+                    "prompt": obj.get("prompt"),
+                    "test": obj.get("test"),
+                    "entry_point": obj.get("entry_point"),
+                }
+            )
     return items
 
 
@@ -117,7 +146,8 @@ def load_targets(sources: dict[str, Source], raw_dir: Path, ctx: ReadContext) ->
         "mbpp_train": load_mbpp(sources["mbpp"], raw_dir, "train", ctx),
         "mbpp_test": load_mbpp(sources["mbpp"], raw_dir, "test", ctx),
         # MBPP's few-shot prompt and validation problems are held out of everything, too.
-        "mbpp_heldout": load_mbpp(sources["mbpp"], raw_dir, "prompt", ctx) + load_mbpp(sources["mbpp"], raw_dir, "validation", ctx),
+        "mbpp_heldout": load_mbpp(sources["mbpp"], raw_dir, "prompt", ctx)
+        + load_mbpp(sources["mbpp"], raw_dir, "validation", ctx),
         "humaneval_test": load_humaneval(sources["humaneval"], raw_dir, ctx),
     }
 
@@ -146,7 +176,8 @@ def draw_reference_sets(
         pool = [i for i in targets[f"{task}_{split}"] if " ".join(normalized_words(i["question"])) not in banned]
         if size + heldout_size > len(pool):
             raise ConfigError(
-                f"reference_size + heldout_size = {size + heldout_size} exceeds the {len(pool)} clean {task} {split} items"
+                f"reference_size + heldout_size = {size + heldout_size} exceeds the "
+                f"{len(pool)} clean {task} {split} items"
             )
         picked = random.Random(f"{seed}-{domain}").sample(pool, size + heldout_size)
         drawn[f"reference_{domain}"] = picked[:size]
@@ -156,6 +187,7 @@ def draw_reference_sets(
 
 def shared_questions(items: list[dict], others: list[dict]) -> set[str]:
     """Normalised questions present in both lists (empty when the sets are disjoint)."""
+
     def keys(xs: list[dict]) -> set[str]:
         return {" ".join(normalized_words(x["question"])) for x in xs}
 

