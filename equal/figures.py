@@ -47,20 +47,23 @@ def corpus_composition(stats: pd.DataFrame) -> plt.Figure:
     for ax in axes[:2]:
         ax.invert_yaxis()
     domains = stats[(stats["source"] == "(all)") & (stats["domain"] != "(all)")].set_index("domain")
-    removed = pd.DataFrame(
-        {
-            "too short": domains["too_short"],
-            "exact duplicate": domains["exact_duplicates"],
-            "near duplicate": domains["near_duplicates"],
-            "contaminated": domains["contaminated"],
-        }
-    )
-    removed.plot.barh(stacked=True, ax=axes[2], color=["#BBBBBB", "#E78AC3", "#FC8D62", "#D62728"], width=0.6)
-    for row, domain in enumerate(removed.index):
-        axes[2].text(removed.loc[domain].sum(), row, f"  {int(removed.loc[domain].sum()):,}", va="center", fontsize=9)
-    axes[2].set(title="Units removed, by reason", xlabel="units", ylabel="")
-    axes[2].set_xlim(0, max(1, removed.sum(axis=1).max()) * 1.2)
-    axes[2].legend(loc="lower right", frameon=True)
+    reasons = {
+        "too short": "too_short",
+        "exact duplicate": "exact_duplicates",
+        "near duplicate": "near_duplicates",
+        "contaminated": "contaminated",
+    }
+    removed = pd.DataFrame({label: domains[column] for label, column in reasons.items()}).T
+    removed = removed[sorted(removed.columns, key=lambda d: list(DOMAIN_COLORS).index(d) if d in DOMAIN_COLORS else 99)]
+    # Counts span orders of magnitude (hundreds of stubs, a handful of duplicates): symlog keeps 0 visible.
+    removed.plot.barh(ax=axes[2], color=[DOMAIN_COLORS.get(d, DOMAIN_COLORS["unknown"]) for d in removed.columns])
+    for container in axes[2].containers:
+        axes[2].bar_label(container, fmt="%d", padding=2, fontsize=8)
+    axes[2].set_xscale("symlog", linthresh=1)
+    axes[2].set_xlim(0, max(10, removed.to_numpy().max()) * 8)
+    axes[2].invert_yaxis()
+    axes[2].set(title="Units removed, by reason and domain", xlabel="units (symlog scale)", ylabel="")
+    axes[2].legend(title="domain", loc="lower right")
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for d, c in DOMAIN_COLORS.items() if d in set(per_source["domain"])]
     labels = [d for d in DOMAIN_COLORS if d in set(per_source["domain"])]
     axes[0].legend(handles, labels, title="domain", loc="lower right")
