@@ -21,13 +21,18 @@ def apply_style() -> None:
     plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 200, "savefig.bbox": "tight", "pdf.fonttype": 42})
 
 
-def save_figure(fig: plt.Figure, folder: str | Path, name: str) -> list[Path]:
-    """Save ``fig`` as ``<folder>/<name>.png`` and ``.pdf``; return both paths."""
+def save_figure(fig: plt.Figure, folder: str | Path, name: str, close: bool = True) -> list[Path]:
+    """Save ``fig`` as ``<folder>/<name>.png`` and ``.pdf``; return both paths.
+
+    The figure is closed afterwards (notebooks display the saved PNG, so what readers see is the file).
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"{name}.{ext}" for ext in ("png", "pdf")]
     for path in paths:
         fig.savefig(path, metadata={"CreationDate": None} if path.suffix == ".pdf" else None)
+    if close:
+        plt.close(fig)
     return paths
 
 

@@ -99,3 +99,15 @@ def test_user_corpus_through_prepare_data_counts_skips_and_handles_huge(tmp_path
     corpus = prepared.corpus()
     assert corpus["text"].str.len().max() <= 2000
     assert set(corpus["domain"]) == {"math", "general"}
+
+
+def test_user_corpus_configuration_errors(tmp_path, raw_dir):
+    def config(**spec):
+        return CorpusConfig(raw_dir=raw_dir, out_dir=tmp_path / "out", sources=[], user_corpus=[spec], progress=False)
+
+    with pytest.raises(ConfigError, match=r"user_corpus 'web': no file at .*nowhere\.jsonl"):
+        prepare_data(config(name="web", path=str(tmp_path / "nowhere.jsonl")))
+    with pytest.raises(ConfigError, match="already a source name"):
+        prepare_data(config(name="asdiv", path=str(tmp_path / "x.jsonl")))
+    with pytest.raises(ConfigError, match="need 'name' and 'path'"):
+        prepare_data(config(path="x.jsonl"))

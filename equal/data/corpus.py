@@ -13,6 +13,7 @@ import random
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -122,33 +123,44 @@ def _unit_records(source: str, domain: str, license_: str, docs, config: CorpusC
     return units, too_short
 
 
+def _user_parser(path: Path):
+    """A parse job for a user JSONL corpus (max_files does not apply to a single file)."""
+
+    def parse(ctx: ReadContext, _max_files: int | None):
+        return parse_user_jsonl(path, ctx)
+
+    return parse
+
+
 def _parse_sources(config: CorpusConfig, manifest) -> tuple[dict[str, list[dict]], dict[str, dict]]:
+    """Parse the chosen manifest sources and the user's corpora into unit records, per source."""
     corpus_sources = [s for s in manifest.values() if s.role == "corpus"]
     names = config.sources if config.sources is not None else [s.name for s in corpus_sources]
     unknown = [n for n in names if n not in manifest or manifest[n].role != "corpus"]
     if unknown:
         raise ConfigError(f"unknown corpus sources {unknown}; the manifest has {[s.name for s in corpus_sources]}")
-    units_by_source: dict[str, list[dict]] = {}
-    info: dict[str, dict] = {}
-    for name in tqdm(names, desc="parse sources", unit="source", disable=not config.progress):
+    # One job per source: (name, domain, licence, function of a ReadContext yielding RawDocuments).
+    jobs = []
+    for name in names:
         source = manifest[name]
         if name not in PARSERS:
             raise ConfigError(f"no parser for corpus source {name!r}")
-        ctx = ReadContext(on_error=config.on_error, max_document_chars=config.max_document_chars)
-        docs = PARSERS[name](source, config.raw_dir, ctx, config.max_files_per_source)
-        units, too_short = _unit_records(name, source.domain, source.license, docs, config)
-        units_by_source[name] = units
-        info[name] = {"domain": source.domain, "report": ctx.report, "too_short": too_short}
+        jobs.append((name, source.domain, source.license, partial(PARSERS[name], source, config.raw_dir)))
     for spec in config.user_corpus:
         name, path = spec.get("name"), spec.get("path")
         if not name or not path:
             raise ConfigError(f"user_corpus entries need 'name' and 'path', got {spec}")
+        if name in names or name in manifest:
+            raise ConfigError(f"user_corpus name {name!r} is already a source name; choose another")
+        if not Path(path).is_file():
+            raise ConfigError(f"user_corpus {name!r}: no file at {path}")
+        jobs.append((name, spec.get("domain", "unknown"), spec.get("license", ""), _user_parser(Path(path))))
+    units_by_source: dict[str, list[dict]] = {}
+    info: dict[str, dict] = {}
+    for name, domain, license_, parse in tqdm(jobs, desc="parse sources", unit="source", disable=not config.progress):
         ctx = ReadContext(on_error=config.on_error, max_document_chars=config.max_document_chars)
-        domain = spec.get("domain", "unknown")
-        units, too_short = _unit_records(
-            name, domain, spec.get("license", ""), parse_user_jsonl(Path(path), ctx), config
-        )
-        units_by_source[name] = units
+        docs = parse(ctx, config.max_files_per_source)
+        units_by_source[name], too_short = _unit_records(name, domain, license_, docs, config)
         info[name] = {"domain": domain, "report": ctx.report, "too_short": too_short}
     return units_by_source, info
 
