@@ -2,7 +2,7 @@
 # Each creates the virtual environment it needs on a fresh machine (no other manual step).
 
 PROFILE ?= default
-PYTHON ?= python3.11
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -17,7 +17,7 @@ help:
 
 # The stamp depends on the requirement files: editing a pin reinstalls.
 $(STAMP): requirements.txt requirements-models.txt pyproject.toml
-	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (set PYTHON=/path/to/python3.11)"; exit 1; }
+	@test -n "$(PYTHON)" || { echo "error: no python3.11 on PATH (run: make PYTHON=/path/to/python3.11 ...)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first, pinned: the CPU build on disk; an unpinned torch would pull a multi-GB CUDA build.

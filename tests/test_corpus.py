@@ -73,3 +73,22 @@ def test_decontamination_removes_planted_test_question(tmp_path, raw_dir, manife
     assert prepared.corpus()["locator"].tolist() == ["id=clean"]
     dropped = read_jsonl(prepared.file("contaminated_units.jsonl"))
     assert [d["matched_item"] for d in dropped] == ["gsm8k-test-5"]
+
+
+def test_editing_a_user_corpus_invalidates_the_cache(tmp_path, raw_dir):
+    import json
+
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text(json.dumps({"text": "First version of a document about integer division. " * 3}) + "\n")
+    config = CorpusConfig(
+        raw_dir=raw_dir,
+        out_dir=tmp_path / "out",
+        sources=[],
+        max_documents=None,
+        progress=False,
+        user_corpus=[{"path": str(docs), "name": "web"}],
+    )
+    assert "First version" in prepare_data(config).corpus()["text"][0]
+    docs.write_text(json.dumps({"text": "Second version of a document about integer division. " * 3}) + "\n")
+    again = prepare_data(config)
+    assert not again.from_cache and "Second version" in again.corpus()["text"][0]

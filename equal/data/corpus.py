@@ -62,15 +62,18 @@ class CorpusConfig:
     mirror_url: str | None = None  # download from <mirror_url>/<raw path> instead of upstream
     progress: bool = True
 
-    def cache_key(self, manifest_sha: str) -> str:
-        """Hash of everything that determines the outputs (not where they are written)."""
+    def cache_key(self, inputs_sha: str) -> str:
+        """Hash of everything that determines the outputs (not where they are written).
+
+        ``inputs_sha`` identifies the input files (manifest hash, user corpus hashes).
+        """
         relevant = {
             k: v
             for k, v in asdict(self).items()
             if k not in ("raw_dir", "out_dir", "progress", "fetch_missing", "mirror_url")
         }
         payload = json.dumps(
-            {"params": relevant, "manifest": manifest_sha, "version": PREP_VERSION}, sort_keys=True, default=str
+            {"params": relevant, "inputs": inputs_sha, "version": PREP_VERSION}, sort_keys=True, default=str
         )
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
@@ -249,7 +252,9 @@ def prepare_data(config: CorpusConfig, force: bool = False) -> PreparedData:
     started = time.perf_counter()
     out = config.out_dir
     manifest_sha = sha256_of(config.raw_dir / "MANIFEST.json") if (config.raw_dir / "MANIFEST.json").is_file() else ""
-    key = config.cache_key(manifest_sha)
+    # The manifest pins the raw files; a user's corpus is pinned by its own content.
+    user_shas = [sha256_of(Path(s["path"])) for s in config.user_corpus if Path(s.get("path") or "").is_file()]
+    key = config.cache_key(":".join([manifest_sha, *user_shas]))
     meta_path, stats_path, corpus_path = out / "prep_meta.json", out / "corpus_stats.csv", out / "corpus.jsonl"
     if not force and meta_path.is_file() and stats_path.is_file() and corpus_path.is_file():
         meta = json.loads(meta_path.read_text())
