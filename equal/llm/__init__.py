@@ -1,0 +1,1 @@
+"""LLM extraction engine: backends, prompts, parsing, cache and cost ledger."""

@@ -1,0 +1,293 @@
+"""LLM backends behind one protocol (:class:`equal.llm.types.LLMBackend`).
+
+* :class:`LlamaCppBackend` — in-process GGUF through llama-cpp-python; JSON answers constrained by a
+  grammar compiled from the schema; the shared instruction prefix is reused from the KV cache.
+* :class:`TransformersBackend` — any local causal-LM folder; batched generation; no grammar (answers
+  go through repair and one retry instead).
+* :class:`OpenAIBackend` — any OpenAI-compatible server (vLLM, llama.cpp server, Ollama, OpenAI)
+  through the ``openai`` client: concurrent requests, timeouts, retries with exponential backoff,
+  structured output through ``response_format``.
+
+Errors never escape :meth:`chat`: a failed request comes back as a :class:`Completion` with
+``error`` set, and the extractor records it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from equal.errors import ConfigError
+from equal.llm.types import Completion, GenerationParams, Messages
+from equal.models import PACKAGED_MODELS, packaged_gguf
+
+
+def _fingerprint(files: list[Path]) -> str:
+    """sha256 over the given files' bytes (first 16 hex digits), for model identities."""
+    digest = hashlib.sha256()
+    for path in sorted(files):
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1 << 22):
+                digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def _error(start: float, exc: BaseException) -> Completion:
+    return Completion("", 0, 0, time.perf_counter() - start, "error", f"{type(exc).__name__}: {exc}")
+
+
+class LlamaCppBackend:
+    """A GGUF model in this process (llama-cpp-python), one sequence at a time."""
+
+    kind = "llama_cpp"
+    batch_size = 1
+
+    def __init__(
+        self,
+        model: str,
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+        n_batch: int = 512,
+        seed: int = 0,
+    ) -> None:
+        from llama_cpp import Llama
+
+        if model in PACKAGED_MODELS:
+            path, name = packaged_gguf(model), model
+            known = PACKAGED_MODELS[model]
+            digest = known.sha256[:16] if known.sha256 else _fingerprint([path])
+        else:
+            path, name = Path(model), Path(model).stem
+            if not path.is_file():
+                raise ConfigError(f"no GGUF file at {path} (or use one of {sorted(PACKAGED_MODELS)})")
+            digest = _fingerprint([path])
+        self.path = path
+        self._llm = Llama(
+            model_path=str(path),
+            n_ctx=n_ctx,
+            n_threads=n_threads or os.cpu_count(),
+            n_batch=n_batch,
+            seed=seed,
+            verbose=False,
+        )
+        self.model_id = f"{name}@{digest}"
+        self.n_params = int(self._llm._model.n_params())
+        self.context_length = n_ctx
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` (no BOS)."""
+        return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def truncate(self, text: str, max_tokens: int) -> str:
+        """``text`` cut to ``max_tokens`` tokens."""
+        tokens = self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+        if len(tokens) <= max_tokens:
+            return text
+        return self._llm.detokenize(tokens[:max_tokens]).decode("utf-8", errors="ignore")
+
+    def chat(self, batch: list[Messages], params: GenerationParams) -> list[Completion]:
+        """One completion per conversation, JSON-constrained when ``params.json_schema`` is set."""
+        results = []
+        for messages in batch:
+            start = time.perf_counter()
+            try:
+                response = self._llm.create_chat_completion(
+                    messages=messages,
+                    max_tokens=params.max_tokens,
+                    temperature=params.temperature,
+                    top_p=params.top_p,
+                    seed=params.seed,
+                    response_format=(
+                        {"type": "json_object", "schema": params.json_schema} if params.json_schema else None
+                    ),
+                )
+                usage = response["usage"]
+                choice = response["choices"][0]
+                results.append(
+                    Completion(
+                        choice["message"]["content"] or "",
+                        usage["prompt_tokens"],
+                        usage["completion_tokens"],
+                        time.perf_counter() - start,
+                        choice.get("finish_reason") or "stop",
+                    )
+                )
+            except Exception as exc:  # a bad request must not stop a run of thousands
+                results.append(_error(start, exc))
+        return results
+
+
+class TransformersBackend:
+    """A local causal LM folder (transformers), generating a batch at a time on CPU or GPU."""
+
+    kind = "transformers"
+
+    def __init__(self, model_dir: str | Path, batch_size: int = 4, device: str | None = None) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        model_dir = Path(model_dir)
+        if not (model_dir / "config.json").is_file():
+            raise ConfigError(f"{model_dir} is not a transformers model folder (no config.json)")
+        self._torch = torch
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        self.tokenizer.padding_side = "left"  # generation continues from the right end of every row
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = AutoModelForCausalLM.from_pretrained(model_dir).to(self.device).eval()
+        weights = [p for p in model_dir.iterdir() if p.suffix in (".safetensors", ".bin")]
+        self.model_id = f"{model_dir.name}@{_fingerprint([*weights, model_dir / 'config.json'])}"
+        self.n_params = sum(p.numel() for p in self.model.parameters())
+        self.context_length = int(getattr(self.model.config, "max_position_embeddings", 2048))
+        self.batch_size = batch_size
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` (no special tokens)."""
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def truncate(self, text: str, max_tokens: int) -> str:
+        """``text`` cut to ``max_tokens`` tokens."""
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return text if len(ids) <= max_tokens else self.tokenizer.decode(ids[:max_tokens])
+
+    def chat(self, batch: list[Messages], params: GenerationParams) -> list[Completion]:
+        """Generate for the whole batch at once (left-padded); the batch's time is shared equally."""
+        start = time.perf_counter()
+        try:
+            prompts = [self.tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in batch]
+            encoded = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+            encoded = encoded.to(self.device)
+            self._torch.manual_seed(params.seed)
+            sample = params.temperature > 0
+            with self._torch.no_grad():
+                output = self.model.generate(
+                    **encoded,
+                    max_new_tokens=params.max_tokens,
+                    do_sample=sample,
+                    temperature=params.temperature if sample else None,
+                    top_p=params.top_p if sample else None,
+                    pad_token_id=self.tokenizer.pad_token_id,
+                )
+        except Exception as exc:
+            return [_error(start, exc) for _ in batch]
+        wall = (time.perf_counter() - start) / len(batch)
+        generated = output[:, encoded["input_ids"].shape[1] :]
+        results = []
+        for row, mask in zip(generated, encoded["attention_mask"], strict=True):
+            ids = row.tolist()
+            eos = self.tokenizer.eos_token_id
+            finished = eos in ids
+            ids = ids[: ids.index(eos)] if finished else ids
+            ids = [i for i in ids if i != self.tokenizer.pad_token_id]
+            results.append(
+                Completion(
+                    self.tokenizer.decode(ids, skip_special_tokens=True),
+                    int(mask.sum()),
+                    len(ids) + int(finished),
+                    wall,
+                    "stop" if finished else "length",
+                )
+            )
+        return results
+
+
+class OpenAIBackend:
+    """Any OpenAI-compatible chat server, with concurrent requests.
+
+    ``response_format`` is ``"json_schema"`` (OpenAI structured outputs; vLLM, recent llama.cpp),
+    ``"json_object"`` (JSON mode, plus the schema for llama-cpp-python's server) or ``"none"``.
+    """
+
+    kind = "openai"
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        concurrency: int = 4,
+        timeout: float = 120.0,
+        max_retries: int = 3,
+        n_params: int = 0,
+        context_length: int = 8192,
+        response_format: str = "json_object",
+    ) -> None:
+        from openai import OpenAI
+
+        if response_format not in ("json_schema", "json_object", "none"):
+            raise ConfigError(f"response_format must be json_schema, json_object or none, got {response_format!r}")
+        # The client retries connection errors, 408/429/5xx with exponential backoff and jitter.
+        self._client = OpenAI(
+            base_url=base_url,
+            api_key=api_key or os.environ.get("OPENAI_API_KEY") or "not-needed",
+            timeout=timeout,
+            max_retries=max_retries,
+        )
+        self.model = model
+        self.model_id = f"openai:{model}"
+        self.n_params = n_params
+        self.context_length = context_length
+        self.batch_size = concurrency
+        self.response_format = response_format
+
+    def count_tokens(self, text: str) -> int:
+        """Estimated tokens (no tokenizer client-side): one per 3 characters, deliberately high."""
+        return len(text) // 3 + 1
+
+    def truncate(self, text: str, max_tokens: int) -> str:
+        """``text`` cut to about ``max_tokens`` tokens (3 characters each)."""
+        return text[: max_tokens * 3]
+
+    def _format(self, schema: dict | None) -> dict | None:
+        if schema is None or self.response_format == "none":
+            return None
+        if self.response_format == "json_schema":
+            return {"type": "json_schema", "json_schema": {"name": "qa_pairs", "schema": schema}}
+        return {"type": "json_object", "schema": schema}
+
+    def _one(self, messages: Messages, params: GenerationParams) -> Completion:
+        start = time.perf_counter()
+        try:
+            kwargs = {"response_format": fmt} if (fmt := self._format(params.json_schema)) else {}
+            response = self._client.chat.completions.create(
+                model=self.model,
+                messages=messages,
+                max_tokens=params.max_tokens,
+                temperature=params.temperature,
+                top_p=params.top_p,
+                seed=params.seed,
+                **kwargs,
+            )
+            choice = response.choices[0]
+            usage = response.usage
+            return Completion(
+                choice.message.content or "",
+                usage.prompt_tokens if usage else 0,
+                usage.completion_tokens if usage else 0,
+                time.perf_counter() - start,
+                choice.finish_reason or "stop",
+            )
+        except Exception as exc:  # after the client's own retries: record, do not crash the run
+            return _error(start, exc)
+
+    def chat(self, batch: list[Messages], params: GenerationParams) -> list[Completion]:
+        """Send the batch concurrently (``concurrency`` requests in flight)."""
+        with ThreadPoolExecutor(max_workers=self.batch_size) as pool:
+            return list(pool.map(lambda m: self._one(m, params), batch))
+
+
+def make_backend(spec: dict):
+    """Build a backend from a parameter mapping: ``{"kind": "llama_cpp" | "transformers" | "openai", ...}``."""
+    spec = dict(spec)
+    kind = spec.pop("kind", None)
+    builders = {"llama_cpp": LlamaCppBackend, "transformers": TransformersBackend, "openai": OpenAIBackend}
+    if kind not in builders:
+        raise ConfigError(f"backend kind must be one of {sorted(builders)}, got {kind!r}")
+    try:
+        return builders[kind](**spec)
+    except TypeError as exc:
+        raise ConfigError(f"bad parameters for the {kind} backend: {exc}") from exc

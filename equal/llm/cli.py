@@ -1,0 +1,126 @@
+"""``equal extract``: a JSONL of documents in, a JSONL of QA pairs (plus ledger and report) out."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from equal.data.reading import ReadContext, iter_jsonl, require_str
+from equal.io import write_jsonl_atomic
+from equal.llm.backends import make_backend
+from equal.llm.cache import CallCache
+from equal.llm.extract import ExtractionConfig, ExtractionReport, QAExtractor, pairs_records
+from equal.llm.ledger import REFERENCE_PARAMS, CostLedger
+from equal.llm.prompts import PROMPT_VERSION
+from equal.models import TINY_CHAT_MODEL, build_tiny_chat_model
+from equal.paths import cache_dir
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``equal extract``."""
+    parser.add_argument("--input", required=True, help="JSONL of documents: 'id' and 'text' per line")
+    parser.add_argument("--output", required=True, help="JSONL of QA pairs to write")
+    parser.add_argument("--method", default="extraction", help="name charged in the ledger")
+    parser.add_argument("--backend", choices=["llama_cpp", "transformers", "openai"], default="llama_cpp")
+    parser.add_argument(
+        "--model",
+        default="qwen2.5-coder-0.5b-instruct",
+        help="llama_cpp: packaged model name or .gguf path; transformers: model folder or "
+        f"'{TINY_CHAT_MODEL}'; openai: the server's model name",
+    )
+    parser.add_argument("--base-url", help="openai: server URL, e.g. http://localhost:8000/v1")
+    parser.add_argument("--api-key", help="openai: API key (default $OPENAI_API_KEY)")
+    parser.add_argument("--concurrency", type=int, default=4, help="openai: requests in flight")
+    parser.add_argument("--response-format", default="json_object", choices=["json_schema", "json_object", "none"])
+    parser.add_argument("--n-params", type=float, default=0, help="openai: model parameters, for FLOPs")
+    parser.add_argument("--n-ctx", type=int, default=4096, help="context length")
+    parser.add_argument("--batch-size", type=int, default=4, help="transformers: sequences per generate()")
+    parser.add_argument("--max-pairs", type=int, default=3)
+    parser.add_argument("--max-tokens", type=int, default=320)
+    parser.add_argument("--max-retries", type=int, default=1)
+    parser.add_argument("--refine", action="store_true", help="second pass that fixes and completes the pairs")
+    parser.add_argument("--no-json-constraint", action="store_true")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--limit", type=int, help="only the first N documents")
+    parser.add_argument("--cache", help="SQLite cache of LLM calls (default .cache/llm/calls.sqlite)")
+    parser.add_argument("--reference-params", type=float, default=REFERENCE_PARAMS)
+    parser.add_argument("--quiet", action="store_true")
+
+
+def backend_spec(args: argparse.Namespace) -> dict:
+    """Backend parameters from the command line."""
+    if args.backend == "llama_cpp":
+        return {"kind": "llama_cpp", "model": args.model, "n_ctx": args.n_ctx, "seed": args.seed}
+    if args.backend == "transformers":
+        folder = build_tiny_chat_model() if args.model == TINY_CHAT_MODEL else args.model
+        return {"kind": "transformers", "model_dir": folder, "batch_size": args.batch_size}
+    return {
+        "kind": "openai",
+        "base_url": args.base_url,
+        "model": args.model,
+        "api_key": args.api_key,
+        "concurrency": args.concurrency,
+        "response_format": args.response_format,
+        "n_params": int(args.n_params),
+        "context_length": args.n_ctx,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    """Extract, then write the pairs, a per-document outcome file, the ledger and a summary."""
+    ctx = ReadContext(on_error="raise")
+    docs = []
+    for line_no, obj in iter_jsonl(Path(args.input), ctx):
+        text = require_str(obj, "text", Path(args.input), line_no, ctx)
+        docs.append({**obj, "id": str(obj.get("id", f"line-{line_no}")), "text": text})
+        if args.limit and len(docs) >= args.limit:
+            break
+    backend = make_backend(backend_spec(args))
+    config = ExtractionConfig(
+        max_pairs=args.max_pairs,
+        max_tokens=args.max_tokens,
+        seed=args.seed,
+        constrain_json=not args.no_json_constraint,
+        max_retries=args.max_retries,
+        refine=args.refine,
+    )
+    output = Path(args.output)
+    ledger = CostLedger(output.with_suffix(".ledger.jsonl"), reference_params=args.reference_params)
+    cache = CallCache(args.cache or cache_dir() / "llm" / "calls.sqlite")
+    report = ExtractionReport()
+    results = QAExtractor(backend, cache, config).extract(docs, args.method, ledger, not args.quiet, report)
+    write_jsonl_atomic(output, pairs_records(results, docs, args.method))
+    write_jsonl_atomic(
+        output.with_suffix(".documents.jsonl"),
+        (
+            {
+                "doc_id": r.doc_id,
+                "status": r.status,
+                "reason": r.reason,
+                "pairs": len(r.pairs),
+                "calls": r.calls,
+                "cached_calls": r.cached_calls,
+                "truncated": r.truncated,
+                "refined": r.refined,
+            }
+            for r in results
+        ),
+    )
+    ledger.write_summary(
+        output.with_suffix(".summary.json"),
+        {
+            "report": report.as_dict(),
+            "backend": backend.model_id,
+            "prompt_version": PROMPT_VERSION,
+            "config": vars(config) if hasattr(config, "__dict__") else str(config),
+        },
+    )
+    print(
+        f"{report.documents} documents → {report.pairs} pairs ({dict(report.outcomes)}); "
+        f"{report.new_calls} new calls, {report.cached_calls} from cache; well-formed {report.well_formed_share:.0%}"
+    )
+    print(
+        f"wrote {output}, {output.with_suffix('.documents.jsonl').name}, "
+        f"{output.with_suffix('.ledger.jsonl').name}, {output.with_suffix('.summary.json').name}"
+    )
+    return 0

@@ -1,0 +1,177 @@
+"""Each backend through the extractor: tiny random transformers model, SmolLM2 GGUF in llama.cpp,
+and a real OpenAI-compatible server (llama-cpp-python's) on localhost."""
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from equal.llm.backends import LlamaCppBackend, OpenAIBackend, TransformersBackend, make_backend
+from equal.llm.cache import CallCache
+from equal.llm.extract import ExtractionConfig, ExtractionReport, QAExtractor, pairs_records
+from equal.llm.ledger import CostLedger
+from equal.models import build_tiny_chat_model, packaged_gguf
+
+DOCS = [
+    {
+        "id": "d1",
+        "text": "Tom has 3 apples and buys 5 more. He now has 3 + 5 = 8 apples.",
+        "source": "s",
+        "domain": "math",
+    },
+    {
+        "id": "d2",
+        "text": "In Python, len(x) returns the number of items in the list x.",
+        "source": "s",
+        "domain": "code",
+    },
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    return build_tiny_chat_model()
+
+
+@pytest.fixture(scope="session")
+def smollm():
+    return LlamaCppBackend("smollm2-135m-instruct", n_ctx=1024)
+
+
+def test_transformers_tiny_model_nonsense_never_crashes_and_retries_once(tiny_model_dir, tmp_path):
+    backend = TransformersBackend(tiny_model_dir, batch_size=2)
+    ledger = CostLedger()
+    report = ExtractionReport()
+    extractor = QAExtractor(backend, CallCache(tmp_path / "c.sqlite"), ExtractionConfig(max_tokens=16, max_retries=1))
+    results = extractor.extract(DOCS, method="Random", ledger=ledger, progress=False, report=report)
+    assert [r.status for r in results] == ["malformed", "malformed"]  # random weights write nonsense
+    assert all(r.calls == 2 and r.reason for r in results)  # the first call and exactly one retry
+    assert report.outcomes["malformed"] == 2 and report.new_calls == 4
+    summary = ledger.summary().set_index("method")
+    assert summary.loc["Random", "calls"] == 4 and summary.loc["Random", "completion_tokens"] > 0
+    assert summary.loc["Random", "flops_model"] == 2 * backend.n_params * summary.loc["Random", "tokens"]
+
+
+def test_second_run_makes_zero_calls(tiny_model_dir, tmp_path):
+    backend = TransformersBackend(tiny_model_dir, batch_size=2)
+    cache = CallCache(tmp_path / "c.sqlite")
+    first, second = ExtractionReport(), ExtractionReport()
+    QAExtractor(backend, cache, ExtractionConfig(max_tokens=8)).extract(DOCS, progress=False, report=first)
+    ledger = CostLedger()
+    QAExtractor(backend, cache, ExtractionConfig(max_tokens=8)).extract(
+        DOCS, ledger=ledger, progress=False, report=second
+    )
+    assert first.new_calls == 4 and second.new_calls == 0 and second.cached_calls == 4
+    assert ledger.summary()["tokens"].iloc[0] > 0  # cached answers still charge their original cost
+    third = ExtractionReport()
+    QAExtractor(backend, cache, ExtractionConfig(max_tokens=9)).extract(DOCS, progress=False, report=third)
+    assert third.new_calls == 4  # a changed generation parameter is a new key
+
+
+def test_long_document_is_truncated_to_the_context(tiny_model_dir, tmp_path):
+    backend = TransformersBackend(tiny_model_dir)
+    extractor = QAExtractor(backend, CallCache(tmp_path / "c.sqlite"), ExtractionConfig(max_tokens=4, max_retries=0))
+    long_doc = {"id": "long", "text": "word " * 20_000}
+    (result,) = extractor.extract([long_doc], progress=False)
+    assert result.truncated and result.calls == 1
+
+
+def test_llama_cpp_smollm_json_grammar(smollm, tmp_path):
+    assert smollm.model_id.startswith("smollm2-135m-instruct@") and smollm.n_params > 100_000_000
+    extractor = QAExtractor(smollm, CallCache(tmp_path / "c.sqlite"), ExtractionConfig(max_pairs=1, max_tokens=48))
+    report = ExtractionReport()
+    results = extractor.extract(DOCS, ledger=CostLedger(), progress=False, report=report)
+    # The grammar forces the JSON shape; 48 tokens may cut it, which repair then handles.
+    assert all(r.status in {"ok", "empty", "repaired", "malformed"} for r in results)
+    assert report.documents == 2 and report.new_calls >= 2
+
+
+def test_packaged_qwen_extractor_is_assembled_and_verified():
+    path = packaged_gguf("qwen2.5-coder-0.5b-instruct")
+    assert path.stat().st_size == 491_400_064
+    assert path.with_name(path.name + ".sha256").read_text().startswith("1d9614638d18")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def llama_server():
+    """llama-cpp-python's OpenAI-compatible server with SmolLM2-135M, on a free localhost port."""
+    port = _free_port()
+    model = packaged_gguf("smollm2-135m-instruct")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(model),
+            "--model_alias",
+            "smollm2",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "1024",
+            "--n_threads",
+            "2",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/models", timeout=2) as response:
+                if json.load(response)["data"]:
+                    break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        process.kill()
+        pytest.fail("llama_cpp.server did not start within 120 s")
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def test_openai_backend_against_a_real_server(llama_server, tmp_path):
+    backend = make_backend(
+        {
+            "kind": "openai",
+            "base_url": llama_server,
+            "model": "smollm2",
+            "concurrency": 2,
+            "n_params": 134_515_008,
+            "context_length": 1024,
+        }
+    )
+    ledger = CostLedger()
+    results = QAExtractor(
+        backend, CallCache(tmp_path / "c.sqlite"), ExtractionConfig(max_pairs=1, max_tokens=48)
+    ).extract(DOCS, method="EQUAL", ledger=ledger, progress=False)
+    assert all(r.status != "error" for r in results), [r.reason for r in results]
+    calls = ledger.frame()
+    assert (calls["prompt_tokens"] > 0).all() and (calls["completion_tokens"] > 0).all()
+    records = pairs_records(results, DOCS, "EQUAL")
+    assert all(r["doc_id"] in {"d1", "d2"} and r["method"] == "EQUAL" for r in records)
+
+
+def test_unreachable_server_is_an_error_result_not_a_crash(tmp_path):
+    backend = OpenAIBackend(
+        f"http://127.0.0.1:{_free_port()}/v1", "none", timeout=2, max_retries=1, context_length=1024
+    )
+    (result,) = QAExtractor(backend, CallCache(tmp_path / "c.sqlite"), ExtractionConfig(max_retries=1)).extract(
+        DOCS[:1], progress=False
+    )
+    assert result.status == "error" and "Connection" in result.reason and result.calls == 2
