@@ -14,6 +14,8 @@ from equal.llm.backends import LlamaCppBackend, OpenAIBackend, TransformersBacke
 from equal.llm.cache import CallCache
 from equal.llm.extract import ExtractionConfig, ExtractionReport, QAExtractor, pairs_records
 from equal.llm.ledger import CostLedger
+from equal.llm.prompts import extraction_messages, qa_schema
+from equal.llm.types import GenerationParams
 from equal.models import build_tiny_chat_model, packaged_gguf
 
 DOCS = [
@@ -175,3 +177,30 @@ def test_unreachable_server_is_an_error_result_not_a_crash(tmp_path):
         DOCS[:1], progress=False
     )
     assert result.status == "error" and "Connection" in result.reason and result.calls == 2
+
+
+def test_batched_llama_cpp_shares_the_prefix_and_keeps_json_valid(tmp_path):
+    backend = make_backend({"kind": "llama_cpp", "model": "smollm2-135m-instruct", "n_parallel": 3, "n_ctx": 1024})
+    assert backend.model_id.endswith("/batched") and backend.batch_size == 3
+    texts = [d["text"] for d in DOCS] + ["The French Revolution began in 1789 with the storming of the Bastille."]
+    params = GenerationParams(max_tokens=200, json_schema=qa_schema(1))
+    completions = backend.chat([extraction_messages(t, 1) for t in texts], params)
+    assert all(c.error is None for c in completions), [c.error for c in completions]
+    for completion in completions:
+        assert completion.prompt_tokens > 0 and completion.completion_tokens > 0
+        if completion.finish_reason == "stop":  # the grammar forces the schema's shape
+            answer = json.loads(completion.text)
+            assert set(answer) == {"pairs"} and len(answer["pairs"]) <= 1
+    # The instruction (system prompt + task) is evaluated once and kept for the next group.
+    instruction = backend.count_tokens("Write up to 1 question-answer pairs that the document below supports.")
+    assert len(backend._prefix) > instruction
+    (again,) = backend.chat([extraction_messages(texts[0], 1)], params)
+    assert again.error is None and again.prompt_tokens == completions[0].prompt_tokens
+
+
+def test_batched_backend_through_the_extractor(tmp_path):
+    backend = make_backend({"kind": "llama_cpp", "model": "smollm2-135m-instruct", "n_parallel": 2, "n_ctx": 1024})
+    extractor = QAExtractor(backend, CallCache(tmp_path / "c.sqlite"), ExtractionConfig(max_pairs=1, max_tokens=64))
+    report = ExtractionReport()
+    results = extractor.extract(DOCS, ledger=CostLedger(), progress=False, report=report)
+    assert report.documents == 2 and all(r.status != "error" for r in results)

@@ -281,10 +281,20 @@ class OpenAIBackend:
 
 
 def make_backend(spec: dict):
-    """Build a backend from a parameter mapping: ``{"kind": "llama_cpp" | "transformers" | "openai", ...}``."""
+    """Build a backend from a parameter mapping: ``{"kind": "llama_cpp" | "transformers" | "openai", ...}``.
+
+    ``llama_cpp`` with ``n_parallel > 1`` decodes that many documents together
+    (:class:`~equal.llm.llama_batch.LlamaCppBatchBackend`, the fast path on CPU).
+    """
     spec = dict(spec)
     kind = spec.pop("kind", None)
     builders = {"llama_cpp": LlamaCppBackend, "transformers": TransformersBackend, "openai": OpenAIBackend}
+    if kind == "llama_cpp" and spec.get("n_parallel", 1) > 1:
+        from equal.llm.llama_batch import LlamaCppBatchBackend
+
+        builders["llama_cpp"] = LlamaCppBatchBackend
+    elif kind == "llama_cpp":
+        spec.pop("n_parallel", None)
     if kind not in builders:
         raise ConfigError(f"backend kind must be one of {sorted(builders)}, got {kind!r}")
     try:

@@ -33,8 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", type=int, default=4, help="openai: requests in flight")
     parser.add_argument("--response-format", default="json_object", choices=["json_schema", "json_object", "none"])
     parser.add_argument("--n-params", type=float, default=0, help="openai: model parameters, for FLOPs")
-    parser.add_argument("--n-ctx", type=int, default=4096, help="context length")
+    parser.add_argument("--n-ctx", type=int, default=2048, help="context length (per document)")
     parser.add_argument("--batch-size", type=int, default=4, help="transformers: sequences per generate()")
+    parser.add_argument(
+        "--n-parallel", type=int, default=16, help="llama_cpp: documents decoded together (1: one at a time)"
+    )
     parser.add_argument("--max-pairs", type=int, default=3)
     parser.add_argument("--max-tokens", type=int, default=320)
     parser.add_argument("--max-retries", type=int, default=1)
@@ -50,7 +53,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def backend_spec(args: argparse.Namespace) -> dict:
     """Backend parameters from the command line."""
     if args.backend == "llama_cpp":
-        return {"kind": "llama_cpp", "model": args.model, "n_ctx": args.n_ctx, "seed": args.seed}
+        return {
+            "kind": "llama_cpp",
+            "model": args.model,
+            "n_ctx": args.n_ctx,
+            "seed": args.seed,
+            "n_parallel": args.n_parallel,
+        }
     if args.backend == "transformers":
         folder = build_tiny_chat_model() if args.model == TINY_CHAT_MODEL else args.model
         return {"kind": "transformers", "model_dir": folder, "batch_size": args.batch_size}
