@@ -36,13 +36,13 @@ reproduce: $(STAMP)
 	$(PY) -m equal.pipeline --profile $(PROFILE)
 
 test: $(STAMP)
-	$(PY) -m ruff check equal tests
-	$(PY) -m ruff format --check equal tests
+	$(PY) -m ruff check equal tests scripts
+	$(PY) -m ruff format --check equal tests scripts
 	$(PY) -m pytest
 
 lint: $(STAMP)
-	$(PY) -m ruff check equal tests
-	$(PY) -m ruff format --check equal tests
+	$(PY) -m ruff check equal tests scripts
+	$(PY) -m ruff format --check equal tests scripts
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/

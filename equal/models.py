@@ -153,3 +153,32 @@ def build_tiny_chat_model(out_dir: Path | None = None, seed: int = 0) -> Path:
     shutil.rmtree(out_dir, ignore_errors=True)
     staging.replace(out_dir)  # appears whole or not at all
     return out_dir
+
+
+def dequantized_model_dir(name: str = "smollm2-135m-instruct", cache: Path | None = None) -> Path:
+    """A transformers folder for a packaged GGUF model, dequantised once (for fine-tuning or HF generate).
+
+    transformers reads GGUF with ``gguf_file=`` and dequantises the weights; the loaded config keeps
+    a ``quantization_config`` that ``save_pretrained`` cannot handle, so the model is rebuilt from
+    its config and state dict before saving. The result is cached under ``.cache/models/``.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    out_dir = (cache or cache_dir()) / "models" / f"{name}-hf"
+    if (out_dir / "config.json").is_file() and (out_dir / "model.safetensors").is_file():
+        return out_dir
+    gguf = packaged_gguf(name)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config)
+    model.load_state_dict(loaded.state_dict())
+    staging = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    staging.replace(out_dir)
+    return out_dir

@@ -204,3 +204,17 @@ def test_batched_backend_through_the_extractor(tmp_path):
     report = ExtractionReport()
     results = extractor.extract(DOCS, ledger=CostLedger(), progress=False, report=report)
     assert report.documents == 2 and all(r.status != "error" for r in results)
+
+
+def test_refinement_pass_is_charged_and_keeps_pairs(smollm, tmp_path):
+    ledger = CostLedger()
+    config = ExtractionConfig(max_pairs=1, max_tokens=96, refine=True)
+    results = QAExtractor(smollm, CallCache(tmp_path / "c.sqlite"), config).extract(
+        DOCS, method="EQUAL", ledger=ledger, progress=False
+    )
+    calls = ledger.frame()
+    with_pairs = [r for r in results if r.status in ("ok", "repaired")]
+    assert with_pairs, "SmolLM2 under the JSON grammar should give at least one pair here"
+    refined_docs = set(calls.loc[calls["stage"] == "refine", "doc_id"])
+    assert refined_docs == {r.doc_id for r in with_pairs}  # one refinement call per document with pairs
+    assert all(r.pairs for r in with_pairs)  # a failed refinement keeps the first-pass pairs

@@ -44,3 +44,13 @@ def test_never_raises_on_garbage():
         parsed = parse_pairs(text)
         assert parsed.status in {"ok", "empty", "repaired", "malformed"}
         assert all(p["question"] and p["answer"] for p in parsed.pairs)
+
+
+def test_latex_inside_json_strings_survives():
+    raw = (
+        r'{"pairs": [{"question": "Simplify $\frac{2}{4} \times 3$ and \sqrt{9}", '
+        r'"answer": "$\text{yes}$, x \neq 1\nDone \u00e9 \"q\" \\alpha"}]}'
+    )
+    pair = parse_pairs(raw).pairs[0]
+    assert pair["question"] == r"Simplify $\frac{2}{4} \times 3$ and \sqrt{9}"
+    assert pair["answer"] == '$\\text{yes}$, x \\neq 1\nDone é "q" \\alpha'

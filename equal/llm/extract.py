@@ -64,8 +64,11 @@ class ExtractionReport:
 
     @property
     def well_formed_share(self) -> float:
-        """Share of documents whose answer parsed (ok, empty or repaired)."""
-        good = self.outcomes["ok"] + self.outcomes["empty"] + self.outcomes["repaired"]
+        """Share of documents whose final answer was valid JSON of the expected shape (ok or empty).
+
+        Answers that needed ``json_repair`` (usually cut by the token budget) do not count.
+        """
+        good = self.outcomes["ok"] + self.outcomes["empty"]
         return good / self.documents if self.documents else 0.0
 
     def as_dict(self) -> dict:

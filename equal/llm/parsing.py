@@ -27,6 +27,49 @@ class ParsedAnswer:
         return self.status in ("ok", "empty")
 
 
+_JSON_ESCAPES = set('"\\/bfnrtu')
+_HEX = set("0123456789abcdefABCDEF")
+# LaTeX commands that start like a JSON escape (\n, \b, \f, \r, \t) and are never meant as one.
+_LATEX_AFTER_N = ("neq", "ne", "nu", "nabla", "not", "notin", "newline", "nleq", "ngeq", "nmid", "nparallel")
+
+
+def _is_latex(text: str, i: int) -> bool:
+    r"""Is the backslash at ``text[i]`` the start of a LaTeX command rather than a JSON escape?"""
+    rest = text[i + 1 : i + 12]
+    if not rest or rest[0] not in _JSON_ESCAPES:
+        return True  # \sqrt, \cdot, \left ... are invalid JSON escapes anyway
+    if rest[0] == "u":
+        return not (len(rest) >= 5 and all(c in _HEX for c in rest[1:5]))  # \underline vs \u00e9
+    if rest[0] in "bfrt":
+        return len(rest) > 1 and rest[1].isascii() and rest[1].isalpha()  # \frac, \times, \beta, \right
+    if rest[0] == "n":
+        word = re.match(r"n[a-zA-Z]*", rest).group(0)
+        return word in _LATEX_AFTER_N
+    return False
+
+
+def fix_latex_escapes(text: str) -> str:
+    r"""Double the backslashes of LaTeX commands written unescaped inside JSON strings.
+
+    Small models write ``"\frac{1}{2}"`` in JSON, which a JSON parser reads as a form feed followed
+    by ``rac{1}{2}``. Escapes that are JSON (``\n`` before ordinary words, ``\"``, ``\\``,
+    ``\u00e9``) are left alone.
+    """
+    out, i = [], 0
+    while i < len(text):
+        char = text[i]
+        if char == "\\" and i + 1 < len(text) and text[i + 1] == "\\":
+            out.append("\\\\")
+            i += 2
+            continue
+        if char == "\\" and _is_latex(text, i):
+            out.append("\\\\")
+        else:
+            out.append(char)
+        i += 1
+    return "".join(out)
+
+
 def _as_text(value: object) -> str:
     if isinstance(value, str):
         return value.strip()
@@ -57,7 +100,7 @@ def parse_pairs(text: str | None) -> ParsedAnswer:
     """
     if text is None or not text.strip():
         return ParsedAnswer(reason="empty answer")
-    cleaned = _FENCE.sub("", text.strip())
+    cleaned = fix_latex_escapes(_FENCE.sub("", text.strip()))
     status = "ok"
     try:
         obj = json.loads(cleaned)
