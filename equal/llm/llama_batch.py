@@ -144,7 +144,9 @@ class LlamaCppBatchBackend:
             path_model=str(path), params=llama_cpp.llama_model_default_params(), verbose=False
         )
         params = llama_cpp.llama_context_default_params()
-        params.n_ctx = n_ctx * n_parallel + n_ctx  # room for every conversation plus the shared prefix
+        # One unified KV buffer: the shared prefix's cells belong to every sequence at once, so
+        # n_parallel conversations of at most n_ctx tokens each (prefix included) always fit.
+        params.n_ctx = n_ctx * n_parallel
         params.n_batch = n_batch
         params.n_ubatch = min(n_batch, 512)
         params.n_seq_max = n_parallel + 1
