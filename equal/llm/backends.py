@@ -195,11 +195,15 @@ class TransformersBackend:
         return results
 
 
+RESPONSE_FORMATS = ("json_schema", "json_object", "guided_json", "none")
+
+
 class OpenAIBackend:
     """Any OpenAI-compatible chat server, with concurrent requests.
 
     ``response_format`` is ``"json_schema"`` (OpenAI structured outputs; vLLM, recent llama.cpp),
-    ``"json_object"`` (JSON mode, plus the schema for llama-cpp-python's server) or ``"none"``.
+    ``"json_object"`` (JSON mode, plus the schema for llama-cpp-python's server), ``"guided_json"``
+    (older vLLM servers: ``extra_body={"guided_json": schema}``) or ``"none"``.
     """
 
     kind = "openai"
@@ -218,8 +222,8 @@ class OpenAIBackend:
     ) -> None:
         from openai import OpenAI
 
-        if response_format not in ("json_schema", "json_object", "none"):
-            raise ConfigError(f"response_format must be json_schema, json_object or none, got {response_format!r}")
+        if response_format not in RESPONSE_FORMATS:
+            raise ConfigError(f"response_format must be one of {RESPONSE_FORMATS}, got {response_format!r}")
         # The client retries connection errors, 408/429/5xx with exponential backoff and jitter.
         self._client = OpenAI(
             base_url=base_url,
@@ -242,17 +246,20 @@ class OpenAIBackend:
         """``text`` cut to about ``max_tokens`` tokens (3 characters each)."""
         return text[: max_tokens * 3]
 
-    def _format(self, schema: dict | None) -> dict | None:
+    def _constraint(self, schema: dict | None) -> dict:
+        """Keyword arguments of ``chat.completions.create`` that constrain the output to ``schema``."""
         if schema is None or self.response_format == "none":
-            return None
+            return {}
         if self.response_format == "json_schema":
-            return {"type": "json_schema", "json_schema": {"name": "qa_pairs", "schema": schema}}
-        return {"type": "json_object", "schema": schema}
+            return {"response_format": {"type": "json_schema", "json_schema": {"name": "qa_pairs", "schema": schema}}}
+        if self.response_format == "guided_json":
+            return {"extra_body": {"guided_json": schema}}
+        return {"response_format": {"type": "json_object", "schema": schema}}
 
     def _one(self, messages: Messages, params: GenerationParams) -> Completion:
         start = time.perf_counter()
         try:
-            kwargs = {"response_format": fmt} if (fmt := self._format(params.json_schema)) else {}
+            kwargs = self._constraint(params.json_schema)
             response = self._client.chat.completions.create(
                 model=self.model,
                 messages=messages,

@@ -31,7 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base-url", help="openai: server URL, e.g. http://localhost:8000/v1")
     parser.add_argument("--api-key", help="openai: API key (default $OPENAI_API_KEY)")
     parser.add_argument("--concurrency", type=int, default=4, help="openai: requests in flight")
-    parser.add_argument("--response-format", default="json_object", choices=["json_schema", "json_object", "none"])
+    parser.add_argument(
+        "--response-format", default="json_object", choices=["json_schema", "json_object", "guided_json", "none"]
+    )
     parser.add_argument("--n-params", type=float, default=0, help="openai: model parameters, for FLOPs")
     parser.add_argument("--n-ctx", type=int, default=2048, help="context length (per document)")
     parser.add_argument("--batch-size", type=int, default=4, help="transformers: sequences per generate()")
