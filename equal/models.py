@@ -86,6 +86,27 @@ def _part_files(model: PackagedModel) -> list[Path]:
     return files
 
 
+def file_fingerprint(files: list[Path]) -> str:
+    """First 16 hex digits of the sha256 over the given files' bytes (a model identity for cache keys)."""
+    digest = hashlib.sha256()
+    for path in sorted(files):
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1 << 22):
+                digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def resolve_gguf(model: str) -> tuple[Path, str]:
+    """Path and identity (``name@hash``) of a packaged model name or a path to any ``.gguf`` file."""
+    if model in PACKAGED_MODELS:
+        path, known = packaged_gguf(model), PACKAGED_MODELS[model]
+        return path, f"{model}@{known.sha256[:16] if known.sha256 else file_fingerprint([path])}"
+    path = Path(model)
+    if not path.is_file():
+        raise ConfigError(f"no GGUF file at {path} (or use one of {sorted(PACKAGED_MODELS)})")
+    return path, f"{path.stem}@{file_fingerprint([path])}"
+
+
 def packaged_gguf(name: str, cache: Path | None = None) -> Path:
     """Path of a verified GGUF file for a packaged model (assembled into the cache if split)."""
     if name not in PACKAGED_MODELS:

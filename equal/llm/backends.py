@@ -14,7 +14,6 @@ Errors never escape :meth:`chat`: a failed request comes back as a :class:`Compl
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,17 +21,7 @@ from pathlib import Path
 
 from equal.errors import ConfigError
 from equal.llm.types import Completion, GenerationParams, Messages
-from equal.models import PACKAGED_MODELS, packaged_gguf
-
-
-def _fingerprint(files: list[Path]) -> str:
-    """sha256 over the given files' bytes (first 16 hex digits), for model identities."""
-    digest = hashlib.sha256()
-    for path in sorted(files):
-        with open(path, "rb") as handle:
-            while chunk := handle.read(1 << 22):
-                digest.update(chunk)
-    return digest.hexdigest()[:16]
+from equal.models import file_fingerprint, resolve_gguf
 
 
 def _error(start: float, exc: BaseException) -> Completion:
@@ -55,15 +44,7 @@ class LlamaCppBackend:
     ) -> None:
         from llama_cpp import Llama
 
-        if model in PACKAGED_MODELS:
-            path, name = packaged_gguf(model), model
-            known = PACKAGED_MODELS[model]
-            digest = known.sha256[:16] if known.sha256 else _fingerprint([path])
-        else:
-            path, name = Path(model), Path(model).stem
-            if not path.is_file():
-                raise ConfigError(f"no GGUF file at {path} (or use one of {sorted(PACKAGED_MODELS)})")
-            digest = _fingerprint([path])
+        path, identity = resolve_gguf(model)
         self.path = path
         self._llm = Llama(
             model_path=str(path),
@@ -73,7 +54,7 @@ class LlamaCppBackend:
             seed=seed,
             verbose=False,
         )
-        self.model_id = f"{name}@{digest}"
+        self.model_id = identity
         self.n_params = int(self._llm._model.n_params())
         self.context_length = n_ctx
 
@@ -140,7 +121,7 @@ class TransformersBackend:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = AutoModelForCausalLM.from_pretrained(model_dir).to(self.device).eval()
         weights = [p for p in model_dir.iterdir() if p.suffix in (".safetensors", ".bin")]
-        self.model_id = f"{model_dir.name}@{_fingerprint([*weights, model_dir / 'config.json'])}"
+        self.model_id = f"{model_dir.name}@{file_fingerprint([*weights, model_dir / 'config.json'])}"
         self.n_params = sum(p.numel() for p in self.model.parameters())
         self.context_length = int(getattr(self.model.config, "max_position_embeddings", 2048))
         self.batch_size = batch_size

@@ -18,7 +18,6 @@ import ctypes
 import json
 import os
 import time
-from pathlib import Path
 
 import llama_cpp
 import numpy as np
@@ -29,7 +28,7 @@ from llama_cpp.llama_grammar import LlamaGrammar
 
 from equal.errors import ConfigError
 from equal.llm.types import Completion, GenerationParams, Messages
-from equal.models import PACKAGED_MODELS, packaged_gguf
+from equal.models import resolve_gguf
 
 _TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
 
@@ -122,21 +121,11 @@ class LlamaCppBatchBackend:
         n_batch: int = 1024,
         seed: int = 0,
     ) -> None:
-        if model in PACKAGED_MODELS:
-            path, name = packaged_gguf(model), model
-            digest = (PACKAGED_MODELS[model].sha256 or "")[:16]
-        else:
-            path, name, digest = Path(model), Path(model).stem, ""
-            if not path.is_file():
-                raise ConfigError(f"no GGUF file at {path} (or use one of {sorted(PACKAGED_MODELS)})")
-        if not digest:
-            from equal.llm.backends import _fingerprint
-
-            digest = _fingerprint([path])
+        path, identity = resolve_gguf(model)
         self.n_parallel = n_parallel
         self.batch_size = n_parallel
         self.context_length = n_ctx  # per conversation
-        self.model_id = f"{name}@{digest}/batched"
+        self.model_id = f"{identity}/batched"
         self.seed = seed
         threads = n_threads or os.cpu_count() or 1
         set_verbose(False)  # llama.cpp's own log lines would drown the progress bar
