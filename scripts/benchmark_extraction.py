@@ -11,6 +11,7 @@ writes ``results/benchmarks/extraction.json``.
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import tempfile
 import time
@@ -52,6 +53,7 @@ def main() -> None:
     parser.add_argument("--max-pairs", type=int, default=3)
     parser.add_argument("--max-tokens", type=int, default=320)
     parser.add_argument("--out", default=str(REPO_ROOT / "results" / "benchmarks" / "extraction.json"))
+    parser.add_argument("--append", action="store_true", help="keep the other backends' rows already in --out")
     args = parser.parse_args()
     docs = sample_documents(args.docs, args.seed)
     config = ExtractionConfig(max_pairs=args.max_pairs, max_tokens=args.max_tokens)
@@ -99,6 +101,10 @@ def main() -> None:
         )
         for record in random.Random(args.seed).sample(pairs_records(results, docs, name), k=min(5, report.pairs)):
             print(f"  Q: {record['question'][:160]}\n  A: {record['answer'][:160]}")
+    if args.append and Path(args.out).is_file():
+        measured = {row["backend"] for row in rows}
+        earlier = json.loads(Path(args.out).read_text())["rows"]
+        rows = [row for row in earlier if row["backend"] not in measured] + rows
     write_json_atomic(
         args.out,
         {
