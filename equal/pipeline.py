@@ -85,6 +85,7 @@ def run_profile(
     if not notebooks:
         raise EqualError(f"no notebooks match {only} in {notebooks_dir}")
     run_started = time.perf_counter()
+    info["last_run"] = [nb.stem for nb in notebooks]
     for notebook in notebooks:
         params = {**notebook_parameters(profile, notebook.stem), **overrides}
         output = out_dir / "notebooks" / notebook.name
@@ -128,9 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     except EqualError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    total = sum(r["wall_time_s"] for r in info["notebooks"].values())
     where = Path(info["results_dir"]) / "run_info.json"
-    print(f"done: {len(info['notebooks'])} notebook(s), {total:.1f} s; run record in {where}")
+    print(f"done: {len(info['last_run'])} notebook(s), {info['last_run_wall_time_s']:.1f} s; run record in {where}")
     return 0
 
 

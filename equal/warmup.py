@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -54,14 +55,21 @@ def split_documents(doc_ids: list[str], holdout_fraction: float, seed: int) -> t
 def retrieval_metrics(
     doc_vectors: np.ndarray, doc_ids: list[str], qa_vectors: np.ndarray, qa_doc_ids: list[str], ks=(1, 5, 10)
 ) -> dict[str, float]:
-    """Document retrieval from QA pairs: recall@k and MRR of each pair's own document."""
+    """Document retrieval from QA pairs: recall@k, MRR, mean own-document cosine and margin."""
     scores = qa_vectors @ doc_vectors.T
     index = {doc_id: i for i, doc_id in enumerate(doc_ids)}
     own = np.array([index[d] for d in qa_doc_ids])
-    own_scores = scores[np.arange(len(own)), own]
+    rows = np.arange(len(own))
+    own_scores = scores[rows, own]
     ranks = 1 + (scores > own_scores[:, None]).sum(axis=1)
     metrics = {f"recall@{k}": float((ranks <= k).mean()) for k in ks}
     metrics["mrr"] = float((1.0 / ranks).mean())
+    # Continuous alignment, informative even when ranks saturate: the cosine of a pair to its own
+    # document, and its margin over the most similar other document.
+    others = scores.copy()
+    others[rows, own] = -np.inf
+    metrics["own_cosine"] = float(own_scores.mean())
+    metrics["margin"] = float((own_scores - others.max(axis=1)).mean())
     return metrics
 
 
@@ -106,3 +114,82 @@ def finetune_embedder(model, anchors: list[str], positives: list[str], config: W
     trainer.train()
     model.save_pretrained(str(out_dir))
     return model, len(pairs), list(pairs.column_names)
+
+
+def warmup_training_pairs(results, docs: list[dict]) -> list[dict]:
+    """One record per extracted pair: document id, domain, document text and the QA text."""
+    by_id = {d["id"]: d for d in docs}
+    return [
+        {"doc_id": r.doc_id, "domain": by_id[r.doc_id]["domain"], "document": by_id[r.doc_id]["text"], "qa": qa_text(p)}
+        for r in results
+        for p in r.pairs
+    ]
+
+
+def run_warmup(
+    model,
+    identity: str,
+    warm_docs: list[dict],
+    pairs: list[dict],
+    config: WarmupConfig,
+    out_dir: Path,
+    progress: bool = True,
+    candidate_docs: list[dict] | None = None,
+) -> tuple[object, pd.DataFrame, dict]:
+    """Measure retrieval, fine-tune (or reuse an identical earlier fine-tuning), measure again.
+
+    Each held-out pair searches ``candidate_docs`` (default: the warm-up documents; the notebook
+    uses the whole pool). Returns the tuned model, a table of retrieval metrics before/after,
+    and a summary. The tuned model is saved in ``out_dir``; a ``key.json`` beside it says which
+    base model, pairs and parameters produced it, so a re-run with the same inputs loads it.
+    """
+    import hashlib
+    import json
+    from dataclasses import asdict
+
+    from sentence_transformers import SentenceTransformer
+
+    from equal.embedding import embed_texts
+    from equal.io import write_json_atomic
+
+    train_ids, holdout_ids = split_documents(sorted({p["doc_id"] for p in pairs}), config.holdout_fraction, config.seed)
+    train = [p for p in pairs if p["doc_id"] in train_ids]
+    held = [p for p in pairs if p["doc_id"] in holdout_ids]
+    candidates = candidate_docs if candidate_docs is not None else warm_docs  # the documents searched
+    doc_ids = [d["id"] for d in candidates]
+    doc_texts = [d["text"] for d in candidates]
+
+    def evaluate(m, ident: str) -> dict:
+        docs_v = embed_texts(m, doc_texts, ident, progress=progress)
+        qa_v = embed_texts(m, [p["qa"] for p in held], ident, progress=progress)
+        return retrieval_metrics(docs_v, doc_ids, qa_v, [p["doc_id"] for p in held])
+
+    before = evaluate(model, identity)
+    key = hashlib.sha256(json.dumps([identity, train, asdict(config)], sort_keys=True).encode()).hexdigest()[:16]
+    key_file = out_dir / "key.json"
+    if key_file.is_file() and json.loads(key_file.read_text()).get("key") == key:
+        tuned = SentenceTransformer(str(out_dir), device="cpu")
+        trained_rows, columns, reused = json.loads(key_file.read_text())["rows"], None, True
+    else:
+        key_file.unlink(missing_ok=True)
+        tuned, trained_rows, columns = finetune_embedder(
+            model, [p["document"] for p in train], [p["qa"] for p in train], config, out_dir
+        )
+        write_json_atomic(key_file, {"key": key, "rows": trained_rows, "base": identity})
+        reused = False
+    tuned_identity = f"{identity}+warmup@{key}"
+    after = evaluate(tuned, tuned_identity)
+    table = pd.DataFrame([{"model": "base", **before}, {"model": "warm-up tuned", **after}])
+    table.insert(1, "held_out_pairs", len(held))
+    table.insert(2, "candidate_documents", len(candidates))
+    summary = {
+        "train_pairs": len(train),
+        "held_out_pairs": len(held),
+        "train_documents": len(train_ids),
+        "held_out_documents": len(holdout_ids),
+        "training_rows": trained_rows,
+        "columns": columns,
+        "reused_tuned_model": reused,
+        "tuned_identity": tuned_identity,
+    }
+    return tuned, table, summary

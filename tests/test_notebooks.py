@@ -16,13 +16,13 @@ def test_every_notebook_has_a_parameters_cell():
 
 
 @pytest.mark.notebook
-def test_data_prep_notebook_runs_in_smoke_profile(tmp_path):
+def test_notebooks_run_in_smoke_profile(tmp_path):
     overrides = {"data_dir": str(tmp_path / "data"), "figures_dir": str(tmp_path / "figures")}
     info = run_profile(
-        "smoke", only=["01"], overrides=overrides, results_override=tmp_path / "results", log_output=False
+        "smoke", only=["01", "02", "03"], overrides=overrides, results_override=tmp_path / "results", log_output=False
     )
-    record = info["notebooks"]["01_data_prep"]
-    assert record["status"] == "ok" and record["wall_time_s"] > 0
+    for name in ("01_data_prep", "02_contrastive_training", "03_clustering"):
+        assert info["notebooks"][name]["status"] == "ok" and info["notebooks"][name]["wall_time_s"] > 0
     results = tmp_path / "results"
     run_info = json.loads((results / "run_info.json").read_text())
     assert run_info["profile"] == "smoke" and run_info["seed"] == 0
@@ -31,7 +31,15 @@ def test_data_prep_notebook_runs_in_smoke_profile(tmp_path):
     stats = (results / "corpus_stats.csv").read_text()
     assert "(all)" in stats and "contaminated" in stats
     assert json.loads((results / "corpus_stats.meta.json").read_text())["parameters"]["max_documents"] == 300
-    assert {p.name for p in (tmp_path / "figures").iterdir()} == {"corpus_composition.png", "corpus_composition.pdf"}
+    figures = {p.name for p in (tmp_path / "figures").iterdir()}
+    for name in ("corpus_composition", "warmup_alignment", "elbow", "clusters"):
+        assert {f"{name}.png", f"{name}.pdf"} <= figures
+    retrieval = (results / "warmup_retrieval.csv").read_text().splitlines()
+    assert retrieval[0].startswith("model,held_out_pairs") and len(retrieval) == 3
+    summary = (results / "clustering_summary.csv").read_text()
+    assert "warm-up tuned" in summary and "untuned (no warm-up)" in summary
+    for slug in ("tuned", "untuned"):
+        assert (tmp_path / "data" / f"clusters_{slug}.npz").is_file()
 
 
 def test_failing_notebook_stops_the_run_and_shows_the_error(tmp_path):

@@ -55,7 +55,10 @@ def test_retrieval_metrics_worked_example():
     qas = np.array([[1.0, 0, 0], [0, 0.2, 1.0], [1.0, 0.1, 0]])
     metrics = retrieval_metrics(docs, ["a", "b", "c"], qas, ["a", "b", "c"], ks=(1, 2))
     # ranks: a→1, b→2 (c scores higher), c→3
-    assert metrics == pytest.approx({"recall@1": 1 / 3, "recall@2": 2 / 3, "mrr": (1 + 1 / 2 + 1 / 3) / 3})
+    ranked = {k: metrics[k] for k in ("recall@1", "recall@2", "mrr")}
+    assert ranked == pytest.approx({"recall@1": 1 / 3, "recall@2": 2 / 3, "mrr": (1 + 1 / 2 + 1 / 3) / 3})
+    # own cosines 1, 0.2, 0 (unnormalised here); margins 1-0=1, 0.2-1=-0.8, 0-1=-1
+    assert metrics["own_cosine"] == pytest.approx(0.4) and metrics["margin"] == pytest.approx(-0.8 / 3)
 
 
 def test_finetuning_a_tiny_embedder_improves_retrieval(tmp_path):
