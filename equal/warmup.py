@@ -16,6 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+#: Bump when the training procedure changes, so cached tuned models are retrained.
+TRAINING_VERSION = 2
+
 
 @dataclass(frozen=True)
 class WarmupConfig:
@@ -80,7 +83,9 @@ def finetune_embedder(model, anchors: list[str], positives: list[str], config: W
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
     from sentence_transformers.sentence_transformer.training_args import BatchSamplers
     from sentence_transformers.util import mine_hard_negatives
+    from transformers import set_seed
 
+    set_seed(config.seed)  # negative sampling and training draw from Python, NumPy and torch RNGs
     pairs = Dataset.from_dict({"anchor": anchors, "positive": positives})
     if config.num_negatives > 0 and len(set(positives)) > config.range_min + config.num_negatives:
         pairs = mine_hard_negatives(
@@ -165,7 +170,9 @@ def run_warmup(
         return retrieval_metrics(docs_v, doc_ids, qa_v, [p["doc_id"] for p in held])
 
     before = evaluate(model, identity)
-    key = hashlib.sha256(json.dumps([identity, train, asdict(config)], sort_keys=True).encode()).hexdigest()[:16]
+    key = hashlib.sha256(
+        json.dumps([TRAINING_VERSION, identity, train, asdict(config)], sort_keys=True).encode()
+    ).hexdigest()[:16]
     key_file = out_dir / "key.json"
     if key_file.is_file() and json.loads(key_file.read_text()).get("key") == key:
         tuned = SentenceTransformer(str(out_dir), device="cpu")

@@ -7,6 +7,7 @@ from equal.warmup import WarmupConfig, finetune_embedder, retrieval_metrics, spl
 
 
 def tiny_embedder(tmp_path):
+    import torch
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer import modules as models
     from transformers import BertConfig, BertModel, BertTokenizerFast
@@ -23,6 +24,7 @@ def tiny_embedder(tmp_path):
         max_position_embeddings=128,
     )
     folder = tmp_path / "tiny-bert"
+    torch.manual_seed(0)
     BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     word = models.Transformer(str(folder), max_seq_length=64)
@@ -77,3 +79,14 @@ def test_finetuning_a_tiny_embedder_improves_retrieval(tmp_path):
     after = metrics()
     assert after["mrr"] > before["mrr"] + 0.1, (before, after)
     assert (tmp_path / "tuned" / "modules.json").is_file()
+
+
+def test_finetuning_is_reproducible_with_a_seed(tmp_path):
+    docs, qas = synthetic_aligned_set(n=24, seed=1)
+    config = WarmupConfig(epochs=2, learning_rate=5e-4, batch_size=8, num_negatives=2, range_min=1, range_max=10)
+    vectors = []
+    for run in range(2):
+        model = tiny_embedder(tmp_path / f"run{run}")
+        finetune_embedder(model, docs, qas, config, tmp_path / f"tuned{run}")
+        vectors.append(model.encode(docs[:5]))
+    assert np.allclose(vectors[0], vectors[1], atol=1e-6)
