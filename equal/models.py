@@ -234,9 +234,7 @@ def build_tiny_embedder(out_dir: Path | None = None, seed: int = 0) -> Path:
     BertModel(config).save_pretrained(staging / "bert")
     tokenizer.save_pretrained(staging / "bert")
     word = modules.Transformer(str(staging / "bert"), max_seq_length=128)
-    model = SentenceTransformer(
-        modules=[word, modules.Pooling(word.get_word_embedding_dimension(), "mean")], device="cpu"
-    )
+    model = SentenceTransformer(modules=[word, modules.Pooling(word.get_embedding_dimension(), "mean")], device="cpu")
     model.save_pretrained(str(staging / "model"))
     shutil.rmtree(out_dir, ignore_errors=True)
     (staging / "model").replace(out_dir)

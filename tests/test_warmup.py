@@ -7,30 +7,12 @@ from equal.warmup import WarmupConfig, finetune_embedder, retrieval_metrics, spl
 
 
 def tiny_embedder(tmp_path):
-    import torch
+    """The smoke profile's random 1-layer BERT embedder (seeded), built into ``tmp_path``."""
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer import modules as models
-    from transformers import BertConfig, BertModel, BertTokenizerFast
 
-    from equal.embedding import embedder_path
+    from equal.models import build_tiny_embedder
 
-    tokenizer = BertTokenizerFast.from_pretrained(embedder_path("all-MiniLM-L6-v2"))
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
-    folder = tmp_path / "tiny-bert"
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    word = models.Transformer(str(folder), max_seq_length=64)
-    return SentenceTransformer(
-        modules=[word, models.Pooling(word.get_word_embedding_dimension(), "mean")], device="cpu"
-    )
+    return SentenceTransformer(str(build_tiny_embedder(tmp_path / "tiny-bert", seed=0)), device="cpu")
 
 
 def synthetic_aligned_set(n=40, seed=0):
@@ -74,7 +56,7 @@ def test_finetuning_a_tiny_embedder_improves_retrieval(tmp_path):
         return retrieval_metrics(d, ids, q, ids)
 
     before = metrics()
-    config = WarmupConfig(epochs=8, learning_rate=5e-4, batch_size=8, num_negatives=2, range_min=1, range_max=10)
+    config = WarmupConfig(epochs=10, learning_rate=2e-3, batch_size=8, num_negatives=2, range_min=1, range_max=10)
     finetune_embedder(model, docs, qas, config, tmp_path / "tuned")
     after = metrics()
     assert after["mrr"] > before["mrr"] + 0.1, (before, after)
