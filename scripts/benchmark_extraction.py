@@ -15,6 +15,7 @@ import json
 import random
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from equal.data.corpus import CorpusConfig, prepare_data
@@ -109,7 +110,7 @@ def main() -> None:
         args.out,
         {
             "rows": rows,
-            "config": vars(config) if hasattr(config, "__dict__") else {},
+            "config": asdict(config),
             **sidecar(
                 {"docs": args.docs, "seed": args.seed, "max_pairs": args.max_pairs, "max_tokens": args.max_tokens}
             ),

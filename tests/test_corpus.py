@@ -48,6 +48,18 @@ def test_second_run_is_cached_and_identical(tmp_path, raw_dir):
     assert set(other_seed.corpus()["id"]) != set(first_corpus["id"])
 
 
+def user_only_config(raw_dir, out_dir, corpus, **spec) -> CorpusConfig:
+    """Only the given user JSONL corpus, every document kept."""
+    return CorpusConfig(
+        raw_dir=raw_dir,
+        out_dir=out_dir,
+        sources=[],
+        max_documents=None,
+        progress=False,
+        user_corpus=[{"path": str(corpus), "name": "web", **spec}],
+    )
+
+
 def test_decontamination_removes_planted_test_question(tmp_path, raw_dir, manifest):
     import json
 
@@ -61,14 +73,7 @@ def test_decontamination_removes_planted_test_question(tmp_path, raw_dir, manife
         + json.dumps({"id": "clean", "text": "A page about the history of the printing press in Europe. " * 4})
         + "\n"
     )
-    config = CorpusConfig(
-        raw_dir=raw_dir,
-        out_dir=tmp_path / "out",
-        sources=[],
-        max_documents=None,
-        progress=False,
-        user_corpus=[{"path": str(planted), "name": "web", "domain": "math"}],
-    )
+    config = user_only_config(raw_dir, tmp_path / "out", planted, domain="math")
     prepared = prepare_data(config)
     assert prepared.corpus()["locator"].tolist() == ["id=clean"]
     dropped = read_jsonl(prepared.file("contaminated_units.jsonl"))
@@ -80,14 +85,7 @@ def test_editing_a_user_corpus_invalidates_the_cache(tmp_path, raw_dir):
 
     docs = tmp_path / "docs.jsonl"
     docs.write_text(json.dumps({"text": "First version of a document about integer division. " * 3}) + "\n")
-    config = CorpusConfig(
-        raw_dir=raw_dir,
-        out_dir=tmp_path / "out",
-        sources=[],
-        max_documents=None,
-        progress=False,
-        user_corpus=[{"path": str(docs), "name": "web"}],
-    )
+    config = user_only_config(raw_dir, tmp_path / "out", docs)
     assert "First version" in prepare_data(config).corpus()["text"][0]
     docs.write_text(json.dumps({"text": "Second version of a document about integer division. " * 3}) + "\n")
     again = prepare_data(config)

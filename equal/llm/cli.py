@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict
 from pathlib import Path
 
 from equal.data.reading import ReadContext, iter_jsonl, require_str
@@ -123,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
             "report": report.as_dict(),
             "backend": backend.model_id,
             "prompt_version": PROMPT_VERSION,
-            "config": vars(config) if hasattr(config, "__dict__") else str(config),
+            "config": asdict(config),
         },
     )
     print(

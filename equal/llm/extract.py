@@ -205,8 +205,9 @@ class QAExtractor:
         results: list[DocumentResult] = []
         start = time.perf_counter()
         bar = tqdm(total=len(docs), desc=f"extract [{method}]", unit="doc", disable=not progress)
-        n_before = len(ledger.records) if ledger is not None else 0
+        run_tokens = 0  # tokens of new (uncached) calls in this run, for the tokens/s display
         for offset in range(0, len(docs), size):
+            seen = len(ledger.records) if ledger is not None else 0
             batch = self.extract_batch(docs[offset : offset + size], method, ledger)
             results.extend(batch)
             for result in batch:
@@ -215,14 +216,15 @@ class QAExtractor:
                 report.pairs += len(result.pairs)
                 report.new_calls += result.calls - result.cached_calls
                 report.cached_calls += result.cached_calls
-            if ledger is not None:
-                fresh = [r for r in ledger.records[n_before:] if not r.cached]
-                report.new_tokens = sum(r.prompt_tokens + r.completion_tokens for r in fresh)
+            if ledger is not None:  # only this batch's records: no rescanning of the whole ledger
+                fresh = sum(r.prompt_tokens + r.completion_tokens for r in ledger.records[seen:] if not r.cached)
+                report.new_tokens += fresh
+                run_tokens += fresh
             elapsed = time.perf_counter() - start
             bar.update(len(batch))
             bar.set_postfix(
                 ok=report.outcomes["ok"] + report.outcomes["repaired"],
-                new_tok_s=f"{report.new_tokens / max(elapsed, 1e-9):.0f}",
+                new_tok_s=f"{run_tokens / max(elapsed, 1e-9):.0f}",
             )
         bar.close()
         report.wall_s += time.perf_counter() - start

@@ -198,8 +198,9 @@ class LlamaCppBatchBackend:
         shared = min(len(p) for p in prompts) - 1  # every sequence keeps at least one token of its own
         for prompt in prompts[1:]:
             shared = min(shared, _common_prefix(prompts[0], prompt))
-        if self._prefix:
-            shared = min(shared, max(_common_prefix(self._prefix, prompts[0]), 0) if len(prompts) == 1 else shared)
+        if self._prefix and len(prompts) == 1:
+            # A lone prompt shares nothing with itself: keep only what it shares with the cached prefix.
+            shared = min(shared, _common_prefix(self._prefix, prompts[0]))
         keep = _common_prefix(self._prefix, prompts[0][:shared])
         self._ctx.kv_cache_seq_rm(self._prefix_seq, keep, -1)
         new = prompts[0][keep:shared]
