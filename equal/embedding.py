@@ -71,3 +71,51 @@ def embed_texts(
     with atomic_open(path, "wb") as handle:
         np.save(handle, vectors)
     return vectors
+
+
+class EmbeddingStore:
+    """Embeddings of individual texts (QA pairs) by one model, cached per text on disk.
+
+    The bandit embeds a few new QA pairs at every pull; caching per text (not per list, as
+    :func:`embed_texts` does) lets every method, seed and re-run reuse them. New vectors are
+    written (atomically) after each call that had to compute any.
+    """
+
+    def __init__(self, model, identity: str, cache: Path | None = None, batch_size: int = 64) -> None:
+        self.model = model
+        self.identity = identity
+        self.batch_size = batch_size
+        key = hashlib.sha256(identity.encode("utf-8")).hexdigest()[:16]
+        self.path = (cache or cache_dir() / "embeddings") / f"store-{key}.npz"
+        self._index: dict[str, int] = {}
+        self._vectors = np.zeros((0, 0), dtype=np.float32)
+        if self.path.is_file():
+            with np.load(self.path) as saved:
+                self._vectors = saved["vectors"]
+                self._index = {k: i for i, k in enumerate(saved["keys"].tolist())}
+
+    @staticmethod
+    def _key(text: str) -> str:
+        return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+    def get(self, texts: list[str], progress: bool = False) -> np.ndarray:
+        """Normalised float32 embeddings of ``texts`` (rows in the same order)."""
+        keys = [self._key(t) for t in texts]
+        missing = list(dict.fromkeys(k for k in keys if k not in self._index))
+        if missing:
+            by_key = dict(zip(keys, texts, strict=True))
+            fresh = self.model.encode(
+                [by_key[k] for k in missing],
+                batch_size=self.batch_size,
+                show_progress_bar=progress,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+            ).astype(np.float32)
+            start = len(self._index)
+            self._vectors = fresh if start == 0 else np.vstack([self._vectors, fresh])
+            self._index.update({k: start + i for i, k in enumerate(missing)})
+            with atomic_open(self.path, "wb") as handle:
+                np.savez(handle, keys=np.array(list(self._index)), vectors=self._vectors)
+        if not texts:
+            return np.zeros((0, self._vectors.shape[1] if self._vectors.size else 0), dtype=np.float32)
+        return self._vectors[[self._index[k] for k in keys]]

@@ -112,11 +112,13 @@ def alignment_figure(coords: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def elbow_figure(curve: pd.DataFrame, chosen_k: int) -> plt.Figure:
-    """k-means inertia against k, with the chosen k marked."""
+def elbow_figure(curve: pd.DataFrame, chosen_k: int, knee: int | None = None) -> plt.Figure:
+    """k-means inertia against k, with the chosen k (and the elbow, when they differ) marked."""
     apply_style()
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(curve["k"], curve["inertia"], marker="o")
+    if knee is not None and knee != chosen_k:
+        ax.axvline(knee, color="#7F7F7F", linestyle=":", label=f"elbow k = {knee}")
     ax.axvline(chosen_k, color="#D62728", linestyle="--", label=f"chosen k = {chosen_k}")
     ax.set(xlabel="number of clusters k", ylabel="inertia (sum of squared distances)", title="Elbow of k-means")
     ax.legend()
@@ -144,5 +146,128 @@ def clusters_figure(tables: dict[str, pd.DataFrame]) -> plt.Figure:
         axes[row, 1].legend(loc="upper left", fontsize=8)
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in DOMAIN_COLORS.values()]
     axes[0, 0].legend(handles, list(DOMAIN_COLORS), title="majority domain", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+#: One colour per selection method (the paper's names), used by every figure that compares methods.
+METHOD_ORDER = [
+    "EQUAL", "EQUAL (authors' code)", "EQUAL w/o warm-up", "EQUAL w/o MAB", "EQUAL w/o exploration",
+    "Thompson sampling", "ε-greedy", "Uniform", "Perplexity-MAB", "Random", "All", "Avg-sim",
+]  # fmt: skip
+METHOD_COLORS = dict(zip(METHOD_ORDER, sns.color_palette("tab20", len(METHOD_ORDER)).as_hex(), strict=True))
+METHOD_COLORS["EQUAL"] = "#D62728"
+
+
+def _method_color(name: str) -> str:
+    return METHOD_COLORS.get(name, "#8C8C8C")
+
+
+def bandit_curves(curves: pd.DataFrame, title: str) -> plt.Figure:
+    """Observed reward per round (mean over seeds) and cumulative regret per pull, one line per method.
+
+    ``curves``: method, seed, pull, round, reward (observed; NaN for rewards on another scale) and
+    regret (cumulative, against the cluster oracle).
+    """
+    apply_style()
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
+    for method, group in curves.groupby("method", sort=False):
+        color = _method_color(method)
+        by_round = group.groupby(["seed", "round"])["reward"].mean().groupby("round").mean()
+        if by_round.notna().any():
+            smooth = by_round.rolling(3, min_periods=1).mean()
+            axes[0].plot(
+                smooth.index, smooth.values, label=method, color=color, linewidth=2 if method == "EQUAL" else 1.2
+            )
+        regret = group.groupby("pull")["regret"].agg(["mean", "std"]).fillna(0.0)
+        axes[1].plot(regret.index, regret["mean"], label=method, color=color, linewidth=2 if method == "EQUAL" else 1.2)
+        axes[1].fill_between(regret.index, regret["mean"] - regret["std"], regret["mean"] + regret["std"],
+                             color=color, alpha=0.12, linewidth=0)  # fmt: skip
+    axes[0].set(
+        title="reward of the pulled clusters (3-round mean)",
+        xlabel="round",
+        ylabel="OT reward (higher = closer to D_r)",
+    )
+    axes[1].set(title="cumulative regret against the cluster oracle", xlabel="pull", ylabel="regret (OT reward units)")
+    axes[1].legend(fontsize=7, ncol=2, loc="upper left")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def pull_heatmap(pulls: pd.DataFrame, oracle: np.ndarray, cluster_domains: list[str], title: str) -> plt.Figure:
+    """Documents extracted per cluster (rows, best oracle value on top) and round (columns)."""
+    apply_style()
+    n_rounds = int(pulls["round"].max()) + 1 if len(pulls) else 1
+    grid = np.zeros((len(oracle), n_rounds))
+    for row in pulls.itertuples(index=False):
+        grid[row.arm, row.round] += row.docs
+    order = np.argsort(-oracle, kind="stable")
+    fig, ax = plt.subplots(figsize=(min(14, 4 + n_rounds * 0.12), 0.28 * len(oracle) + 1.6))
+    image = ax.imshow(grid[order], aspect="auto", cmap="Reds", interpolation="nearest")
+    ax.set_yticks(range(len(order)))
+    ax.set_yticklabels([f"c{c} · {cluster_domains[c]} · {oracle[c]:.2f}" for c in order], fontsize=7)
+    for tick, c in zip(ax.get_yticklabels(), order, strict=True):
+        tick.set_color(DOMAIN_COLORS.get(cluster_domains[c], DOMAIN_COLORS["unknown"]))
+    ax.set(xlabel="round", ylabel="cluster · majority domain · oracle reward", title=title)
+    fig.colorbar(image, ax=ax, label="documents extracted", fraction=0.03)
+    fig.tight_layout()
+    return fig
+
+
+def cost_quality(
+    table: pd.DataFrame,
+    metric: str = "ot_heldout",
+    ylabel: str = "OT distance to held-out target items (lower is better)",
+) -> plt.Figure:
+    """Quality signal against documents extracted, one panel per target, every method and γ.
+
+    ``table``: method, target, gamma, documents_extracted, ``<metric>_mean``, ``<metric>_std``.
+    """
+    apply_style()
+    targets = list(dict.fromkeys(table["target"]))
+    fig, axes = plt.subplots(1, len(targets), figsize=(6.5 * len(targets), 4.6), squeeze=False)
+    markers = {g: m for g, m in zip(sorted(table["gamma"].unique()), "os^Dv", strict=False)}
+    for ax, target in zip(axes[0], targets, strict=True):
+        part = table[table["target"] == target]
+        for row in part.itertuples(index=False):
+            ax.errorbar(
+                row.documents_extracted,
+                getattr(row, f"{metric}_mean"),
+                yerr=getattr(row, f"{metric}_std"),
+                marker=markers[row.gamma],
+                color=_method_color(row.method),
+                markersize=7 if row.method == "EQUAL" else 5,
+                linestyle="none",
+                capsize=2,
+            )
+        ax.set_xscale("log")
+        ax.set(title=f"target: {target}", xlabel="documents extracted (log scale, warm-up included)", ylabel=ylabel)
+    handles = [
+        plt.Line2D([], [], color=_method_color(m), marker="o", linestyle="none") for m in dict.fromkeys(table["method"])
+    ]
+    handles += [plt.Line2D([], [], color="#444444", marker=mk, linestyle="none") for mk in markers.values()]
+    labels = list(dict.fromkeys(table["method"])) + [f"γ = {g * 100:g}%" for g in markers]
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def budget_by_domain(shares: pd.DataFrame, title: str) -> plt.Figure:
+    """Share of each method's extracted documents by domain (stacked bars).
+
+    ``shares``: method, domain, share (rows summing to 1 per method).
+    """
+    apply_style()
+    wide = shares.pivot_table(index="method", columns="domain", values="share", fill_value=0.0, sort=False)
+    wide = wide[[d for d in DOMAIN_COLORS if d in wide.columns]]
+    fig, ax = plt.subplots(figsize=(8, 0.42 * len(wide) + 1.4))
+    left = np.zeros(len(wide))
+    for domain in wide.columns:
+        ax.barh(wide.index, wide[domain], left=left, color=DOMAIN_COLORS[domain], label=domain)
+        left += wide[domain].to_numpy()
+    ax.invert_yaxis()
+    ax.set(xlim=(0, 1), xlabel="share of the documents extracted", title=title)
+    ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     return fig

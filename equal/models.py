@@ -240,3 +240,13 @@ def build_tiny_embedder(out_dir: Path | None = None, seed: int = 0) -> Path:
     (staging / "model").replace(out_dir)
     shutil.rmtree(staging, ignore_errors=True)
     return out_dir
+
+
+def causal_lm_dir(name: str) -> Path:
+    """A transformers folder for a causal LM named in a profile: a packaged GGUF (dequantised once),
+    the tiny random test model, or any local folder / hub name (returned as given)."""
+    if name == TINY_CHAT_MODEL:
+        return build_tiny_chat_model()
+    if name in PACKAGED_MODELS:
+        return dequantized_model_dir(name)
+    return Path(name)

@@ -28,10 +28,17 @@ PROFILES = ("smoke", "default", "full", "paper")
 
 
 def deep_merge(base: dict, override: dict) -> dict:
-    """Return ``base`` updated recursively by ``override`` (neither argument is modified)."""
+    """Return ``base`` updated recursively by ``override`` (neither argument is modified).
+
+    A mapping that names another ``kind`` than the one it overrides (an LLM backend, a policy)
+    replaces it whole: parameters of different kinds do not mix.
+    """
     merged = copy.deepcopy(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+        other_kind = (
+            isinstance(value, dict) and "kind" in value and value.get("kind") != (merged.get(key) or {}).get("kind")
+        )
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and not other_kind:
             merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = copy.deepcopy(value)

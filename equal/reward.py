@@ -9,6 +9,8 @@ between the uniform empirical distributions of the two embedding sets is compute
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import ot
 
@@ -51,3 +53,60 @@ def reward_from_distance(distance: float, convention: str = "one_minus", offset:
     if convention == "negative":
         return -distance
     raise ConfigError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    """How a set of QA embeddings is turned into a reward (every choice the paper leaves open)."""
+
+    metric: str = "cosine"  # paper: 1 − cosine; authors' code: Euclidean
+    solver: str = "emd"  # exact; "sinkhorn" for the entropic approximation
+    reg: float = 0.05  # Sinkhorn regularisation
+    convention: str = "one_minus"  # reward = 1 − W − offset; "negative": −W
+    offset: float = 0.0  # authors' code: 0.12
+    empty_distance: float = 1.0  # a cluster whose pulls gave no QA pair counts as this far from D_r
+
+    def __post_init__(self) -> None:
+        for name, value, allowed in (
+            ("metric", self.metric, METRICS),
+            ("solver", self.solver, SOLVERS),
+            ("convention", self.convention, CONVENTIONS),
+        ):
+            if value not in allowed:
+                raise ConfigError(f"reward {name} must be one of {allowed}, got {value!r}")
+
+
+class OTReward:
+    """Per-arm OT reward against a fixed reference set, with the cost rows of each arm cached.
+
+    ``reward(arm, new, cumulative=True)`` scores everything extracted from ``arm`` so far (the
+    paper); ``cumulative=False`` scores only the new embeddings of this pull (the authors' code).
+    Cost rows (item × reference) are computed once per item, so a cumulative reward costs one
+    OT solve on cached costs, not a new cost matrix over the arm's whole history.
+    """
+
+    def __init__(self, reference: np.ndarray, config: RewardConfig | None = None) -> None:
+        if len(reference) == 0:
+            raise ValueError("the reference set D_r is empty")
+        self.reference = np.asarray(reference, dtype=np.float64)
+        self.config = config or RewardConfig()
+        self._rows: dict[int, list[np.ndarray]] = {}
+        self._b = np.full(len(self.reference), 1.0 / len(self.reference))
+
+    def distance_from_costs(self, costs: np.ndarray) -> float:
+        """OT distance of uniform weights over the rows of a (items × reference) cost matrix."""
+        if len(costs) == 0:
+            return self.config.empty_distance
+        a = np.full(len(costs), 1.0 / len(costs))
+        if self.config.solver == "emd":
+            return float(ot.emd2(a, self._b, costs))
+        return float(ot.sinkhorn2(a, self._b, costs, self.config.reg))
+
+    def __call__(self, arm: int, new: np.ndarray, cumulative: bool = True) -> float:
+        """The reward of ``arm`` after a pull that produced the embeddings ``new`` (possibly none)."""
+        rows = cost_matrix(new, self.reference, self.config.metric) if len(new) else np.empty((0, len(self._b)))
+        if cumulative:
+            self._rows.setdefault(arm, []).append(rows)
+            rows = np.vstack(self._rows[arm])
+        distance = self.distance_from_costs(rows)
+        return reward_from_distance(distance, self.config.convention, self.config.offset)

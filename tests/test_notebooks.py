@@ -3,8 +3,10 @@
 import json
 
 import nbformat
+import pandas as pd
 import pytest
 
+from equal.methods import METHODS
 from equal.pipeline import NotebookFailed, numbered_notebooks, run_profile
 
 
@@ -19,9 +21,13 @@ def test_every_notebook_has_a_parameters_cell():
 def test_notebooks_run_in_smoke_profile(tmp_path):
     overrides = {"data_dir": str(tmp_path / "data"), "figures_dir": str(tmp_path / "figures")}
     info = run_profile(
-        "smoke", only=["01", "02", "03"], overrides=overrides, results_override=tmp_path / "results", log_output=False
+        "smoke",
+        only=["01", "02", "03", "04"],
+        overrides=overrides,
+        results_override=tmp_path / "results",
+        log_output=False,
     )
-    for name in ("01_data_prep", "02_contrastive_training", "03_clustering"):
+    for name in ("01_data_prep", "02_contrastive_training", "03_clustering", "04_bandit_extraction"):
         assert info["notebooks"][name]["status"] == "ok" and info["notebooks"][name]["wall_time_s"] > 0
     results = tmp_path / "results"
     run_info = json.loads((results / "run_info.json").read_text())
@@ -30,9 +36,18 @@ def test_notebooks_run_in_smoke_profile(tmp_path):
     assert (results / "notebooks" / "01_data_prep.ipynb").is_file()
     stats = (results / "corpus_stats.csv").read_text()
     assert "(all)" in stats and "contaminated" in stats
-    assert json.loads((results / "corpus_stats.meta.json").read_text())["parameters"]["max_documents"] == 300
+    assert json.loads((results / "corpus_stats.meta.json").read_text())["parameters"]["max_documents"] == 200
     figures = {p.name for p in (tmp_path / "figures").iterdir()}
-    for name in ("corpus_composition", "warmup_alignment", "elbow", "clusters"):
+    for name in (
+        "corpus_composition",
+        "warmup_alignment",
+        "elbow",
+        "clusters",
+        "bandit_curves",
+        "bandit_pulls",
+        "selection_cost_quality",
+        "selection_domains",
+    ):
         assert {f"{name}.png", f"{name}.pdf"} <= figures
     retrieval = (results / "warmup_retrieval.csv").read_text().splitlines()
     assert retrieval[0].startswith("model,held_out_pairs") and len(retrieval) == 3
@@ -40,6 +55,15 @@ def test_notebooks_run_in_smoke_profile(tmp_path):
     assert "warm-up tuned" in summary and "untuned (no warm-up)" in summary
     for slug in ("tuned", "untuned"):
         assert (tmp_path / "data" / f"clusters_{slug}.npz").is_file()
+    table = pd.read_csv(results / "selection_table.csv")
+    assert list(table["method"]) == list(METHODS)  # every method, in the paper's order, for the one target and γ
+    assert (table.loc[table["method"] != "All", "seeds"] == 2).all()
+    runs = pd.read_csv(results / "selection_runs.csv")
+    bandit = runs[runs["method"] == "EQUAL"]
+    assert (bandit["loop_documents"] == 40).all() and (bandit["warmup_documents"] == 20).all()
+    assert runs["ot_heldout"].notna().all() and (runs["ot_heldout"] > 0).all()
+    curves = pd.read_csv(results / "selection_curves.csv")
+    assert (curves.groupby(["method", "seed"])["regret"].diff().dropna() >= -1e-9).all()  # regret never decreases
 
 
 def test_failing_notebook_stops_the_run_and_shows_the_error(tmp_path):

@@ -35,3 +35,12 @@ def test_deep_merge_does_not_mutate():
     base = {"a": {"b": 1, "c": 2}}
     assert deep_merge(base, {"a": {"b": 3}}) == {"a": {"b": 3, "c": 2}}
     assert base == {"a": {"b": 1, "c": 2}}
+
+
+def test_a_backend_of_another_kind_replaces_the_inherited_one():
+    from equal.llm.backends import make_backend
+
+    paper = notebook_parameters(load_profile("paper"), "04_bandit_extraction")["llm"]
+    assert paper["kind"] == "openai" and "n_parallel" not in paper and "n_ctx" not in paper
+    backend = make_backend(paper)  # builds (no call is made until a request)
+    assert backend.model_id == "openai:Qwen/Qwen2.5-72B-Instruct"

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from equal.errors import ConfigError
-from equal.reward import cost_matrix, ot_distance, reward_from_distance
+from equal.reward import OTReward, RewardConfig, cost_matrix, ot_distance, reward_from_distance
 
 
 def cloud(centre, n, seed, spread=0.05):
@@ -43,3 +43,41 @@ def test_bad_options_and_empty_sets():
         ot_distance(x, x, solver="greenkhorn")
     with pytest.raises(ValueError):
         ot_distance(x[:0], x)
+
+
+def test_cumulative_reward_scores_the_whole_history_and_per_pull_only_the_new_items():
+    reference = cloud([1, 0, 0], 30, 0)
+    near, far = cloud([1, 0.1, 0], 5, 1), cloud([0, 0, 1], 5, 2)
+    cumulative = OTReward(reference)
+    first = cumulative(0, near, True)
+    mixed = cumulative(0, far, True)
+    assert mixed == pytest.approx(reward_from_distance(ot_distance(np.vstack([near, far]), reference)))
+    assert mixed < first
+    per_pull = OTReward(reference)
+    per_pull(0, near, False)
+    assert per_pull(0, far, False) == pytest.approx(reward_from_distance(ot_distance(far, reference)))
+    empty = OTReward(reference, RewardConfig(empty_distance=1.0))(3, np.empty((0, 3)), True)
+    assert empty == pytest.approx(0.0)
+    with pytest.raises(ConfigError, match="metric"):
+        RewardConfig(metric="manhattan")
+
+
+def test_real_math_questions_score_higher_than_code_against_a_gsm8k_reference(manifest, raw_dir):
+    """With the real embedder: a set drawn like D_r (other GSM8K problems) beats MBPP problems."""
+    from equal.data.reading import ReadContext
+    from equal.data.targets import load_targets
+    from equal.embedding import load_embedder
+    from equal.warmup import qa_text
+
+    targets = load_targets(manifest, raw_dir, ReadContext())
+    model = load_embedder()
+
+    def embed(items):
+        texts = [qa_text({"question": i["question"], "answer": i["solution"]}) for i in items]
+        return model.encode(texts, normalize_embeddings=True)
+
+    reference = embed(targets["gsm8k_train"][:40])
+    reward = OTReward(reference)
+    math_reward = reward(0, embed(targets["gsm8k_train"][100:120]), True)
+    code_reward = reward(1, embed(targets["mbpp_train"][:20]), True)
+    assert math_reward > code_reward + 0.1

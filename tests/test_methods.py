@@ -1,0 +1,123 @@
+"""Every selection method through the real extraction engine (SmolLM2 GGUF in llama.cpp) on real task text."""
+
+import json
+
+import numpy as np
+import pytest
+
+from equal.data.reading import ReadContext
+from equal.data.targets import load_targets
+from equal.embedding import EmbeddingStore, load_embedder
+from equal.io import read_jsonl
+from equal.llm.backends import make_backend
+from equal.llm.cache import CallCache
+from equal.llm.extract import ExtractionConfig, QAExtractor, pairs_records
+from equal.llm.ledger import CostLedger
+from equal.methods import METHODS, SelectionSetup
+from equal.models import TINY_EMBEDDER
+
+
+@pytest.fixture(scope="module")
+def world(manifest, raw_dir, tmp_path_factory):
+    """24 real documents (GSM8K and MBPP problems with solutions) in 4 clusters, a real warm-up of 4."""
+    targets = load_targets(manifest, raw_dir, ReadContext())
+    math_items, code_items = targets["gsm8k_train"][:12], targets["mbpp_train"][:12]
+    corpus = [{"id": i["id"], "domain": domain, "source": i["task"], "title": "",
+               "text": f"{i['question']}\n\nSolution: {i['solution']}"}
+              for items, domain in ((math_items, "math"), (code_items, "code")) for i in items]  # fmt: skip
+    labels = np.array([0, 1] * 6 + [2, 3] * 6)
+    distances = np.full((4, 4), 2.0) - 2.0 * np.eye(4)
+    distances[0, 1] = distances[1, 0] = 0.1
+    root = tmp_path_factory.mktemp("methods")
+    backend = make_backend({"kind": "llama_cpp", "model": "smollm2-135m-instruct", "n_parallel": 4, "n_ctx": 1024})
+    cache = root / "calls.sqlite"
+    extractor = QAExtractor(backend, CallCache(cache), ExtractionConfig(max_pairs=1, max_tokens=48))
+    warm_ledger = CostLedger(root / "warmup.jsonl")
+    warm_docs = [corpus[0], corpus[13]]
+    warm_pairs = pairs_records(
+        extractor.extract(warm_docs, "EQUAL (warm-up)", warm_ledger, progress=False), warm_docs, "w"
+    )
+    store = EmbeddingStore(load_embedder(TINY_EMBEDDER), "tiny", cache=root / "emb")
+    policies = {
+        "EQUAL": {"name": "ucb"},
+        "EQUAL w/o warm-up": {"name": "ucb"},
+        "EQUAL (authors' code)": {"name": "ucb", "alpha": 0.001, "count_offset": 1, "reward_mode": "per_pull",
+                                  "share_threshold": 0.2},
+        "Uniform": {"name": "round_robin"},
+    }  # fmt: skip
+
+    def setup(out: str) -> SelectionSetup:
+        return SelectionSetup(
+            corpus=corpus, labels={"tuned": labels, "untuned": labels},
+            distances={"tuned": distances, "untuned": distances},
+            stores={"tuned": store, "untuned": store}, references={"math": targets["gsm8k_train"][100:110]},
+            extractor=extractor, policies=policies, out_dir=root / out, warmup_pairs=warm_pairs,
+            warmup_ledger=[json.loads(line) for line in (root / "warmup.jsonl").read_text().splitlines()],
+            docs_per_pull=1, arms_per_round=2, progress=False,
+        )  # fmt: skip
+
+    return {"setup": setup, "cache": cache, "corpus": corpus, "extractor": extractor, "warm": warm_docs}
+
+
+def cached_calls(path) -> int:
+    import sqlite3
+
+    with sqlite3.connect(path) as connection:
+        return connection.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+
+
+def test_budgets_warm_up_charges_and_outputs(world):
+    setup = world["setup"]("budgets")
+    warm_ids = {d["id"] for d in world["warm"]}
+    equal = setup.run("EQUAL", "math", 0.25, 0)
+    assert setup.budget(0.25) == 6
+    s = equal.summary
+    assert s["loop_documents"] == 6 and s["warmup_documents"] == 2 and s["documents_extracted"] == 8
+    assert not warm_ids & {p["doc_id"] for p in equal.pairs if p["round"] >= 0}  # warm-up docs never re-drawn
+    ledger = read_jsonl(equal.folder / "ledger.jsonl")
+    assert {r["doc_id"] for r in ledger if r["stage"].startswith("warmup")} == warm_ids
+    assert len(equal.pulls) == 6 and (equal.folder / "rounds.jsonl").is_file()
+    assert all(p["method"] == "EQUAL" for p in equal.pairs)
+    alone = setup.run("EQUAL w/o warm-up", "math", 0.25, 0).summary
+    assert alone["warmup_documents"] == 0 and alone["documents_extracted"] == 6
+    random = setup.run("Random", "math", 0.25, 1).summary
+    assert random["documents_extracted"] == 6 and random["warmup_documents"] == 0
+    everything = setup.run("All", "math", 0.25, 0).summary
+    assert everything["documents_extracted"] == 24
+    avg = setup.run("Avg-sim", "math", 0.25, 0)
+    assert avg.summary["pairs"] == min(s["pairs"], everything["pairs"])
+    assert avg.summary["llm_calls"] == everything["llm_calls"] and avg.summary["new_llm_calls"] == 0
+    uniform = setup.run("Uniform", "math", 0.25, 0)
+    assert sorted(uniform.pulls["arm"].value_counts().tolist()) == [1, 1, 2, 2]
+    assert setup.run("Uniform", "math", 0.25, 0).summary == uniform.summary  # read back, not re-run
+    assert set(METHODS) >= {"EQUAL", "Random", "All", "Uniform", "Avg-sim", "Perplexity-MAB"}
+
+
+def test_an_interrupted_method_resumes_without_repeating_calls_and_matches_a_straight_run(world, monkeypatch):
+    extractor = world["extractor"]
+    original = extractor.extract
+    state = {"batches": 0}
+
+    def dies_on_the_fourth_round(docs, *args, **kwargs):
+        state["batches"] += 1
+        if state["batches"] == 4:
+            raise KeyboardInterrupt("killed")
+        return original(docs, *args, **kwargs)
+
+    interrupted = world["setup"]("resume")
+    monkeypatch.setattr(extractor, "extract", dies_on_the_fourth_round)
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.run("EQUAL (authors' code)", "math", 0.5, 3)
+    monkeypatch.setattr(extractor, "extract", original)
+    folder = interrupted.folder("EQUAL (authors' code)", "math", 0.5, 3)
+    assert not (folder / "summary.json").exists()
+    assert len((folder / "rounds.jsonl").read_text().splitlines()) == 1 + 3
+    before = cached_calls(world["cache"])
+    resumed = world["setup"]("resume").run("EQUAL (authors' code)", "math", 0.5, 3)
+    assert resumed.summary["resumed_rounds"] == 3
+    assert resumed.summary["new_llm_calls"] == cached_calls(world["cache"]) - before  # only the unfinished rounds
+    straight = world["setup"]("straight").run("EQUAL (authors' code)", "math", 0.5, 3)
+    assert straight.summary["new_llm_calls"] == 0
+    assert straight.pairs == resumed.pairs
+    assert straight.pulls.equals(resumed.pulls)
+    assert resumed.summary["loop_documents"] == 12
