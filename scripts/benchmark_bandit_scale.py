@@ -21,6 +21,7 @@ everything goes to ``results/benchmarks/bandit_scale.json``.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import resource
 import time
@@ -167,10 +168,10 @@ def main() -> None:
             "machine": {
                 "platform": platform.platform(),
                 "processor": platform.processor(),
-                "cpus": __import__("os").cpu_count(),
+                "cpus": os.cpu_count(),
             },
             "versions": package_versions(("numpy", "pot", "scipy")),
-        },  # fmt: skip
+        },
     )
     print(f"written to {args.out}")
 
