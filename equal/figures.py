@@ -156,7 +156,7 @@ METHOD_ORDER = [
     "Thompson sampling", "ε-greedy", "Uniform", "Perplexity-MAB", "Random", "All", "Avg-sim",
 ]  # fmt: skip
 METHOD_COLORS = dict(zip(METHOD_ORDER, sns.color_palette("tab20", len(METHOD_ORDER)).as_hex(), strict=True))
-METHOD_COLORS["EQUAL"] = "#D62728"
+METHOD_COLORS["ε-greedy"], METHOD_COLORS["EQUAL"] = METHOD_COLORS["EQUAL"], "#D62728"  # EQUAL alone in red
 
 
 def _method_color(name: str) -> str:
