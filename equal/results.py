@@ -9,7 +9,6 @@ import pandas as pd
 from equal.io import write_json_atomic, write_text_atomic
 from equal.provenance import sidecar
 
-
 MARKDOWN_MAX_ROWS = 500  # longer tables (per-pull curves, coordinates) get a head in Markdown; the CSV is whole
 
 
