@@ -11,7 +11,7 @@ def test_all_profiles_load_and_inherit():
         assert profile["common"]["seed"] == 0
     smoke = notebook_parameters(load_profile("smoke"), "01_data_prep")
     default = notebook_parameters(load_profile("default"), "01_data_prep")
-    assert smoke["profile"] == "smoke" and smoke["max_documents"] == 300
+    assert smoke["profile"] == "smoke" and smoke["max_documents"] == 200
     assert default["max_documents"] >= 2000
     assert smoke["decontam_ngram"] == default["decontam_ngram"]  # inherited
     assert notebook_parameters(load_profile("full"), "01_data_prep")["max_documents"] is None
