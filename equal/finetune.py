@@ -1,0 +1,113 @@
+"""Supervised fine-tuning of a causal LM on an extracted QA set, with transformers' Trainer.
+
+Each pair becomes a chat (user: question, assistant: answer) in the model's own template; the loss
+covers the assistant's tokens only. Training checkpoints land in ``<out_dir>/checkpoints`` and an
+interrupted run resumes from the last one; the final model is saved in ``<out_dir>/model``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from equal.io import write_json_atomic
+
+IGNORE_INDEX = -100  # label of prompt and padding tokens: no loss
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """The training regime (the same for every method within a profile)."""
+
+    epochs: float = 2.0  # paper: 2 (full fine-tuning)
+    max_steps: int = -1  # > 0 overrides epochs
+    batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 1e-5  # paper: 1e-5
+    lr_scheduler_type: str = "cosine"  # paper: cosine
+    max_length: int = 512
+    save_steps: int = 50
+    seed: int = 0
+
+
+def _ids(encoded) -> list[int]:
+    # transformers 5 returns a BatchEncoding from apply_chat_template(tokenize=True); 4.x a list
+    return list(encoded["input_ids"] if hasattr(encoded, "keys") else encoded)
+
+
+def chat_example(tokenizer, question: str, answer: str, max_length: int) -> dict[str, list[int]]:
+    """Token ids of one chat-formatted pair, with labels only on the assistant's answer."""
+    user = [{"role": "user", "content": question}]
+    prompt = _ids(tokenizer.apply_chat_template(user, add_generation_prompt=True, tokenize=True))
+    full = _ids(tokenizer.apply_chat_template([*user, {"role": "assistant", "content": answer}], tokenize=True))
+    if full[: len(prompt)] != prompt:
+        raise ValueError("the chat template does not render the prompt as a prefix of the conversation")
+    labels = [IGNORE_INDEX] * len(prompt) + full[len(prompt) :]
+    return {"input_ids": full[:max_length], "labels": labels[:max_length]}
+
+
+class PadCollator:
+    """Right-pads a batch: input ids with the pad token, labels with IGNORE_INDEX."""
+
+    def __init__(self, pad_id: int) -> None:
+        self.pad_id = pad_id
+
+    def __call__(self, batch: list[dict]) -> dict:
+        import torch
+
+        width = max(len(b["input_ids"]) for b in batch)
+
+        def pad(values: list[int], fill: int) -> list[int]:
+            return values + [fill] * (width - len(values))
+
+        return {
+            "input_ids": torch.tensor([pad(b["input_ids"], self.pad_id) for b in batch]),
+            "labels": torch.tensor([pad(b["labels"], IGNORE_INDEX) for b in batch]),
+            "attention_mask": torch.tensor([pad([1] * len(b["input_ids"]), 0) for b in batch]),
+        }
+
+
+def finetune(
+    model_dir: str | Path, pairs: list[dict], out_dir: str | Path, config: FinetuneConfig, progress: bool = True
+) -> list[dict]:
+    """Fine-tune the model in ``model_dir`` on ``pairs`` (question/answer dicts); return the loss log."""
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments, set_seed
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if not pairs:
+        raise ValueError("no QA pairs to fine-tune on")
+    set_seed(config.seed)
+    out_dir = Path(out_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    examples = [chat_example(tokenizer, p["question"], p["answer"], config.max_length) for p in pairs]
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    checkpoints = out_dir / "checkpoints"
+    args = TrainingArguments(
+        output_dir=str(checkpoints),
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler_type,
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=1,
+        seed=config.seed,
+        data_seed=config.seed,
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=not progress,
+    )
+    trainer = Trainer(
+        model=model, args=args, train_dataset=Dataset.from_list(examples), data_collator=PadCollator(pad_id)
+    )
+    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    trainer.train(resume_from_checkpoint=last)
+    trainer.save_model(str(out_dir / "model"))
+    tokenizer.save_pretrained(out_dir / "model")
+    write_json_atomic(out_dir / "finetune_config.json", asdict(config))
+    return [row for row in trainer.state.log_history if "loss" in row]

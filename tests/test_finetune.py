@@ -1,0 +1,33 @@
+from equal.finetune import IGNORE_INDEX, FinetuneConfig, chat_example, finetune
+from equal.models import build_tiny_chat_model
+
+
+def test_labels_cover_only_the_answer():
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(build_tiny_chat_model())
+    example = chat_example(tokenizer, "What is 2 + 2?", "4", max_length=512)
+    answer = [t for t, label in zip(example["input_ids"], example["labels"], strict=True) if label != IGNORE_INDEX]
+    assert tokenizer.decode(answer).startswith("4")
+    assert example["labels"][0] == IGNORE_INDEX and len(example["labels"]) == len(example["input_ids"])
+
+
+def test_a_tiny_model_trains_and_its_loss_drops(tmp_path):
+    pairs = [{"question": f"What is {i} + {i}?", "answer": f"{i} + {i} = {2 * i}."} for i in range(16)]
+    config = FinetuneConfig(max_steps=30, batch_size=8, learning_rate=3e-3, lr_scheduler_type="constant", seed=0)
+    losses = [row["loss"] for row in finetune(build_tiny_chat_model(), pairs, tmp_path, config, progress=False)]
+    assert len(losses) == 30
+    assert sum(losses[-5:]) < 0.7 * sum(losses[:5])  # from ln(vocab) ≈ 10.8 to about 5.5
+    assert (tmp_path / "model" / "config.json").is_file()
+
+
+def test_an_interrupted_training_resumes_from_its_checkpoint(tmp_path):
+    pairs = [{"question": f"Name {i}?", "answer": f"It is {i}."} for i in range(12)]
+    base = {"batch_size": 4, "learning_rate": 1e-3, "lr_scheduler_type": "constant", "save_steps": 3, "seed": 1}
+    straight = finetune(build_tiny_chat_model(), pairs, tmp_path / "a", FinetuneConfig(max_steps=9, **base), False)
+    first = finetune(build_tiny_chat_model(), pairs, tmp_path / "b", FinetuneConfig(max_steps=6, **base), False)
+    assert (tmp_path / "b" / "checkpoints" / "checkpoint-6").is_dir()
+    resumed = finetune(build_tiny_chat_model(), pairs, tmp_path / "b", FinetuneConfig(max_steps=9, **base), False)
+    assert [r["step"] for r in resumed] == list(range(1, 10))
+    assert [r["loss"] for r in resumed[:6]] == [r["loss"] for r in first]  # steps 1-6 were not trained again
+    assert [round(r["loss"], 3) for r in resumed] == [round(r["loss"], 3) for r in straight]
