@@ -78,15 +78,19 @@ class EmbeddingStore:
 
     The bandit embeds a few new QA pairs at every pull; caching per text (not per list, as
     :func:`embed_texts` does) lets every method, seed and re-run reuse them. New vectors are
-    written (atomically) after each call that had to compute any.
+    written (atomically) once `save_every` of them have accumulated, and by :meth:`save` (after each run).
     """
 
-    def __init__(self, model, identity: str, cache: Path | None = None, batch_size: int = 64) -> None:
+    def __init__(
+        self, model, identity: str, cache: Path | None = None, batch_size: int = 64, save_every: int = 1024
+    ) -> None:
         self.model = model
         self.identity = identity
         self.batch_size = batch_size
         key = hashlib.sha256(identity.encode("utf-8")).hexdigest()[:16]
         self.path = (cache or cache_dir() / "embeddings") / f"store-{key}.npz"
+        self.save_every = save_every
+        self._unsaved = 0
         self._index: dict[str, int] = {}
         self._vectors = np.zeros((0, 0), dtype=np.float32)
         if self.path.is_file():
@@ -114,8 +118,16 @@ class EmbeddingStore:
             start = len(self._index)
             self._vectors = fresh if start == 0 else np.vstack([self._vectors, fresh])
             self._index.update({k: start + i for i, k in enumerate(missing)})
-            with atomic_open(self.path, "wb") as handle:
-                np.savez(handle, keys=np.array(list(self._index)), vectors=self._vectors)
+            self._unsaved += len(missing)
+            if self._unsaved >= self.save_every:  # not at every pull: the whole file is rewritten
+                self.save()
         if not texts:
             return np.zeros((0, self._vectors.shape[1] if self._vectors.size else 0), dtype=np.float32)
         return self._vectors[[self._index[k] for k in keys]]
+
+    def save(self) -> None:
+        """Write the vectors computed since the last save (atomically); a lost save costs only re-embedding."""
+        if self._unsaved:
+            with atomic_open(self.path, "wb") as handle:
+                np.savez(handle, keys=np.array(list(self._index)), vectors=self._vectors)
+            self._unsaved = 0

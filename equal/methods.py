@@ -244,6 +244,9 @@ class SelectionSetup:
         }
         summary["documents_extracted"] = summary["loop_documents"] + summary["warmup_documents"]
         ledger.write_summary(folder / "ledger_summary.json", {"method": method})
+        for cache in (*self.stores.values(), self.perplexity):  # vectors and scores computed by this run
+            if hasattr(cache, "save"):
+                cache.save()
         write_json_atomic(done, summary)
         return MethodRun(method, target, gamma, seed, pairs, summary, pulls, folder)
 

@@ -35,6 +35,8 @@ class PerplexityScorer:
             json.loads(self.cache_path.read_text(encoding="utf-8")) if self.cache_path.is_file() else {}
         )
         self._folder = folder
+        self.save_every = 256  # scores cost forward passes: save more often than embeddings
+        self._unsaved = 0
         self._model = None
         self._tokenizer = None
 
@@ -74,5 +76,13 @@ class PerplexityScorer:
                 batch = missing[start : start + self.batch_size]
                 for text, value in zip(batch, self._score_batch(batch), strict=True):
                     self._scores[self._key(text)] = round(float(value), 6)
-            write_json_atomic(self.cache_path, self._scores)
+            self._unsaved += len(missing)
+            if self._unsaved >= self.save_every:  # not at every pull: the whole file is rewritten
+                self.save()
         return np.array([self._scores[self._key(t)] for t in texts], dtype=np.float64)
+
+    def save(self) -> None:
+        """Write the scores computed since the last save (atomically)."""
+        if self._unsaved:
+            write_json_atomic(self.cache_path, self._scores)
+            self._unsaved = 0
