@@ -48,8 +48,14 @@ def elbow(x: np.ndarray, k_values: list[int], seed: int = 0, algorithm: str = "a
     """The elbow of the inertia curve over ``k_values`` (Kneedle, via ``kneed``) and the curve itself."""
     inertias = [fit_kmeans(x, k, seed, algorithm)[2] for k in k_values]
     curve = pd.DataFrame({"k": k_values, "inertia": inertias})
+    return knee_of(curve), curve
+
+
+def knee_of(curve: pd.DataFrame) -> int:
+    """The elbow (Kneedle) of an inertia curve with columns ``k`` and ``inertia`` (the middle k if none)."""
+    k_values, inertias = curve["k"].tolist(), curve["inertia"].tolist()
     knee = KneeLocator(k_values, inertias, curve="convex", direction="decreasing").knee
-    return int(knee if knee is not None else k_values[len(k_values) // 2]), curve
+    return int(knee if knee is not None else k_values[len(k_values) // 2])
 
 
 def cluster_table(labels: np.ndarray, domains: list[str] | np.ndarray) -> pd.DataFrame:

@@ -271,3 +271,71 @@ def budget_by_domain(shares: pd.DataFrame, title: str) -> plt.Figure:
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+BENCHMARK_TITLES = {"gsm8k": "GSM8K", "math500": "MATH-500", "mbpp": "MBPP", "humaneval": "HumanEval"}
+
+
+def downstream_vs_cost(summary: pd.DataFrame, costs: pd.DataFrame, metrics: tuple[str, ...], ylabel: str) -> plt.Figure:
+    """A downstream metric of the fine-tuned models against extraction cost, one panel per benchmark.
+
+    ``summary``: method, gamma, benchmark, metric, mean, std (``Base`` is drawn as a dashed line);
+    ``costs``: method, gamma, documents_extracted. Every method and γ is a point (error bar: seeds).
+    """
+    apply_style()
+    data = summary[summary["metric"].isin(metrics)].merge(costs[["method", "gamma", "documents_extracted"]],
+                                                      on=["method", "gamma"], how="left")  # fmt: skip
+    benches = [b for b in BENCHMARK_TITLES if b in set(data["benchmark"])]
+    fig, axes = plt.subplots(1, len(benches), figsize=(4.6 * len(benches), 4.2), squeeze=False)
+    gammas = sorted(g for g in data["gamma"].unique() if 0 < g < 1)
+    markers = {g: m for g, m in zip(gammas, "os^Dv", strict=False)} | {1.0: "*"}
+    scale = 1.0 if "bits_per_byte" in metrics else 100.0
+    for ax, bench in zip(axes[0], benches, strict=True):
+        part = data[data["benchmark"] == bench]
+        for row in part.itertuples(index=False):
+            if row.method == "Base":
+                ax.axhline(row.mean * scale, color="#444444", linestyle="--", linewidth=1)
+                continue
+            ax.errorbar(row.documents_extracted, row.mean * scale, yerr=(row.std if row.std == row.std else 0) * scale,
+                        marker=markers.get(row.gamma, "o"), color=_method_color(row.method),
+                        markersize=8 if row.method == "EQUAL" else 5, linestyle="none", capsize=2)  # fmt: skip
+        ax.set_xscale("log")
+        ax.set(title=BENCHMARK_TITLES[bench], xlabel="documents extracted (log)", ylabel=ylabel)
+    methods = [m for m in dict.fromkeys(data["method"]) if m != "Base"]
+    handles = [plt.Line2D([], [], color=_method_color(m), marker="o", linestyle="none") for m in methods]
+    handles += [plt.Line2D([], [], color="#444444", marker=markers[g], linestyle="none") for g in gammas]
+    handles += [plt.Line2D([], [], color="#444444", linestyle="--")]
+    labels = methods + [f"γ = {g * 100:g}%" for g in gammas] + ["base model"]
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def ablation_bars(table: pd.DataFrame) -> plt.Figure:
+    """EQUAL and its ablations: bits per byte per benchmark (grouped bars; lower is better)."""
+    apply_style()
+    columns = [c for c in table.columns if c.endswith("bpb ↓") and not c.startswith("mean")]
+    long = table.melt(id_vars="model", value_vars=columns, var_name="benchmark", value_name="bpb")
+    long["benchmark"] = long["benchmark"].str.replace(" bpb ↓", "", regex=False)
+    fig, ax = plt.subplots(figsize=(8.5, 4))
+    palette = {m: _method_color(m.split(" · ")[0]) for m in table["model"]}
+    sns.barplot(data=long, x="benchmark", y="bpb", hue="model", palette=palette, ax=ax)
+    low, high = long["bpb"].min(), long["bpb"].max()
+    ax.set_ylim(low - 0.15 * (high - low + 1e-9), high + 0.1 * (high - low + 1e-9))
+    ax.set(xlabel="", ylabel="bits per byte of gold solutions (lower is better)", title="Ablations")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    return fig
+
+
+def training_losses(losses: pd.DataFrame) -> plt.Figure:
+    """Training loss per step of every fine-tuned model (one line per model, coloured by method)."""
+    apply_style()
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for (model, method), part in losses.groupby(["model", "method"], sort=False):
+        ax.plot(part["step"], part["loss"], color=_method_color(method), alpha=0.8,
+                linewidth=2 if method == "EQUAL" else 1, label=model)  # fmt: skip
+    ax.set(xlabel="step", ylabel="training loss (answer tokens)", title="Fine-tuning")
+    ax.legend(fontsize=6, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    return fig

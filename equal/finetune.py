@@ -7,6 +7,7 @@ interrupted run resumes from the last one; the final model is saved in ``<out_di
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -26,8 +27,18 @@ class FinetuneConfig:
     learning_rate: float = 1e-5  # paper: 1e-5
     lr_scheduler_type: str = "cosine"  # paper: cosine
     max_length: int = 512
+    warmup_steps: float = 0  # steps, or a fraction of all steps when < 1
     save_steps: int = 50
     seed: int = 0
+    bf16: bool = False  # mixed precision (CPU autocast): ~1.6x faster on CPUs with AVX-512 BF16
+    method: str = "full"  # full | lora (paper: both; LoRA adapters are merged into the saved model)
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    save_dtype: str = "float32"  # float32 | bfloat16 (halves the disk of every saved model)
+    use_cpu: bool = True  # False on a GPU box
+    keep_checkpoints: bool = True  # False: delete <out>/checkpoints once the final model is saved
 
 
 def _ids(encoded) -> list[int]:
@@ -67,22 +78,47 @@ class PadCollator:
         }
 
 
+def _with_lora(model, config: FinetuneConfig):
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=list(config.lora_target_modules),
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, lora)
+
+
 def finetune(
     model_dir: str | Path, pairs: list[dict], out_dir: str | Path, config: FinetuneConfig, progress: bool = True
 ) -> list[dict]:
-    """Fine-tune the model in ``model_dir`` on ``pairs`` (question/answer dicts); return the loss log."""
+    """Fine-tune the model in ``model_dir`` on ``pairs`` (question/answer dicts); return the loss log.
+
+    Writes ``<out_dir>/model`` (LoRA adapters merged in) and ``<out_dir>/train_info.json`` (losses,
+    tokens seen, the Trainer's FLOP estimate, wall time, the configuration).
+    """
+    import time
+
+    import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments, set_seed
     from transformers.trainer_utils import get_last_checkpoint
 
     if not pairs:
         raise ValueError("no QA pairs to fine-tune on")
+    if config.method not in ("full", "lora"):
+        raise ValueError(f"fine-tuning method {config.method!r}: expected 'full' or 'lora'")
+    started = time.perf_counter()
     set_seed(config.seed)
     out_dir = Path(out_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     examples = [chat_example(tokenizer, p["question"], p["answer"], config.max_length) for p in pairs]
     model = AutoModelForCausalLM.from_pretrained(model_dir)
+    if config.method == "lora":
+        model = _with_lora(model, config)
     checkpoints = out_dir / "checkpoints"
     args = TrainingArguments(
         output_dir=str(checkpoints),
@@ -92,6 +128,10 @@ def finetune(
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         learning_rate=config.learning_rate,
         lr_scheduler_type=config.lr_scheduler_type,
+        warmup_steps=config.warmup_steps,
+        bf16=config.bf16,
+        include_num_input_tokens_seen=True,
+        train_sampling_strategy="group_by_length",  # similar lengths per batch: about half the padded tokens
         logging_steps=1,
         save_strategy="steps",
         save_steps=config.save_steps,
@@ -99,7 +139,7 @@ def finetune(
         seed=config.seed,
         data_seed=config.seed,
         report_to=[],
-        use_cpu=True,
+        use_cpu=config.use_cpu,
         disable_tqdm=not progress,
     )
     trainer = Trainer(
@@ -107,7 +147,25 @@ def finetune(
     )
     last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
     trainer.train(resume_from_checkpoint=last)
-    trainer.save_model(str(out_dir / "model"))
+    final = trainer.model.merge_and_unload() if config.method == "lora" else trainer.model
+    final = final.to(getattr(torch, config.save_dtype))
+    final.save_pretrained(out_dir / "model")
     tokenizer.save_pretrained(out_dir / "model")
+    losses = [row for row in trainer.state.log_history if "loss" in row]
     write_json_atomic(out_dir / "finetune_config.json", asdict(config))
-    return [row for row in trainer.state.log_history if "loss" in row]
+    write_json_atomic(
+        out_dir / "train_info.json",
+        {
+            "config": asdict(config),
+            "examples": len(examples),
+            "steps": trainer.state.global_step,
+            "tokens_seen": int(trainer.state.num_input_tokens_seen),
+            "train_flops": float(trainer.state.total_flos),
+            "wall_s": round(time.perf_counter() - started, 1),
+            "resumed_from": Path(last).name if last else None,
+            "losses": [{"step": r["step"], "loss": r["loss"]} for r in losses],
+        },
+    )
+    if not config.keep_checkpoints:
+        shutil.rmtree(checkpoints, ignore_errors=True)
+    return losses

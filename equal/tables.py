@@ -1,0 +1,103 @@
+"""The paper's tables from per-model evaluation rows: main results, costs, ablations.
+
+Input is the long table notebook 06 writes (``eval_runs.csv``: one row per model × task with
+method, γ, seed, benchmark, metric, value, items) and the fine-tuning/cost rows of notebook 05.
+Means and standard deviations are over selection seeds; a row's ``n`` says how many.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from equal.evaluation import BENCHMARK_LABELS
+from equal.methods import ABLATIONS, gamma_label
+
+BASE = "Base"
+METRIC_LABELS = {"bits_per_byte": "bpb ↓", "exact_match": "EM", "pass@1": "pass@1"}
+
+
+def row_label(method: str, gamma: float) -> str:
+    """``"EQUAL · 5%"``; Base and All carry no budget."""
+    return method if method in (BASE, "All") else f"{method} · {gamma_label(gamma)}"
+
+
+def summarize(long: pd.DataFrame) -> pd.DataFrame:
+    """Mean, std and number of seeds per method, γ, benchmark and metric (the numeric main table)."""
+    grouped = long.groupby(["method", "gamma", "benchmark", "metric"], sort=False)
+    summary = grouped["value"].agg(["mean", "std", "count"]).reset_index()
+    summary["items"] = grouped["items"].first().to_numpy()
+    return summary.rename(columns={"count": "n_seeds"})
+
+
+def _cell(mean: float, std: float, n: int, metric: str) -> str:
+    scale, digits = (1.0, 3) if metric == "bits_per_byte" else (100.0, 1)
+    text = f"{mean * scale:.{digits}f}"
+    return text + (f" ± {std * scale:.{digits}f}" if n > 1 and pd.notna(std) else "")
+
+
+def main_table(summary: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
+    """Methods × tasks (the paper's table 1): ``mean ± std`` over seeds; bpb ×1, accuracies in %."""
+    order = {m: i for i, m in enumerate([BASE, *methods])}
+    rows = []
+    for (method, gamma), part in summary.groupby(["method", "gamma"], sort=False):
+        row = {"model": row_label(method, gamma), "seeds": int(part["n_seeds"].max())}
+        for bench in BENCHMARK_LABELS:
+            for metric in ("bits_per_byte", "exact_match", "pass@1"):
+                hit = part[(part["benchmark"] == bench) & (part["metric"] == metric)]
+                if len(hit):
+                    r = hit.iloc[0]
+                    label = f"{BENCHMARK_LABELS[bench]} {METRIC_LABELS[metric]} (n={int(r['items'])})"
+                    row[label] = _cell(r["mean"], r["std"], int(r["n_seeds"]), metric)
+        group = 0 if method == BASE else 1 if method == "All" else 2
+        rows.append(((group, gamma, order.get(method, 99)), row))
+    rows.sort(key=lambda item: item[0])
+    return pd.DataFrame([row for _, row in rows])
+
+
+def ablation_table(summary: pd.DataFrame, gamma: float) -> pd.DataFrame:
+    """EQUAL against its ablations at one γ: bits per byte per benchmark and the change from EQUAL."""
+    bpb = summary[(summary["metric"] == "bits_per_byte") & (summary["gamma"] == gamma)]
+    wide = bpb.pivot_table(index="method", columns="benchmark", values="mean")
+    names = [m for m in ("EQUAL", *ABLATIONS) if m in wide.index]
+    rows = []
+    for name in names:
+        row = {"model": row_label(name, gamma)}
+        for bench in wide.columns:
+            row[f"{BENCHMARK_LABELS[bench]} bpb ↓"] = round(float(wide.loc[name, bench]), 4)
+        row["mean bpb ↓"] = round(float(wide.loc[name].mean()), 4)
+        row["Δ vs EQUAL"] = (
+            round(float(wide.loc[name].mean() - wide.loc["EQUAL"].mean()), 4) if "EQUAL" in wide.index else None
+        )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def cost_table(runs: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
+    """Extraction and training cost of every trained set (mean over seeds), and its ratio to All.
+
+    ``runs`` has one row per fine-tuned model with the columns of
+    :func:`equal.experiments.extraction_cost` plus ``train_flops``.
+    """
+    columns = ["documents_extracted", "llm_calls", "tokens", "extractor_flops", "reference_flops", "train_flops"]
+    table = runs.groupby(["method", "gamma"], sort=False)[columns].mean().reset_index()
+    table["total_flops_72b"] = table["reference_flops"] + table["train_flops"]
+    everything = table[table["method"] == "All"]
+    reference = float(everything["total_flops_72b"].iloc[0]) if len(everything) else None
+    table["ratio_to_all"] = table["total_flops_72b"] / reference if reference else float("nan")
+    order = {m: i for i, m in enumerate(methods)}
+    table = table.sort_values(["gamma", "method"], key=lambda col: col.map(order) if col.name == "method" else col)
+    table.insert(0, "model", [row_label(m, g) for m, g in zip(table["method"], table["gamma"], strict=True)])
+    return table.reset_index(drop=True)
+
+
+def format_cost_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Readable units: thousands of tokens, PFLOPs (10^15), ratio with two decimals."""
+    out = table[["model", "method", "gamma", "documents_extracted", "llm_calls"]].copy()
+    out["documents_extracted"] = out["documents_extracted"].round().astype(int)
+    out["llm_calls"] = out["llm_calls"].round().astype(int)
+    out["tokens (k)"] = (table["tokens"] / 1e3).round(1)
+    out["extraction PFLOPs (ours)"] = (table["extractor_flops"] / 1e15).round(3)
+    out["extraction PFLOPs (72B)"] = (table["reference_flops"] / 1e15).round(2)
+    out["training PFLOPs"] = (table["train_flops"] / 1e15).round(3)
+    out["total / All (72B)"] = table["ratio_to_all"].round(3)
+    return out
