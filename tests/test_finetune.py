@@ -31,3 +31,16 @@ def test_an_interrupted_training_resumes_from_its_checkpoint(tmp_path):
     assert [r["step"] for r in resumed] == list(range(1, 10))
     assert [r["loss"] for r in resumed[:6]] == [r["loss"] for r in first]  # steps 1-6 were not trained again
     assert [round(r["loss"], 3) for r in resumed] == [round(r["loss"], 3) for r in straight]
+
+
+def test_lora_trains_adapters_and_saves_a_merged_model(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    pairs = [{"question": f"What is {i} + {i}?", "answer": f"{i} + {i} = {2 * i}."} for i in range(16)]
+    config = FinetuneConfig(method="lora", lora_r=4, max_steps=20, batch_size=8, learning_rate=1e-2,
+                            lr_scheduler_type="constant", seed=0, keep_checkpoints=False)  # fmt: skip
+    losses = [row["loss"] for row in finetune(build_tiny_chat_model(), pairs, tmp_path, config, progress=False)]
+    assert sum(losses[-5:]) < 0.9 * sum(losses[:5])
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "model")  # a plain model: adapters merged in
+    assert not any("lora" in name for name, _ in merged.named_parameters())
+    assert not (tmp_path / "checkpoints").exists()

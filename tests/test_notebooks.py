@@ -18,17 +18,12 @@ def test_every_notebook_has_a_parameters_cell():
 
 
 @pytest.mark.notebook
-def test_notebooks_run_in_smoke_profile(tmp_path):
+def test_the_whole_pipeline_runs_in_smoke_profile(tmp_path):
     overrides = {"data_dir": str(tmp_path / "data"), "figures_dir": str(tmp_path / "figures")}
-    info = run_profile(
-        "smoke",
-        only=["01", "02", "03", "04"],
-        overrides=overrides,
-        results_override=tmp_path / "results",
-        log_output=False,
-    )
-    for name in ("01_data_prep", "02_contrastive_training", "03_clustering", "04_bandit_extraction"):
-        assert info["notebooks"][name]["status"] == "ok" and info["notebooks"][name]["wall_time_s"] > 0
+    info = run_profile("smoke", overrides=overrides, results_override=tmp_path / "results", log_output=False)
+    assert list(info["notebooks"]) == [nb.stem for nb in numbered_notebooks()] and len(info["notebooks"]) == 7
+    for name, record in info["notebooks"].items():
+        assert record["status"] == "ok" and record["wall_time_s"] > 0, name
     results = tmp_path / "results"
     run_info = json.loads((results / "run_info.json").read_text())
     assert run_info["profile"] == "smoke" and run_info["seed"] == 0
@@ -47,6 +42,10 @@ def test_notebooks_run_in_smoke_profile(tmp_path):
         "bandit_pulls",
         "selection_cost_quality",
         "selection_domains",
+        "finetune_losses",
+        "downstream_bpb_vs_cost",
+        "downstream_accuracy_vs_cost",
+        "ablations",
     ):
         assert {f"{name}.png", f"{name}.pdf"} <= figures
     retrieval = (results / "warmup_retrieval.csv").read_text().splitlines()
@@ -64,6 +63,27 @@ def test_notebooks_run_in_smoke_profile(tmp_path):
     assert runs["ot_heldout"].notna().all() and (runs["ot_heldout"] > 0).all()
     curves = pd.read_csv(results / "selection_curves.csv")
     assert (curves.groupby(["method", "seed"])["regret"].diff().dropna() >= -1e-9).all()  # regret never decreases
+    # 05: every method on seed 0, EQUAL and Random on both seeds, All once; same steps for every model
+    trained = pd.read_csv(results / "finetune_runs.csv")
+    assert len(trained) == len(METHODS) + 2 and (trained["steps"] == 2).all() and (trained["pairs"] > 0).all()
+    assert (trained["method"] == "All").sum() == 1
+    # 06: the base model and every trained model on every task, with the paper's tables
+    evaluated = pd.read_csv(results / "eval_runs.csv")
+    assert set(evaluated["model"]) == {"Base", *trained["model"]}
+    assert (
+        len(evaluated) == (len(trained) + 1) * 8
+        and (evaluated["metric"] == "bits_per_byte").sum() == (len(trained) + 1) * 4
+    )
+    bpb = evaluated[evaluated["metric"] == "bits_per_byte"]["value"]
+    assert (bpb > 0).all() and bpb.nunique() > 1  # real log-likelihoods that differ between models
+    main = pd.read_csv(results / "main_table.csv")
+    assert main["model"].iloc[0] == "Base" and "GSM8K bpb ↓ (n=6)" in main.columns
+    assert set(pd.read_csv(results / "ablation_table.csv")["model"]) == {
+        "EQUAL · 20%", "EQUAL w/o warm-up · 20%", "EQUAL w/o MAB · 20%", "EQUAL w/o exploration · 20%"}  # fmt: skip
+    costs = pd.read_csv(results / "cost_table.csv").set_index("model")
+    assert costs.loc["All", "total / All (72B)"] == 1.0 and costs.loc["EQUAL · 20%", "total / All (72B)"] < 1.0
+    # 07 redrew the figures from results/ only: its executed notebook exists and nothing failed
+    assert (results / "notebooks" / "07_paper_figures.ipynb").is_file()
 
 
 def test_failing_notebook_stops_the_run_and_shows_the_error(tmp_path):

@@ -1,0 +1,50 @@
+"""The fine-tuning plan, the union of a method's QA sets over targets, and what building a set cost."""
+
+import pytest
+
+from equal.errors import ConfigError
+from equal.experiments import TrainingRun, extraction_cost, plan_runs, training_pairs
+from equal.io import write_jsonl_atomic
+
+METHODS = ["EQUAL", "Random", "All"]
+
+
+def test_plan_expands_groups_and_trains_all_once():
+    groups = [{"methods": "all", "gammas": [0.05], "seeds": [0]}, {"methods": ["EQUAL", "Random"], "seeds": "all"}]
+    runs = plan_runs(groups, METHODS, gammas=[0.05, 0.2], seeds=[0, 1])
+    assert runs.count(TrainingRun("All", 1.0, 0)) == 1
+    assert TrainingRun("EQUAL", 0.2, 1) in runs and TrainingRun("Random", 0.05, 1) in runs
+    assert len(runs) == 1 + 2 * 2 * 2  # All + (EQUAL, Random) × 2 γ × 2 seeds
+    with pytest.raises(ConfigError, match="did not run"):
+        plan_runs([{"methods": ["Uniform"]}], METHODS, [0.05], [0])
+    with pytest.raises(ConfigError, match="seed 7"):
+        plan_runs([{"seeds": [7]}], METHODS, [0.05], [0])
+
+
+def _ledger_row(doc, stage, tokens):
+    return {"doc_id": doc, "stage": stage, "prompt_tokens": tokens, "completion_tokens": 10, "n_params": 1000}
+
+
+def test_union_over_targets_counts_shared_documents_once(tmp_path):
+    run = TrainingRun("EQUAL", 0.05, 0)
+    math_dir, code_dir = run.selection_folders(tmp_path, ["math", "code"])
+    shared = {"doc_id": "w1", "pair_index": 0, "question": "Q1", "answer": "A1", "domain": "math"}
+    write_jsonl_atomic(math_dir / "pairs.jsonl", [shared, {**shared, "doc_id": "m1", "question": "Q2"}])
+    write_jsonl_atomic(
+        code_dir / "pairs.jsonl", [shared, {**shared, "doc_id": "c1", "question": "Q3", "domain": "code"}]
+    )
+    warmup = _ledger_row("w1", "warmup-extract", 100)
+    write_jsonl_atomic(math_dir / "ledger.jsonl", [warmup, _ledger_row("m1", "extract", 50)])
+    write_jsonl_atomic(
+        code_dir / "ledger.jsonl", [warmup, _ledger_row("c1", "extract", 70), _ledger_row("m1", "extract", 50)]
+    )
+    assert [p["question"] for p in training_pairs(run, tmp_path, ["math", "code"])] == ["Q1", "Q2", "Q3"]
+    cost = extraction_cost(run, tmp_path, ["math", "code"])
+    assert cost["documents_extracted"] == 3 and cost["llm_calls"] == 3
+    assert cost["tokens"] == 110 + 60 + 80
+    assert cost["extractor_flops"] == 2 * 1000 * 250 and cost["reference_flops"] == pytest.approx(2 * 72.7e9 * 250)
+
+
+def test_a_missing_selection_names_the_file(tmp_path):
+    with pytest.raises(ConfigError, match="run notebook 04 first"):
+        training_pairs(TrainingRun("Random", 0.05, 0), tmp_path, ["math"])

@@ -1,0 +1,44 @@
+"""The paper's tables from per-model evaluation rows."""
+
+import pandas as pd
+
+from equal.tables import ablation_table, cost_table, main_table, summarize
+
+
+def _long():
+    rows = []
+    values = {("Base", 0.0, 0): 1.0, ("EQUAL", 0.05, 0): 0.80, ("EQUAL", 0.05, 1): 0.84, ("Random", 0.05, 0): 0.9,
+              ("EQUAL w/o MAB", 0.05, 0): 0.85, ("All", 1.0, 0): 0.88}  # fmt: skip
+    for (method, gamma, seed), value in values.items():
+        for bench in ("gsm8k", "mbpp"):
+            rows.append({"method": method, "gamma": gamma, "seed": seed, "benchmark": bench,
+                         "metric": "bits_per_byte", "value": value, "items": 200})  # fmt: skip
+            metric = "exact_match" if bench == "gsm8k" else "pass@1"
+            rows.append({"method": method, "gamma": gamma, "seed": seed, "benchmark": bench,
+                         "metric": metric, "value": value / 10, "items": 8})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_main_table_rows_cells_and_item_counts():
+    table = main_table(summarize(_long()), ["EQUAL", "EQUAL w/o MAB", "Random", "All"])
+    assert list(table["model"]) == ["Base", "All", "EQUAL · 5%", "EQUAL w/o MAB · 5%", "Random · 5%"]
+    equal = table.set_index("model").loc["EQUAL · 5%"]
+    assert equal["GSM8K bpb ↓ (n=200)"] == "0.820 ± 0.028" and equal["seeds"] == 2
+    assert equal["GSM8K EM (n=8)"] == "8.2 ± 0.3" and equal["MBPP pass@1 (n=8)"] == "8.2 ± 0.3"
+
+
+def test_ablation_table_differences_from_equal():
+    table = ablation_table(summarize(_long()), 0.05).set_index("model")
+    assert table.loc["EQUAL w/o MAB · 5%", "Δ vs EQUAL"] == round(0.85 - 0.82, 4)
+    assert table.loc["EQUAL · 5%", "Δ vs EQUAL"] == 0
+
+
+def test_cost_table_ratio_to_all():
+    runs = pd.DataFrame([
+        {"method": "EQUAL", "gamma": 0.05, "documents_extracted": 200, "llm_calls": 210, "tokens": 1e5,
+         "extractor_flops": 1.0, "reference_flops": 10.0, "train_flops": 0.0},
+        {"method": "All", "gamma": 1.0, "documents_extracted": 2000, "llm_calls": 2100, "tokens": 1e6,
+         "extractor_flops": 10.0, "reference_flops": 100.0, "train_flops": 0.0},
+    ])  # fmt: skip
+    table = cost_table(runs, ["EQUAL", "All"]).set_index("method")
+    assert table.loc["EQUAL", "ratio_to_all"] == 0.1 and table.loc["All", "ratio_to_all"] == 1.0
