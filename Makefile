@@ -36,13 +36,13 @@ reproduce: $(STAMP)
 	$(PY) -m equal.pipeline --profile $(PROFILE)
 
 test: $(STAMP)
-	$(PY) -m ruff check equal tests scripts
-	$(PY) -m ruff format --check equal tests scripts
+	$(PY) -m ruff check equal tests scripts tasks
+	$(PY) -m ruff format --check equal tests scripts tasks
 	$(PY) -m pytest
 
 lint: $(STAMP)
-	$(PY) -m ruff check equal tests scripts
-	$(PY) -m ruff format --check equal tests scripts
+	$(PY) -m ruff check equal tests scripts tasks
+	$(PY) -m ruff format --check equal tests scripts tasks
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/

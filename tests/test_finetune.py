@@ -34,13 +34,20 @@ def test_an_interrupted_training_resumes_from_its_checkpoint(tmp_path):
 
 
 def test_lora_trains_adapters_and_saves_a_merged_model(tmp_path):
+    import torch
     from transformers import AutoModelForCausalLM
 
     pairs = [{"question": f"What is {i} + {i}?", "answer": f"{i} + {i} = {2 * i}."} for i in range(16)]
-    config = FinetuneConfig(method="lora", lora_r=4, max_steps=20, batch_size=8, learning_rate=1e-2,
+    config = FinetuneConfig(method="lora", lora_r=16, lora_alpha=32, max_steps=30, batch_size=8, learning_rate=2e-2,
                             lr_scheduler_type="constant", seed=0, keep_checkpoints=False)  # fmt: skip
     losses = [row["loss"] for row in finetune(build_tiny_chat_model(), pairs, tmp_path, config, progress=False)]
-    assert sum(losses[-5:]) < 0.9 * sum(losses[:5])
-    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "model")  # a plain model: adapters merged in
-    assert not any("lora" in name for name, _ in merged.named_parameters())
+    # the tiny random model's frozen embeddings keep it near ln(vocab); the adapters still lower the loss
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.05
+    base = AutoModelForCausalLM.from_pretrained(build_tiny_chat_model()).state_dict()
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "model").state_dict()  # a plain model: adapters merged
+    assert set(merged) == set(base)
+    assert not torch.equal(
+        merged["model.layers.0.self_attn.q_proj.weight"], base["model.layers.0.self_attn.q_proj.weight"]
+    )
+    assert torch.equal(merged["model.embed_tokens.weight"], base["model.embed_tokens.weight"])  # not a LoRA target
     assert not (tmp_path / "checkpoints").exists()
