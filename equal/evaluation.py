@@ -36,6 +36,7 @@ BENCHMARKS: dict[str, dict[str, str]] = {
         "metric": "pass@1",
     },
 }
+ROW_FIELDS = ("benchmark", "task", "metric", "value", "items", "model_weights")
 BENCHMARK_LABELS = {"gsm8k": "GSM8K", "math500": "MATH-500", "mbpp": "MBPP", "humaneval": "HumanEval"}
 BENCHMARK_DOMAIN = {"gsm8k": "math", "math500": "math", "mbpp": "code", "humaneval": "code"}
 
@@ -136,7 +137,8 @@ def evaluate_model(
         key = _cache_key(model_id, cfg, n, Path(cfg["dataset_kwargs"]["data_files"]["test"]), config)
         path = Path(cache_dir) / f"{key}.json"
         if path.is_file():
-            rows.append(json.loads(path.read_text())["row"])
+            cached = json.loads(path.read_text())["row"]
+            rows.append({name: cached[name] for name in ROW_FIELDS})  # the column order of a fresh row
         else:
             todo.append((cfg, n, bench, path))
     if todo:
