@@ -27,6 +27,9 @@ from equal.io import read_jsonl, write_json_atomic
 from equal.methods import METHODS, gamma_label, slug
 
 REFERENCE_EXTRACTOR_PARAMS = 72.7e9  # Qwen2.5-72B-Instruct, the paper's extractor
+# A positive control, not a method: the reference sets D_r themselves (task problems with their gold
+# solutions), trained like every set. It shows how far in-domain data moves the metrics.
+REFERENCE_CONTROL = "D_r (control)"
 
 
 @dataclass(frozen=True)
@@ -38,21 +41,30 @@ class TrainingRun:
     seed: int
 
     @property
+    def kind(self) -> str:
+        """The method's kind (``all``, ``bandit``, ...), or ``control`` for the D_r control."""
+        return "control" if self.method == REFERENCE_CONTROL else METHODS[self.method].kind
+
+    @property
     def label(self) -> str:
         """``"EQUAL · 5% · seed 0"`` (All: ``"All · 100%"``)."""
-        if METHODS[self.method].kind == "all":
+        if self.kind == "control":
+            return REFERENCE_CONTROL
+        if self.kind == "all":
             return "All · 100%"
         return f"{self.method} · {gamma_label(self.gamma)} · seed {self.seed}"
 
     def folder(self, root: Path) -> Path:
         """Where its model and training log live under ``root``."""
-        if METHODS[self.method].kind == "all":
-            return Path(root) / "all"
+        if self.kind in ("all", "control"):
+            return Path(root) / self.kind
         return Path(root) / f"gamma{self.gamma * 100:g}" / slug(self.method) / f"seed{self.seed}"
 
     def selection_folders(self, selection_root: Path, targets: list[str]) -> list[Path]:
         """The notebook-04 run folders whose QA sets make up its training set."""
-        if METHODS[self.method].kind == "all":
+        if self.kind == "control":
+            return []
+        if self.kind == "all":
             return [Path(selection_root) / "all"]
         return [
             Path(selection_root) / t / f"gamma{self.gamma * 100:g}" / slug(self.method) / f"seed{self.seed}"
@@ -87,7 +99,19 @@ def plan_runs(groups: list[dict], methods: list[str], gammas: list[float], seeds
 
 
 def training_pairs(run: TrainingRun, selection_root: Path, targets: list[str]) -> list[dict]:
-    """The union of the run's QA sets over targets (a pair from the same document and position once)."""
+    """The union of the run's QA sets over targets (a pair from the same document and position once).
+
+    For the D_r control: the reference sets next to the selection folder (``reference_<target>.jsonl``),
+    each problem with its gold solution.
+    """
+    if run.kind == "control":
+        pairs = []
+        for target in targets:
+            path = Path(selection_root).parent / f"reference_{target}.jsonl"
+            if not path.is_file():
+                raise ConfigError(f"{path}: no reference set for target {target!r} — run notebook 01 first")
+            pairs += [{"question": r["question"], "answer": r["solution"], "domain": target} for r in read_jsonl(path)]
+        return pairs
     pairs, seen = [], set()
     for folder in run.selection_folders(selection_root, targets):
         path = folder / "pairs.jsonl"

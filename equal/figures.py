@@ -293,19 +293,22 @@ def downstream_vs_cost(summary: pd.DataFrame, costs: pd.DataFrame, metrics: tupl
     for ax, bench in zip(axes[0], benches, strict=True):
         part = data[data["benchmark"] == bench]
         for row in part.itertuples(index=False):
-            if row.method == "Base":
-                ax.axhline(row.mean * scale, color="#444444", linestyle="--", linewidth=1)
+            if row.method == "Base" or row.documents_extracted != row.documents_extracted:  # no extraction cost
+                style = "--" if row.method == "Base" else ":"
+                ax.axhline(row.mean * scale, color="#444444", linestyle=style, linewidth=1)
                 continue
             ax.errorbar(row.documents_extracted, row.mean * scale, yerr=(row.std if row.std == row.std else 0) * scale,
                         marker=markers.get(row.gamma, "o"), color=_method_color(row.method),
                         markersize=8 if row.method == "EQUAL" else 5, linestyle="none", capsize=2)  # fmt: skip
         ax.set_xscale("log")
         ax.set(title=BENCHMARK_TITLES[bench], xlabel="documents extracted (log)", ylabel=ylabel)
-    methods = [m for m in dict.fromkeys(data["method"]) if m != "Base"]
+    controls = set(data.loc[data["documents_extracted"].isna(), "method"]) - {"Base"}
+    methods = [m for m in dict.fromkeys(data["method"]) if m != "Base" and m not in controls]
     handles = [plt.Line2D([], [], color=_method_color(m), marker="o", linestyle="none") for m in methods]
     handles += [plt.Line2D([], [], color="#444444", marker=markers[g], linestyle="none") for g in gammas]
     handles += [plt.Line2D([], [], color="#444444", linestyle="--")]
-    labels = methods + [f"γ = {g * 100:g}%" for g in gammas] + ["base model"]
+    handles += [plt.Line2D([], [], color="#444444", linestyle=":") for _ in sorted(controls)]
+    labels = methods + [f"γ = {g * 100:g}%" for g in gammas] + ["base model"] + sorted(controls)
     fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     fig.tight_layout()
     return fig

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 from equal.evaluation import BENCHMARK_LABELS
+from equal.experiments import REFERENCE_CONTROL
 from equal.methods import ABLATIONS, gamma_label
 
 BASE = "Base"
@@ -18,7 +19,7 @@ METRIC_LABELS = {"bits_per_byte": "bpb ↓", "exact_match": "EM", "pass@1": "pas
 
 def row_label(method: str, gamma: float) -> str:
     """``"EQUAL · 5%"``; Base and All carry no budget."""
-    return method if method in (BASE, "All") else f"{method} · {gamma_label(gamma)}"
+    return method if method in (BASE, "All", REFERENCE_CONTROL) else f"{method} · {gamma_label(gamma)}"
 
 
 def summarize(long: pd.DataFrame) -> pd.DataFrame:
@@ -48,7 +49,7 @@ def main_table(summary: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
                     r = hit.iloc[0]
                     label = f"{BENCHMARK_LABELS[bench]} {METRIC_LABELS[metric]} (n={int(r['items'])})"
                     row[label] = _cell(r["mean"], r["std"], int(r["n_seeds"]), metric)
-        group = 0 if method == BASE else 1 if method == "All" else 2
+        group = {BASE: 0, REFERENCE_CONTROL: 1, "All": 2}.get(method, 3)
         rows.append(((group, gamma, order.get(method, 99)), row))
     rows.sort(key=lambda item: item[0])
     return pd.DataFrame([row for _, row in rows])
@@ -79,6 +80,7 @@ def cost_table(runs: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
     :func:`equal.experiments.extraction_cost` plus ``train_flops``.
     """
     columns = ["documents_extracted", "llm_calls", "tokens", "extractor_flops", "reference_flops", "train_flops"]
+    runs = runs[runs["method"] != REFERENCE_CONTROL]  # extracts nothing: not a selection method
     table = runs.groupby(["method", "gamma"], sort=False)[columns].mean().reset_index()
     table["total_flops_72b"] = table["reference_flops"] + table["train_flops"]
     everything = table[table["method"] == "All"]

@@ -63,9 +63,11 @@ def test_the_whole_pipeline_runs_in_smoke_profile(tmp_path):
     assert runs["ot_heldout"].notna().all() and (runs["ot_heldout"] > 0).all()
     curves = pd.read_csv(results / "selection_curves.csv")
     assert (curves.groupby(["method", "seed"])["regret"].diff().dropna() >= -1e-9).all()  # regret never decreases
-    # 05: every method on seed 0, EQUAL and Random on both seeds, All once; same steps for every model
+    # 05: every method on seed 0, EQUAL and Random on both seeds, All once, the D_r control; same steps for all
     trained = pd.read_csv(results / "finetune_runs.csv")
-    assert len(trained) == len(METHODS) + 2 and (trained["steps"] == 2).all() and (trained["pairs"] > 0).all()
+    assert len(trained) == len(METHODS) + 3 and (trained["steps"] == 2).all() and (trained["pairs"] > 0).all()
+    control = trained.set_index("method").loc["D_r (control)"]
+    assert control["pairs"] == 20 and control["documents_extracted"] == 0  # the 20 D_r problems, nothing extracted
     assert (trained["method"] == "All").sum() == 1
     # 06: the base model and every trained model on every task, with the paper's tables
     evaluated = pd.read_csv(results / "eval_runs.csv")
@@ -77,7 +79,7 @@ def test_the_whole_pipeline_runs_in_smoke_profile(tmp_path):
     bpb = evaluated[evaluated["metric"] == "bits_per_byte"]["value"]
     assert (bpb > 0).all() and bpb.nunique() > 1  # real log-likelihoods that differ between models
     main = pd.read_csv(results / "main_table.csv")
-    assert main["model"].iloc[0] == "Base" and "GSM8K bpb ↓ (n=6)" in main.columns
+    assert list(main["model"][:3]) == ["Base", "D_r (control)", "All"] and "GSM8K bpb ↓ (n=6)" in main.columns
     assert set(pd.read_csv(results / "ablation_table.csv")["model"]) == {
         "EQUAL · 20%", "EQUAL w/o warm-up · 20%", "EQUAL w/o MAB · 20%", "EQUAL w/o exploration · 20%"}  # fmt: skip
     costs = pd.read_csv(results / "cost_table.csv").set_index("model")
