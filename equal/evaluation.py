@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from equal.io import read_jsonl, write_json_atomic, write_jsonl_atomic
+from equal.models import file_fingerprint
 from equal.paths import REPO_ROOT
 
 TASKS_DIR = REPO_ROOT / "tasks"
@@ -38,7 +39,6 @@ BENCHMARKS: dict[str, dict[str, str]] = {
 }
 ROW_FIELDS = ("benchmark", "task", "metric", "value", "items", "model_weights")
 BENCHMARK_LABELS = {"gsm8k": "GSM8K", "math500": "MATH-500", "mbpp": "MBPP", "humaneval": "HumanEval"}
-BENCHMARK_DOMAIN = {"gsm8k": "math", "math500": "math", "mbpp": "code", "humaneval": "code"}
 
 
 @dataclass(frozen=True)
@@ -79,8 +79,8 @@ def _yaml(name: str) -> dict:
     return load_yaml(TASKS_DIR / f"{name}.yaml")
 
 
-def task_configs(eval_files: dict[str, Path], config: EvalConfig) -> list[tuple[dict, int]]:
-    """(lm-eval task config, number of items) for every task to run."""
+def task_configs(eval_files: dict[str, Path], config: EvalConfig) -> list[tuple[str, dict, int]]:
+    """(benchmark, lm-eval task config, number of items) for every task to run."""
     specs = []
     for bench, path in eval_files.items():
         n_available = len(read_jsonl(path))
@@ -92,18 +92,8 @@ def task_configs(eval_files: dict[str, Path], config: EvalConfig) -> list[tuple[
             cfg["dataset_kwargs"] = {"data_files": {"test": str(path)}}
             if cfg["output_type"] == "generate_until" and bench in config.max_gen_toks:
                 cfg["generation_kwargs"] = {**cfg["generation_kwargs"], "max_gen_toks": config.max_gen_toks[bench]}
-            specs.append((cfg, n))
+            specs.append((bench, cfg, n))
     return specs
-
-
-def weights_fingerprint(model_dir: Path) -> str:
-    """First 16 hex digits of the sha256 of a model folder's weight files (its identity in the cache)."""
-    digest = hashlib.sha256()
-    for path in sorted(Path(model_dir).glob("*.safetensors")) + sorted(Path(model_dir).glob("*.bin")):
-        with open(path, "rb") as handle:
-            while chunk := handle.read(1 << 22):
-                digest.update(chunk)
-    return digest.hexdigest()[:16]
 
 
 def _cache_key(model_id: str, cfg: dict, n: int, data_file: Path, config: EvalConfig) -> str:
@@ -129,11 +119,11 @@ def evaluate_model(
 ) -> list[dict]:
     """Evaluate one model on every task (cached per task); one row per task with the metric and item count."""
     model_dir = Path(model_dir)
-    model_id = weights_fingerprint(model_dir)
+    # the model's identity in the cache: its weights' bytes
+    model_id = file_fingerprint([*model_dir.glob("*.safetensors"), *model_dir.glob("*.bin")])
     specs = task_configs(eval_files, config)
     rows, todo = [], []
-    for cfg, n in specs:
-        bench = next(b for b, names in BENCHMARKS.items() if cfg["task"] in (names["task"], names["bpb"]))
+    for bench, cfg, n in specs:
         key = _cache_key(model_id, cfg, n, Path(cfg["dataset_kwargs"]["data_files"]["test"]), config)
         path = Path(cache_dir) / f"{key}.json"
         if path.is_file():
@@ -143,7 +133,7 @@ def evaluate_model(
             todo.append((cfg, n, bench, path))
     if todo:
         rows.extend(_run_lm_eval(model_dir, model_id, todo, config))
-    order = {cfg["task"]: i for i, (cfg, _) in enumerate(specs)}
+    order = {cfg["task"]: i for i, (_, cfg, _) in enumerate(specs)}
     return sorted(rows, key=lambda row: order[row["task"]])
 
 

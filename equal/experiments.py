@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from equal.errors import ConfigError
 from equal.finetune import FinetuneConfig, finetune
-from equal.io import read_jsonl, write_json_atomic
+from equal.io import read_jsonl
 from equal.methods import METHODS, gamma_label, slug
 
 REFERENCE_EXTRACTOR_PARAMS = 72.7e9  # Qwen2.5-72B-Instruct, the paper's extractor
@@ -196,7 +196,6 @@ def train_runs(
                 "final_loss": sum(losses[-5:]) / len(losses[-5:]) if losses else None,
                 "wall_s": info["wall_s"],
                 "reused": reuse,
-                "model_dir": str(folder / "model"),
                 "fingerprint": fingerprint,
             }
         )
@@ -215,8 +214,3 @@ def loss_curves(runs: list[TrainingRun], out_root: Path) -> pd.DataFrame:
         frame.insert(3, "seed", run.seed)
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
-
-
-def write_plan(path: Path, runs: list[TrainingRun]) -> None:
-    """The planned runs as JSON (for the evaluation notebook)."""
-    write_json_atomic(path, [asdict(run) for run in runs])

@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from equal.evaluation import BENCHMARK_LABELS
+
 #: One colour per domain, used by every figure.
 DOMAIN_COLORS = {"math": "#4C72B0", "code": "#DD8452", "general": "#55A868", "unknown": "#8C8C8C"}
 
@@ -273,9 +275,6 @@ def budget_by_domain(shares: pd.DataFrame, title: str) -> plt.Figure:
     return fig
 
 
-BENCHMARK_TITLES = {"gsm8k": "GSM8K", "math500": "MATH-500", "mbpp": "MBPP", "humaneval": "HumanEval"}
-
-
 def downstream_vs_cost(summary: pd.DataFrame, costs: pd.DataFrame, metrics: tuple[str, ...], ylabel: str) -> plt.Figure:
     """A downstream metric of the fine-tuned models against extraction cost, one panel per benchmark.
 
@@ -285,7 +284,7 @@ def downstream_vs_cost(summary: pd.DataFrame, costs: pd.DataFrame, metrics: tupl
     apply_style()
     data = summary[summary["metric"].isin(metrics)].merge(costs[["method", "gamma", "documents_extracted"]],
                                                       on=["method", "gamma"], how="left")  # fmt: skip
-    benches = [b for b in BENCHMARK_TITLES if b in set(data["benchmark"])]
+    benches = [b for b in BENCHMARK_LABELS if b in set(data["benchmark"])]
     fig, axes = plt.subplots(1, len(benches), figsize=(4.6 * len(benches), 4.2), squeeze=False)
     gammas = sorted(g for g in data["gamma"].unique() if 0 < g < 1)
     markers = {g: m for g, m in zip(gammas, "os^Dv", strict=False)} | {1.0: "*"}
@@ -301,7 +300,7 @@ def downstream_vs_cost(summary: pd.DataFrame, costs: pd.DataFrame, metrics: tupl
                         marker=markers.get(row.gamma, "o"), color=_method_color(row.method),
                         markersize=8 if row.method == "EQUAL" else 5, linestyle="none", capsize=2)  # fmt: skip
         ax.set_xscale("log")
-        ax.set(title=BENCHMARK_TITLES[bench], xlabel="documents extracted (log)", ylabel=ylabel)
+        ax.set(title=BENCHMARK_LABELS[bench], xlabel="documents extracted (log)", ylabel=ylabel)
     controls = set(data.loc[data["documents_extracted"].isna(), "method"]) - {"Base"}
     methods = [m for m in dict.fromkeys(data["method"]) if m != "Base" and m not in controls]
     handles = [plt.Line2D([], [], color=_method_color(m), marker="o", linestyle="none") for m in methods]

@@ -152,7 +152,6 @@ def finetune(
     final.save_pretrained(out_dir / "model")
     tokenizer.save_pretrained(out_dir / "model")
     losses = [row for row in trainer.state.log_history if "loss" in row]
-    write_json_atomic(out_dir / "finetune_config.json", asdict(config))
     write_json_atomic(
         out_dir / "train_info.json",
         {

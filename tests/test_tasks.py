@@ -36,7 +36,7 @@ def tasks(tmp_path_factory):
     write_jsonl_atomic(files["gsm8k"], [GSM8K])
     write_jsonl_atomic(files["mbpp"], [MBPP])
     config = EvalConfig(benchmarks=("gsm8k", "mbpp"), bpb_items=1, generation_items=1)
-    specs = [cfg for cfg, _ in task_configs(files, config)]
+    specs = [cfg for _, cfg, _ in task_configs(files, config)]
     return TaskManager(include_defaults=False).load_task_or_group(specs)
 
 
