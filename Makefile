@@ -11,6 +11,7 @@ STAMP := $(VENV)/.installed
 
 help:
 	@echo "make reproduce [PROFILE=smoke|default|full|paper]  run the notebooks headlessly, regenerate results/ and paper_figures/"
+	@echo "make reproduce FRESH=1                             extract again instead of reading the shipped LLM answers"
 	@echo "make test                                          unit tests + notebooks in the smoke profile"
 	@echo "make lab                                           open the notebooks in JupyterLab"
 	@echo "make lint                                          ruff"
@@ -32,8 +33,9 @@ $(STAMP): requirements.txt requirements-models.txt pyproject.toml
 
 venv: $(STAMP)
 
+# FRESH=1: ignore the profile's shipped LLM answers and extract again (into <profile>-fresh folders).
 reproduce: $(STAMP)
-	$(PY) -m equal.pipeline --profile $(PROFILE)
+	$(PY) -m equal.pipeline --profile $(PROFILE) $(if $(FRESH),--fresh-extraction)
 
 test: $(STAMP)
 	$(PY) -m ruff check equal tests scripts tasks

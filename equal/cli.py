@@ -3,6 +3,7 @@
 ``equal reproduce --profile default``  run the notebooks (same as ``make reproduce``)
 ``equal prepare-data --out DIR``        prepare a corpus without Jupyter (your own JSONL too)
 ``equal extract --input D --output P``  extract QA pairs from a JSONL of documents with any backend
+``equal export-answers --profile P``    ship the LLM answers a profile's results were computed from
 """
 
 from __future__ import annotations
@@ -38,6 +39,33 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_answers(args: argparse.Namespace) -> int:
+    import re
+
+    from equal.llm.answers import export_answers
+    from equal.llm.prompts import PROMPT_VERSION
+    from equal.paths import REPO_ROOT, llm_cache_path
+    from equal.profiles import PARAMS_DIR, load_profile
+    from equal.weights import resolve_gguf
+
+    profile = load_profile(args.profile)
+    llm = profile["common"]["llm"]
+    model_id = args.model_id or (resolve_gguf(llm["model"])[1] if llm["kind"] == "llama_cpp" else None)
+    if not model_id:
+        raise EqualError(f"--model-id is needed for a {llm['kind']} extractor")
+    out = Path(args.out or REPO_ROOT / "answers" / f"{profile['name']}.jsonl.gz")
+    done = export_answers(llm_cache_path(args.cache), out, model_id, PROMPT_VERSION)
+    relative = out.resolve().relative_to(REPO_ROOT) if out.resolve().is_relative_to(REPO_ROOT) else out
+    line = f"llm_answers: {{file: {relative}, sha256: {done['sha256']}}}"
+    path = PARAMS_DIR / f"{profile['name']}.yaml"
+    text = path.read_text(encoding="utf-8")
+    text, replaced = re.subn(r"(?m)^llm_answers:.*$", line, text)
+    path.write_text(text if replaced else text.rstrip("\n") + "\n" + line + "\n", encoding="utf-8")
+    print(f"{done['answers']:,} answers of {model_id} ({PROMPT_VERSION}) → {out}\nsha256 {done['sha256']} "
+          f"written to {path.name}")  # fmt: skip
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``equal`` console script."""
     parser = argparse.ArgumentParser(
@@ -47,6 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     reproduce = commands.add_parser("reproduce", help="run the numbered notebooks for a profile")
     reproduce.add_argument("--profile", default="default")
     reproduce.add_argument("--only", nargs="*")
+    reproduce.add_argument("--fresh-extraction", action="store_true", help="ignore shipped LLM answers")
+    export = commands.add_parser("export-answers", help="archive a profile's LLM answers for reproducible reruns")
+    export.add_argument("--profile", default="default")
+    export.add_argument("--out", help="archive path (default answers/<profile>.jsonl.gz)")
+    export.add_argument("--cache", help="LLM cache to read (default .cache/llm/calls.sqlite)")
+    export.add_argument("--model-id", help="the extractor's model identity (derived for packaged GGUF models)")
     prep = commands.add_parser("prepare-data", help="verify, parse, dedup and decontaminate a corpus")
     prep.add_argument("--out", required=True, help="output folder")
     prep.add_argument("--raw-data-dir", help="folder with MANIFEST.json and raw/ (default ../shared/data)")
@@ -70,7 +104,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "reproduce":
             from equal.pipeline import main as pipeline_main
 
-            return pipeline_main(["--profile", args.profile, *(["--only", *args.only] if args.only else [])])
+            return pipeline_main(["--profile", args.profile, *(["--only", *args.only] if args.only else []),
+                                  *(["--fresh-extraction"] if args.fresh_extraction else [])])  # fmt: skip
+        if args.command == "export-answers":
+            return _export_answers(args)
         return _prepare(args)
     except EqualError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -15,6 +15,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_RAW_DATA = "EQUAL_RAW_DATA_DIR"
 ENV_DATA = "EQUAL_DATA_DIR"
 ENV_CACHE = "EQUAL_CACHE_DIR"
+ENV_LLM_CACHE = "EQUAL_LLM_CACHE"  # set by the pipeline to a profile's shipped answers (equal.llm.answers)
 
 
 def raw_data_dir(override: str | Path | None = None) -> Path:
@@ -43,6 +44,15 @@ def cache_dir(override: str | Path | None = None) -> Path:
     return (REPO_ROOT / ".cache").resolve()
 
 
+def llm_cache_path(override: str | Path | None = None) -> Path:
+    """The SQLite cache of LLM calls: parameter, $EQUAL_LLM_CACHE, else <cache>/llm/calls.sqlite."""
+    if override:
+        return Path(override).expanduser().resolve()
+    if os.environ.get(ENV_LLM_CACHE):
+        return Path(os.environ[ENV_LLM_CACHE]).expanduser().resolve()
+    return cache_dir() / "llm" / "calls.sqlite"
+
+
 def results_dir(profile: str, override: str | Path | None = None) -> Path:
     """Folder of a profile's tables and run metadata (``results/<profile>``)."""
     return Path(override).expanduser().resolve() if override else REPO_ROOT / "results" / profile
@@ -51,3 +61,12 @@ def results_dir(profile: str, override: str | Path | None = None) -> Path:
 def figures_dir(profile: str, override: str | Path | None = None) -> Path:
     """Folder of a profile's figures (``paper_figures/<profile>``)."""
     return Path(override).expanduser().resolve() if override else REPO_ROOT / "paper_figures" / profile
+
+
+def resource_dir(name: str) -> Path:
+    """``params`` or ``tasks``: the checkout's folder when running from one, else the copy shipped in the
+    package (``equal.resources.<name>``), so a ``pip install`` outside the checkout still finds them."""
+    local = REPO_ROOT / name
+    if local.is_dir():
+        return local
+    return Path(__file__).resolve().parent / "resources" / name

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import time
@@ -20,7 +21,8 @@ from papermill.exceptions import PapermillExecutionError
 
 from equal.errors import EqualError
 from equal.io import write_json_atomic
-from equal.paths import REPO_ROOT, results_dir
+from equal.llm.answers import open_answers
+from equal.paths import ENV_LLM_CACHE, REPO_ROOT, cache_dir, data_dir, figures_dir, results_dir
 from equal.profiles import load_profile, notebook_parameters
 from equal.provenance import environment, git_state, now, package_versions, portable_path
 
@@ -53,17 +55,49 @@ def run_profile(
     results_override: str | Path | None = None,
     notebooks_dir: Path = NOTEBOOKS_DIR,
     log_output: bool = True,
+    fresh_extraction: bool = False,
 ) -> dict:
     """Execute the profile's notebooks in order and return the run record written to run_info.json.
 
     ``only`` restricts the run to notebooks whose stem starts with one of the given prefixes
     (``["01"]``); ``overrides`` are extra parameters for every notebook (tests use them to
-    redirect outputs); ``results_override`` moves ``results/<profile>``.
+    redirect outputs); ``results_override`` moves ``results/<profile>``. A profile that ships its
+    LLM answers (``llm_answers``) is run from them; ``fresh_extraction`` extracts from scratch
+    instead, into ``data/``, ``results/`` and ``paper_figures/<profile>-fresh``.
     """
     profile = load_profile(profile_name)
     overrides = dict(overrides or {})
     if results_override is not None:
         overrides["results_dir"] = str(results_override)
+    if fresh_extraction:
+        for key, folder in (("data_dir", data_dir), ("results_dir", results_dir), ("figures_dir", figures_dir)):
+            overrides.setdefault(key, str(folder(f"{profile['name']}-fresh")))
+    answers = _answers_cache(profile) if not fresh_extraction else None
+    previous_cache = os.environ.get(ENV_LLM_CACHE)
+    if answers is not None:
+        os.environ[ENV_LLM_CACHE] = str(answers)  # every notebook's kernel inherits it
+    try:
+        return _run_notebooks(profile, only, overrides, notebooks_dir, log_output, answers)
+    finally:
+        if answers is not None:
+            if previous_cache is None:
+                os.environ.pop(ENV_LLM_CACHE, None)
+            else:
+                os.environ[ENV_LLM_CACHE] = previous_cache
+
+
+def _answers_cache(profile: dict) -> Path | None:
+    """The verified cache of the profile's shipped LLM answers (None when it ships none)."""
+    spec = profile.get("llm_answers")
+    if not spec:
+        return None
+    archive = Path(spec["file"]) if Path(spec["file"]).is_absolute() else REPO_ROOT / spec["file"]
+    cache = open_answers(archive, spec["sha256"], cache_dir() / "llm")
+    print(f"LLM answers: {portable_path(archive)} (sha256 verified) — FRESH=1 re-extracts instead", flush=True)
+    return cache
+
+
+def _run_notebooks(profile: dict, only, overrides: dict, notebooks_dir: Path, log_output: bool, answers) -> dict:
     out_dir = results_dir(profile["name"], overrides.get("results_dir"))
     (out_dir / "notebooks").mkdir(parents=True, exist_ok=True)
     info_path = out_dir / "run_info.json"
@@ -78,6 +112,7 @@ def run_profile(
             "git": git_state(),
             "environment": environment(),
             "packages": package_versions(),
+            "llm_answers": portable_path(answers) if answers else "extracted in this run (local cache)",
         }
     )
     info.setdefault("notebooks", {})
@@ -113,6 +148,11 @@ def run_profile(
             info["last_run_wall_time_s"] = round(time.perf_counter() - run_started, 1)
             write_json_atomic(info_path, info)
         print(f"✔ {notebook.name} in {record['wall_time_s']:.1f} s", flush=True)
+    complete = len(notebooks) == len(numbered_notebooks(notebooks_dir))
+    if complete and profile["name"] == "default" and out_dir == results_dir("default"):
+        from equal.report.readme import update_readme  # the README's results block follows the results
+
+        update_readme("default")
     return info
 
 
@@ -123,9 +163,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", help="run only notebooks whose name starts with these prefixes")
     parser.add_argument("--results-dir", help="write results here instead of results/<profile>")
     parser.add_argument("--quiet", action="store_true", help="do not stream notebook output")
+    parser.add_argument(
+        "--fresh-extraction",
+        action="store_true",
+        help="ignore the profile's shipped LLM answers: extract again, into <profile>-fresh folders",
+    )
     args = parser.parse_args(argv)
     try:
-        info = run_profile(args.profile, only=args.only, results_override=args.results_dir, log_output=not args.quiet)
+        info = run_profile(args.profile, only=args.only, results_override=args.results_dir, log_output=not args.quiet,
+                           fresh_extraction=args.fresh_extraction)  # fmt: skip
     except EqualError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

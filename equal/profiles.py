@@ -15,16 +15,18 @@ Parameters of a notebook = ``common`` deep-merged with its own section, plus ``p
 from __future__ import annotations
 
 import copy
+from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from equal.errors import ConfigError
-from equal.paths import REPO_ROOT
+from equal.paths import resource_dir
 
-PARAMS_DIR = REPO_ROOT / "params"
+PARAMS_DIR = resource_dir("params")
 PROFILES = ("smoke", "default", "full", "paper")
+T = TypeVar("T")
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -63,7 +65,7 @@ def load_profile(name_or_path: str | Path, params_dir: Path = PARAMS_DIR) -> dic
             layer = yaml.safe_load(handle) or {}
         if not isinstance(layer, dict):
             raise ConfigError(f"{path}: a profile must be a mapping, got {type(layer).__name__}")
-        unknown = set(layer) - {"extends", "common", "notebooks", "description"}
+        unknown = set(layer) - {"extends", "common", "notebooks", "description", "llm_answers"}
         if unknown:
             raise ConfigError(f"{path}: unknown top-level keys {sorted(unknown)}")
         layers.append(layer)
@@ -81,3 +83,11 @@ def notebook_parameters(profile: dict[str, Any], notebook: str) -> dict[str, Any
     params = deep_merge(profile.get("common") or {}, (profile.get("notebooks") or {}).get(notebook) or {})
     params["profile"] = profile["name"]
     return params
+
+
+def from_namespace(cls: type[T], namespace: dict[str, Any], **overrides: Any) -> T:
+    """Build the dataclass ``cls`` from the same-named variables of ``namespace`` (a notebook's
+    ``globals()`` after its parameters cell), then ``overrides``; unnamed fields keep their defaults."""
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    values = {name: namespace[name] for name in names if name in namespace}
+    return cls(**{**values, **overrides})

@@ -8,7 +8,7 @@ documents, OT rewards against a 100-item reference set, policy updates — is al
 The embeddings are synthetic (seeded clusters in 384 dimensions, stored as float16): this measures
 time and memory, not quality. Two implementations run on the same data:
 
-* ``equal``: :func:`equal.selection.run_loop` with :class:`equal.reward.OTReward` (documents grouped
+* ``equal``: :func:`equal.select.loop.run_loop` with :class:`equal.select.reward.OTReward` (documents grouped
   by cluster once; cost rows computed once per item and reused by the cumulative reward);
 * ``straightforward``: the obvious per-pull loop — scan the label array for the cluster's unseen
   documents, rebuild the cost matrix of everything extracted from the cluster, solve exact OT.
@@ -31,10 +31,10 @@ import ot
 
 from equal.io import write_json_atomic
 from equal.paths import REPO_ROOT
-from equal.policies import UCB
 from equal.provenance import package_versions
-from equal.reward import OTReward, RewardConfig, cost_matrix, reward_from_distance
-from equal.selection import LoopConfig, run_loop
+from equal.select.loop import LoopConfig, run_loop
+from equal.select.policies import UCB
+from equal.select.reward import OTReward, RewardConfig, cost_matrix, reward_from_distance
 
 
 def peak_rss_gib() -> float:
@@ -136,7 +136,7 @@ def main() -> None:
     results = {}
     wall, docs = run_equal(labels, embeddings, reference, config)
     results["equal"] = {"wall_s": round(wall, 2), "peak_rss_gib": round(peak_rss_gib(), 2), "documents": len(docs)}
-    print(f"equal.selection.run_loop:   {wall:7.1f} s, peak RSS {peak_rss_gib():.2f} GiB, {len(docs):,} documents")
+    print(f"equal.select.loop.run_loop:   {wall:7.1f} s, peak RSS {peak_rss_gib():.2f} GiB, {len(docs):,} documents")
     if not args.skip_straightforward:
         wall, docs = run_straightforward(labels, embeddings, reference, config)
         results["straightforward"] = {"wall_s": round(wall, 2), "peak_rss_gib": round(peak_rss_gib(), 2),

@@ -24,9 +24,9 @@ from equal.llm.backends import make_backend
 from equal.llm.cache import CallCache
 from equal.llm.extract import ExtractionConfig, ExtractionReport, QAExtractor, pairs_records
 from equal.llm.ledger import CostLedger
-from equal.models import dequantized_model_dir
 from equal.paths import REPO_ROOT, data_dir, raw_data_dir
 from equal.provenance import sidecar
+from equal.weights import dequantized_model_dir
 
 BACKENDS = {
     "batched": {"kind": "llama_cpp", "model": "qwen2.5-coder-0.5b-instruct", "n_parallel": 16, "n_ctx": 2048},

@@ -1,6 +1,6 @@
-"""lm-eval hooks of the EQUAL task YAMLs: thin wrappers over :mod:`equal.scoring` (kept there, tested there)."""
+"""lm-eval hooks of the EQUAL task YAMLs: thin wrappers over :mod:`equal.evaluate.scoring` (tested there)."""
 
-from equal import scoring
+from equal.evaluate import scoring
 
 
 def _response(results) -> str:

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy.linalg import sqrtm
 
-from equal.clustering import ClusterGaussians, cluster_table, elbow, fit_kmeans, gaussian_w2, pairwise_w2
+from equal.embed.clustering import ClusterGaussians, cluster_table, elbow, fit_kmeans, gaussian_w2, pairwise_w2
 
 
 def blobs(seed=0, n=60, centres=((0, 0, 0), (5, 5, 0), (0, 5, 5), (5, 0, 5))):

@@ -2,9 +2,11 @@
 
 import pytest
 
+from equal.artifacts import Artifacts
 from equal.errors import ConfigError
-from equal.experiments import TrainingRun, extraction_cost, plan_runs, training_pairs
-from equal.io import write_jsonl_atomic
+from equal.io import write_json_atomic, write_jsonl_atomic
+from equal.llm.ledger import REFERENCE_PARAMS
+from equal.train.plan import TrainingRun, extraction_cost, plan_runs, training_pairs
 
 METHODS = ["EQUAL", "Random", "All"]
 
@@ -27,7 +29,10 @@ def _ledger_row(doc, stage, tokens):
 
 def test_union_over_targets_counts_shared_documents_once(tmp_path):
     run = TrainingRun("EQUAL", 0.05, 0)
-    math_dir, code_dir = run.selection_folders(tmp_path, ["math", "code"])
+    art = Artifacts("test", tmp_path, tmp_path / "results", tmp_path / "figures")
+    math_dir, code_dir = run.selection_folders(art, ["math", "code"])
+    for folder in (math_dir, code_dir):
+        write_json_atomic(folder / "summary.json", {"method": "EQUAL"})
     shared = {"doc_id": "w1", "pair_index": 0, "question": "Q1", "answer": "A1", "domain": "math"}
     write_jsonl_atomic(math_dir / "pairs.jsonl", [shared, {**shared, "doc_id": "m1", "question": "Q2"}])
     write_jsonl_atomic(
@@ -38,13 +43,30 @@ def test_union_over_targets_counts_shared_documents_once(tmp_path):
     write_jsonl_atomic(
         code_dir / "ledger.jsonl", [warmup, _ledger_row("c1", "extract", 70), _ledger_row("m1", "extract", 50)]
     )
-    assert [p["question"] for p in training_pairs(run, tmp_path, ["math", "code"])] == ["Q1", "Q2", "Q3"]
-    cost = extraction_cost(run, tmp_path, ["math", "code"])
+    assert [p["question"] for p in training_pairs(run, art, ["math", "code"])] == ["Q1", "Q2", "Q3"]
+    cost = extraction_cost(run, art, ["math", "code"])
     assert cost["documents_extracted"] == 3 and cost["llm_calls"] == 3
     assert cost["tokens"] == 110 + 60 + 80
-    assert cost["extractor_flops"] == 2 * 1000 * 250 and cost["reference_flops"] == pytest.approx(2 * 72.7e9 * 250)
+    assert cost["extractor_flops"] == 2 * 1000 * 250 and cost["reference_flops"] == pytest.approx(
+        2 * REFERENCE_PARAMS * 250
+    )
 
 
 def test_a_missing_selection_names_the_file(tmp_path):
-    with pytest.raises(ConfigError, match="run notebook 04 first"):
-        training_pairs(TrainingRun("Random", 0.05, 0), tmp_path, ["math"])
+    art = Artifacts("test", tmp_path, tmp_path / "results", tmp_path / "figures")
+    with pytest.raises(ConfigError, match=r"random/seed0/summary.json does not exist — run notebook 04 first"):
+        training_pairs(TrainingRun("Random", 0.05, 0), art, ["math"])
+
+
+def test_selection_and_cost_tables_charge_the_same_72b_flops(tmp_path):
+    from equal.llm.ledger import CallRecord, CostLedger
+
+    run = TrainingRun("Random", 0.05, 0)
+    art = Artifacts("test", tmp_path, tmp_path / "results", tmp_path / "figures")
+    (folder,) = run.selection_folders(art, ["math"])
+    ledger = CostLedger(folder / "ledger.jsonl")
+    for doc, tokens in (("a", 120), ("b", 75)):
+        ledger.add(CallRecord("Random", doc, "extract", "llama_cpp", "m", 1000, tokens, 10, 0.1, False))
+    write_json_atomic(folder / "summary.json", {"method": "Random"})
+    selection_flops = ledger.summary()["flops_reference"].iloc[0]  # what the selection table reports
+    assert extraction_cost(run, art, ["math"])["reference_flops"] == pytest.approx(selection_flops)

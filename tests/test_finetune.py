@@ -1,5 +1,5 @@
-from equal.finetune import IGNORE_INDEX, FinetuneConfig, chat_example, finetune
-from equal.models import build_tiny_chat_model
+from equal.train.finetune import IGNORE_INDEX, FinetuneConfig, chat_example, finetune
+from equal.weights import build_tiny_chat_model
 
 
 def test_labels_cover_only_the_answer():

@@ -16,7 +16,7 @@ from equal.llm.extract import ExtractionConfig, ExtractionReport, QAExtractor, p
 from equal.llm.ledger import CostLedger
 from equal.llm.prompts import extraction_messages, qa_schema
 from equal.llm.types import GenerationParams
-from equal.models import build_tiny_chat_model, packaged_gguf
+from equal.weights import build_tiny_chat_model, packaged_gguf
 
 DOCS = [
     {

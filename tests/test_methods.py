@@ -5,16 +5,18 @@ import json
 import numpy as np
 import pytest
 
+from equal.artifacts import Artifacts
 from equal.data.reading import ReadContext
 from equal.data.targets import load_targets
-from equal.embedding import EmbeddingStore, load_embedder
+from equal.embed.embedding import EmbeddingStore, load_embedder
 from equal.io import read_jsonl
 from equal.llm.backends import make_backend
 from equal.llm.cache import CallCache
 from equal.llm.extract import ExtractionConfig, QAExtractor, pairs_records
 from equal.llm.ledger import CostLedger
-from equal.methods import METHODS, SelectionSetup
-from equal.models import TINY_EMBEDDER
+from equal.select.methods import METHODS
+from equal.select.runner import MethodRunner
+from equal.weights import TINY_EMBEDDER
 
 
 @pytest.fixture(scope="module")
@@ -46,17 +48,20 @@ def world(manifest, raw_dir, tmp_path_factory):
         "Uniform": {"name": "round_robin"},
     }  # fmt: skip
 
-    def setup(out: str) -> SelectionSetup:
-        return SelectionSetup(
+    def setup(out: str, **overrides) -> MethodRunner:
+        options = dict(
             corpus=corpus, labels={"tuned": labels, "untuned": labels},
             distances={"tuned": distances, "untuned": distances},
             stores={"tuned": store, "untuned": store}, references={"math": targets["gsm8k_train"][100:110]},
-            extractor=extractor, policies=policies, out_dir=root / out, warmup_pairs=warm_pairs,
+            extractor=extractor, policies=policies, artifacts=Artifacts("test", root / out, root / "r", root / "f"),
+            warmup_pairs=warm_pairs,
             warmup_ledger=[json.loads(line) for line in (root / "warmup.jsonl").read_text().splitlines()],
             docs_per_pull=1, arms_per_round=2, progress=False,
         )  # fmt: skip
+        return MethodRunner(**{**options, **overrides})
 
-    return {"setup": setup, "cache": cache, "corpus": corpus, "extractor": extractor, "warm": warm_docs}
+    return {"setup": setup, "cache": cache, "corpus": corpus, "extractor": extractor, "warm": warm_docs,
+            "labels": labels, "distances": distances, "policies": policies, "targets": targets}  # fmt: skip
 
 
 def cached_calls(path) -> int:
@@ -121,3 +126,80 @@ def test_an_interrupted_method_resumes_without_repeating_calls_and_matches_a_str
     assert straight.pairs == resumed.pairs
     assert straight.pulls.equals(resumed.pulls)
     assert resumed.summary["loop_documents"] == 12
+
+
+GRID = [("EQUAL", 0), ("EQUAL w/o warm-up", 0), ("EQUAL (authors' code)", 0), ("Random", 0), ("All", 0)]
+
+
+def run_grid(runner) -> dict[str, object]:
+    return {method: runner.run(method, "math", 0.25, seed) for method, seed in GRID}
+
+
+def recomputed(runs) -> set[str]:
+    return {name for name, run in runs.items() if not run.reused}
+
+
+def test_run_fingerprints_recompute_exactly_the_runs_whose_inputs_changed(world, monkeypatch):
+    import equal.select.runner as runner_module
+
+    setup = world["setup"]
+    first = run_grid(setup("fingerprints"))
+    assert recomputed(first) == {m for m, _ in GRID}
+    before = cached_calls(world["cache"])
+    again = run_grid(setup("fingerprints"))  # unchanged inputs: everything is read back, no LLM call
+    assert recomputed(again) == set() and cached_calls(world["cache"]) == before
+    assert all(again[m].pairs == first[m].pairs for m in again)
+
+    # k changes (the tuned clustering gets other labels): the bandits over it, not Random, All or w/o warm-up
+    other_k = np.array([0, 1, 2] * 4 + [0, 1, 2] * 4)
+    three = np.full((3, 3), 2.0) - 2.0 * np.eye(3)
+    changed = run_grid(setup("fingerprints", labels={"tuned": other_k, "untuned": world["labels"]},
+                             distances={"tuned": three, "untuned": world["distances"]}))  # fmt: skip
+    assert recomputed(changed) == {"EQUAL", "EQUAL (authors' code)"}
+    assert set(changed["EQUAL"].pulls["arm"]) <= {0, 1, 2}
+    assert recomputed(run_grid(setup("fingerprints"))) == {"EQUAL", "EQUAL (authors' code)"}  # and back again
+
+    # a policy parameter: only that method
+    policies = {**world["policies"], "EQUAL": {"name": "ucb", "alpha": 0.5}}
+    assert recomputed(run_grid(setup("fingerprints", policies=policies))) == {"EQUAL"}
+    run_grid(setup("fingerprints"))
+
+    # the reference set D_r: every method whose reward reads it
+    references = {"math": world["targets"]["gsm8k_train"][110:120]}
+    assert recomputed(run_grid(setup("fingerprints", references=references))) == {
+        "EQUAL", "EQUAL w/o warm-up", "EQUAL (authors' code)"}  # fmt: skip
+    run_grid(setup("fingerprints"))
+
+    # the prompt version: every run (their QA pairs would come from another prompt)
+    monkeypatch.setattr(runner_module, "PROMPT_VERSION", "qa-extract-test")
+    assert recomputed(run_grid(setup("fingerprints"))) == {m for m, _ in GRID}
+    monkeypatch.undo()
+    run_grid(setup("fingerprints"))
+
+    # the corpus content at the same length: every run
+    corpus = [dict(d) for d in world["corpus"]]
+    corpus[5]["text"] = corpus[5]["text"][::-1]  # same documents, same length, other content
+    assert recomputed(run_grid(setup("fingerprints", corpus=corpus))) == {m for m, _ in GRID}
+
+
+def test_a_stale_run_says_what_changed(world, capsys):
+    setup = world["setup"]
+    setup("stale").run("Random", "math", 0.25, 0)
+    corpus = [dict(d) for d in world["corpus"]]
+    corpus[0]["title"] = "another title"
+    rerun = setup("stale", corpus=corpus, log=True).run("Random", "math", 0.25, 0)
+    assert not rerun.reused
+    assert "inputs changed (corpus)" in capsys.readouterr().out
+
+
+def test_every_round_of_a_bandit_replays_from_its_log(world):
+    from equal.select.explain import explain_round
+
+    runner = world["setup"]("budgets")
+    for method in ("EQUAL", "EQUAL (authors' code)"):
+        run = runner.run(method, "math", 0.25, 0)
+        for step in range(run.summary["rounds"]):
+            why = explain_round(runner.policy_config(method), run.pulls, runner.pool_sizes(method), step, 0,
+                                runner.arms_per_round, runner.distances["tuned"])  # fmt: skip
+            assert why["chosen"].sum() == len(run.pulls[run.pulls["round"] == step])
+            assert (why["chosen"] == why["logged"]).all(), (method, step)

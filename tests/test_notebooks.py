@@ -6,8 +6,9 @@ import nbformat
 import pandas as pd
 import pytest
 
-from equal.methods import METHODS
 from equal.pipeline import NotebookFailed, numbered_notebooks, run_profile
+from equal.profiles import load_profile, notebook_parameters
+from equal.select.methods import METHODS
 
 
 def test_every_notebook_has_a_parameters_cell():
@@ -15,6 +16,32 @@ def test_every_notebook_has_a_parameters_cell():
         nb = nbformat.read(path, as_version=4)
         tagged = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
         assert len(tagged) == 1, path
+
+
+def parameters_cell(path) -> dict:
+    nb = nbformat.read(path, as_version=4)
+    (cell,) = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    namespace: dict = {}
+    exec(cell.source, {}, namespace)  # a parameters cell holds literals only
+    return namespace
+
+
+def test_parameters_cells_equal_the_default_profile():
+    """params/default.yaml and the notebooks' parameters cells cannot drift apart."""
+    profile = load_profile("default")
+    for path in numbered_notebooks():
+        cell = parameters_cell(path)
+        expected = notebook_parameters(profile, path.stem)
+        for name, value in cell.items():
+            if name in ("data_dir", "results_dir", "figures_dir", "raw_data_dir") and value is None:
+                continue  # locations: None means the default folder, in the profile too
+            assert name in expected, f"{path.name}: parameter {name!r} is not in params/default.yaml"
+            assert value == expected[name], (
+                f"{path.name}: {name} = {value!r}, params/default.yaml says {expected[name]!r}"
+            )
+        own = (profile["notebooks"].get(path.stem) or {}).keys()
+        missing = sorted(set(own) - set(cell))
+        assert not missing, f"{path.name}: params/default.yaml sets {missing}, which its parameters cell lacks"
 
 
 @pytest.mark.notebook

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from equal.errors import ConfigError
-from equal.policies import UCB, EpsilonGreedy, Greedy, RoundRobin, StaticRanking, ThompsonSampling, make_policy
+from equal.select.policies import UCB, EpsilonGreedy, Greedy, RoundRobin, StaticRanking, ThompsonSampling, make_policy
 
 
 def played(policy, history, n_arms=3, distances=None):

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from equal.errors import ConfigError
-from equal.reward import OTReward, RewardConfig, cost_matrix, ot_distance, reward_from_distance
+from equal.select.reward import OTReward, RewardConfig, cost_matrix, ot_distance, reward_from_distance
 
 
 def cloud(centre, n, seed, spread=0.05):
@@ -66,8 +66,8 @@ def test_real_math_questions_score_higher_than_code_against_a_gsm8k_reference(ma
     """With the real embedder: a set drawn like D_r (other GSM8K problems) beats MBPP problems."""
     from equal.data.reading import ReadContext
     from equal.data.targets import load_targets
-    from equal.embedding import load_embedder
-    from equal.warmup import qa_text
+    from equal.embed.embedding import load_embedder
+    from equal.embed.warmup import qa_text
 
     targets = load_targets(manifest, raw_dir, ReadContext())
     model = load_embedder()

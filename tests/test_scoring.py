@@ -1,6 +1,6 @@
 """Answer scoring behind the task YAMLs: GSM8K and MATH exact match, MBPP and HumanEval pass@1."""
 
-from equal import scoring
+from equal.evaluate import scoring
 
 MBPP_DOC = {
     "question": "Write a function to add two numbers.",

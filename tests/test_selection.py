@@ -3,9 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from equal.policies import UCB, RoundRobin
-from equal.reward import OTReward
-from equal.selection import ClusterPool, LoopConfig, ResumeMismatch, run_loop
+from equal.select.loop import ClusterPool, LoopConfig, ResumeMismatch, run_loop
+from equal.select.policies import UCB, RoundRobin
+from equal.select.reward import OTReward
 
 
 def world(n_docs=60, n_arms=4, seed=0):

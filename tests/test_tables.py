@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from equal.tables import ablation_table, cost_table, main_table, summarize
+from equal.report.tables import ablation_table, cost_table, main_table, summarize
 
 
 def _long():

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from equal.evaluation import EvalConfig, task_configs
+from equal.evaluate.harness import EvalConfig, task_configs
 from equal.io import write_jsonl_atomic
 
 GSM8K = {

@@ -3,14 +3,14 @@
 import numpy as np
 import pytest
 
-from equal.warmup import WarmupConfig, finetune_embedder, retrieval_metrics, split_documents
+from equal.embed.warmup import WarmupConfig, finetune_embedder, retrieval_metrics, split_documents
 
 
 def tiny_embedder(tmp_path):
     """The smoke profile's random 1-layer BERT embedder (seeded), built into ``tmp_path``."""
     from sentence_transformers import SentenceTransformer
 
-    from equal.models import build_tiny_embedder
+    from equal.weights import build_tiny_embedder
 
     return SentenceTransformer(str(build_tiny_embedder(tmp_path / "tiny-bert", seed=0)), device="cpu")
 

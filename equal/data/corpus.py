@@ -28,6 +28,7 @@ from equal.data.targets import draw_reference_sets, evaluation_items, evaluation
 from equal.data.text import pack_units
 from equal.data.tokens import DEFAULT_TOKENIZER, count_tokens
 from equal.errors import ConfigError
+from equal.fingerprint import fingerprint
 from equal.io import read_jsonl, write_json_atomic, write_jsonl_atomic, write_text_atomic
 
 #: Bump when the preparation logic changes, so cached outputs are rebuilt.
@@ -72,10 +73,7 @@ class CorpusConfig:
             for k, v in asdict(self).items()
             if k not in ("raw_dir", "out_dir", "progress", "fetch_missing", "mirror_url")
         }
-        payload = json.dumps(
-            {"params": relevant, "inputs": inputs_sha, "version": PREP_VERSION}, sort_keys=True, default=str
-        )
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+        return fingerprint(params=relevant, inputs=inputs_sha, version=PREP_VERSION).digest[:16]
 
 
 @dataclass

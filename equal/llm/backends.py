@@ -21,7 +21,7 @@ from pathlib import Path
 
 from equal.errors import ConfigError
 from equal.llm.types import Completion, GenerationParams, Messages
-from equal.models import file_fingerprint, resolve_gguf
+from equal.weights import file_fingerprint, resolve_gguf
 
 
 def _error(start: float, exc: BaseException) -> Completion:

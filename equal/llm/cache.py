@@ -89,6 +89,24 @@ class CallCache:
                 ),
             )
 
+    def insert_missing(self, rows: list[tuple]) -> int:
+        """Add rows (the columns of ``calls`` up to ``finish_reason``) whose key is not cached yet; return how many."""
+        with self._lock:
+            before = self._db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "INSERT OR IGNORE INTO calls (key, backend, model_id, prompt_version, stage, text, prompt_tokens, "
+                "completion_tokens, wall_s, finish_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            self._db.execute("COMMIT")
+            return self._db.execute("SELECT COUNT(*) FROM calls").fetchone()[0] - before
+
+    @property
+    def identity(self) -> str:
+        """Which answers this cache holds, for fingerprints: its file name (``calls`` or ``answers-<digest>``)."""
+        return self.path.stem
+
     def __len__(self) -> int:
         with self._lock:
             return self._db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]

@@ -13,8 +13,8 @@ from equal.llm.cache import CallCache
 from equal.llm.extract import ExtractionConfig, ExtractionReport, QAExtractor, pairs_records
 from equal.llm.ledger import REFERENCE_PARAMS, CostLedger
 from equal.llm.prompts import PROMPT_VERSION
-from equal.models import TINY_CHAT_MODEL, build_tiny_chat_model
-from equal.paths import cache_dir
+from equal.paths import llm_cache_path
+from equal.weights import TINY_CHAT_MODEL, build_tiny_chat_model
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     )
     output = Path(args.output)
     ledger = CostLedger(output.with_suffix(".ledger.jsonl"), reference_params=args.reference_params)
-    cache = CallCache(args.cache or cache_dir() / "llm" / "calls.sqlite")
+    cache = CallCache(llm_cache_path(args.cache))
     report = ExtractionReport()
     results = QAExtractor(backend, cache, config).extract(docs, args.method, ledger, not args.quiet, report)
     write_jsonl_atomic(output, pairs_records(results, docs, args.method))

@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -251,3 +252,12 @@ def pairs_records(results: list[DocumentResult], docs: list[dict], method: str) 
                 }
             )
     return records
+
+
+def make_extractor(llm: dict, extraction: dict, seed: int = 0, cache_path: str | Path | None = None) -> QAExtractor:
+    """The extractor a profile describes: backend (``llm``), decoding (``extraction``), the shared call cache."""
+    from equal.llm.backends import make_backend
+    from equal.paths import llm_cache_path
+
+    cache = CallCache(llm_cache_path(cache_path))
+    return QAExtractor(make_backend(llm), cache, ExtractionConfig(seed=seed, **extraction))

@@ -16,7 +16,14 @@ import pandas as pd
 
 from equal.io import write_json_atomic
 
-REFERENCE_PARAMS = 72e9  # Qwen2.5-72B-Instruct, the paper's extractor
+#: Parameters of the paper's extractor, Qwen2.5-72B-Instruct (72.7 B): the one constant every
+#: "FLOPs at 72B" figure uses, through :func:`inference_flops`.
+REFERENCE_PARAMS = 72.7e9
+
+
+def inference_flops(n_params: float, tokens: float) -> float:
+    """Forward-pass FLOPs of ``tokens`` tokens through a model of ``n_params`` parameters: 2·N·tokens."""
+    return 2.0 * n_params * tokens
 
 
 @dataclass
@@ -78,8 +85,8 @@ class CostLedger:
                 ]
             )
         calls["tokens"] = calls["prompt_tokens"] + calls["completion_tokens"]
-        calls["flops_model"] = 2.0 * calls["n_params"] * calls["tokens"]
-        calls["flops_reference"] = 2.0 * self.reference_params * calls["tokens"]
+        calls["flops_model"] = inference_flops(calls["n_params"], calls["tokens"])
+        calls["flops_reference"] = inference_flops(self.reference_params, calls["tokens"])
         calls["new_wall_s"] = calls["wall_s"].where(~calls["cached"], 0.0)
         grouped = calls.groupby(by)
         return pd.DataFrame(

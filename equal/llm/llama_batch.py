@@ -28,7 +28,7 @@ from llama_cpp.llama_grammar import LlamaGrammar
 
 from equal.errors import ConfigError
 from equal.llm.types import Completion, GenerationParams, Messages
-from equal.models import resolve_gguf
+from equal.weights import resolve_gguf
 
 _TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
 

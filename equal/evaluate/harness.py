@@ -20,10 +20,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from equal.io import read_jsonl, write_json_atomic, write_jsonl_atomic
-from equal.models import file_fingerprint
-from equal.paths import REPO_ROOT
+from equal.paths import resource_dir
+from equal.weights import file_fingerprint
 
-TASKS_DIR = REPO_ROOT / "tasks"
+TASKS_DIR = resource_dir("tasks")
 
 # benchmark → test file in data/<profile>/targets, generative task, small-scale (bits-per-byte) task, metric
 BENCHMARKS: dict[str, dict[str, str]] = {

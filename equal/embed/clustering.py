@@ -51,6 +51,13 @@ def elbow(x: np.ndarray, k_values: list[int], seed: int = 0, algorithm: str = "a
     return knee_of(curve), curve
 
 
+def choose_k(knee: int, k: int | None, min_clusters: int, max_clusters: int | None, n_documents: int) -> int:
+    """k to use: a fixed ``k`` when given, else the elbow kept within [min_clusters, max_clusters]."""
+    if k is not None:
+        return int(k)
+    return int(min(max(knee, min_clusters), max_clusters or n_documents))
+
+
 def knee_of(curve: pd.DataFrame) -> int:
     """The elbow (Kneedle) of an inertia curve with columns ``k`` and ``inertia`` (the middle k if none)."""
     k_values, inertias = curve["k"].tolist(), curve["inertia"].tolist()

@@ -148,13 +148,12 @@ def run_warmup(
     and a summary. The tuned model is saved in ``out_dir``; a ``key.json`` beside it says which
     base model, pairs and parameters produced it, so a re-run with the same inputs loads it.
     """
-    import hashlib
     import json
-    from dataclasses import asdict
 
     from sentence_transformers import SentenceTransformer
 
-    from equal.embedding import embed_texts
+    from equal.embed.embedding import embed_texts
+    from equal.fingerprint import fingerprint
     from equal.io import write_json_atomic
 
     train_ids, holdout_ids = split_documents(sorted({p["doc_id"] for p in pairs}), config.holdout_fraction, config.seed)
@@ -170,9 +169,8 @@ def run_warmup(
         return retrieval_metrics(docs_v, doc_ids, qa_v, [p["doc_id"] for p in held])
 
     before = evaluate(model, identity)
-    key = hashlib.sha256(
-        json.dumps([TRAINING_VERSION, identity, train, asdict(config)], sort_keys=True).encode()
-    ).hexdigest()[:16]
+    # the tuned model depends on the base weights, the training pairs and the parameters: nothing else
+    key = fingerprint(version=TRAINING_VERSION, base=identity, train=train, config=config).digest[:16]
     key_file = out_dir / "key.json"
     if key_file.is_file() and json.loads(key_file.read_text()).get("key") == key:
         tuned = SentenceTransformer(str(out_dir), device="cpu")

@@ -15,8 +15,8 @@ import numpy as np
 from tqdm import tqdm
 
 from equal.io import write_json_atomic
-from equal.models import causal_lm_dir, file_fingerprint
 from equal.paths import cache_dir
+from equal.weights import causal_lm_dir, file_fingerprint
 
 
 class PerplexityScorer:

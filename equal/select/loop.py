@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from equal.errors import ConfigError, EqualError
 from equal.io import write_text_atomic
-from equal.policies import BanditPolicy
+from equal.select.policies import BanditPolicy
 
 PullFunction = Callable[[int, list[tuple[int, np.ndarray]]], list[list]]
 RewardFunction = Callable[[int, Sequence, bool], float]

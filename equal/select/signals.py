@@ -13,8 +13,8 @@ import re
 import numpy as np
 import pandas as pd
 
-from equal.reward import OTReward, RewardConfig, ot_distance
-from equal.warmup import qa_text
+from equal.embed.warmup import qa_text
+from equal.select.reward import OTReward, RewardConfig, ot_distance
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -107,3 +107,55 @@ def format_selection_table(table: pd.DataFrame) -> pd.DataFrame:
             for m, s in zip(table[f"{signal}_mean"], table[f"{signal}_std"], strict=True)
         ]
     return out
+
+
+def selection_runs_table(runs: list, heldout: dict[str, np.ndarray], store) -> pd.DataFrame:
+    """One row per method run: its costs and the quality signals of its QA set.
+
+    ``heldout[target]``: embeddings (by ``store``, the base embedder) of the target's held-out items.
+    """
+    rows = []
+    for run in runs:
+        signals = quality_signals(run.pairs, heldout[run.target], store, run.target)
+        rows.append({**{k: run.summary[k] for k in ("method", "target", "gamma", "seed", *COSTS)}, **signals})
+    return pd.DataFrame(rows)
+
+
+def oracle_table(oracles: dict[tuple[str, str], np.ndarray]) -> pd.DataFrame:
+    """Long form of :func:`cluster_oracle_rewards` per (target, clustering)."""
+    return pd.DataFrame([{"target": t, "clustering": c, "cluster": j, "oracle_reward": float(v)}
+                         for (t, c), values in oracles.items() for j, v in enumerate(values)])  # fmt: skip
+
+
+def regret_curves(runs: list, oracles: dict[tuple[str, str], np.ndarray], pool_sizes) -> pd.DataFrame:
+    """Per pull of every bandit run: observed reward (OT methods), oracle value of the pulled cluster, regret.
+
+    ``pool_sizes(method)`` gives the candidate documents per cluster the method started from.
+    """
+    from equal.select.methods import get_method
+
+    curves = []
+    for run in runs:
+        if run.pulls is None or not len(run.pulls):
+            continue
+        spec = get_method(run.method)
+        curve = regret_curve(run.pulls, oracles[run.target, spec.clustering], pool_sizes(run.method))
+        curve["reward"] = run.pulls["reward"].to_numpy() if getattr(spec, "reward", "") == "ot" else np.nan
+        curves.append(curve.assign(method=run.method, target=run.target, gamma=run.gamma, seed=run.seed))
+    columns = ["pull", "round", "arm", "oracle", "regret", "reward", "method", "target", "gamma", "seed"]
+    return pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(columns=columns)
+
+
+def domain_shares(runs: list, target: str, gamma: float) -> pd.DataFrame:
+    """Share of each method's extracted documents (warm-up included) by domain, mean over seeds."""
+    rows = []
+    for run in runs:
+        if run.target == target and run.gamma == gamma:
+            counts = run.summary["documents_by_domain"]
+            total = sum(counts.values())
+            rows += [
+                {"method": run.method, "seed": run.seed, "domain": d, "share": n / total} for d, n in counts.items()
+            ]
+    if not rows:
+        return pd.DataFrame(columns=["method", "domain", "share"])
+    return pd.DataFrame(rows).groupby(["method", "domain"], sort=False)["share"].mean().reset_index()

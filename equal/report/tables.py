@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from equal.evaluation import BENCHMARK_LABELS
-from equal.experiments import REFERENCE_CONTROL
-from equal.methods import ABLATIONS, gamma_label
+from equal.evaluate.harness import BENCHMARK_LABELS
+from equal.select.methods import ABLATIONS, gamma_label
+from equal.train.plan import REFERENCE_CONTROL
 
 BASE = "Base"
 METRIC_LABELS = {"bits_per_byte": "bpb ↓", "exact_match": "EM", "pass@1": "pass@1"}
@@ -77,7 +77,7 @@ def cost_table(runs: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
     """Extraction and training cost of every trained set (mean over seeds), and its ratio to All.
 
     ``runs`` has one row per fine-tuned model with the columns of
-    :func:`equal.experiments.extraction_cost` plus ``train_flops``.
+    :func:`equal.train.plan.extraction_cost` plus ``train_flops``.
     """
     columns = ["documents_extracted", "llm_calls", "tokens", "extractor_flops", "reference_flops", "train_flops"]
     runs = runs[runs["method"] != REFERENCE_CONTROL]  # extracts nothing: not a selection method
@@ -103,3 +103,23 @@ def format_cost_table(table: pd.DataFrame) -> pd.DataFrame:
     out["training PFLOPs"] = (table["train_flops"] / 1e15).round(3)
     out["total / All (72B)"] = table["ratio_to_all"].round(3)
     return out
+
+
+def metric_resolution(summary: pd.DataFrame) -> pd.DataFrame:
+    """Does the small-scale metric resolve anything? Bits per byte of the base model against tuned models.
+
+    One row per model with several seeds (and the D_r control) per benchmark: the drop from the base
+    model and that drop over the seed spread (the model's own std; for a model trained once, the
+    largest seed std of any method on that benchmark).
+    """
+    bpb = summary[summary["metric"] == "bits_per_byte"]
+    base = bpb[bpb["method"] == BASE].set_index("benchmark")["mean"]
+    spread = bpb[bpb["n_seeds"] > 1].groupby("benchmark")["std"].max()  # the largest seed spread of any method
+    rows = []
+    for r in bpb[(bpb["n_seeds"] > 1) | (bpb["method"] == REFERENCE_CONTROL)].itertuples():
+        std = r.std if r.n_seeds > 1 else spread.get(r.benchmark, float("nan"))
+        rows.append({"model": r.method if r.n_seeds == 1 else f"{r.method} · {r.gamma * 100:g}%",
+                     "benchmark": r.benchmark, "base_bpb": base[r.benchmark], "tuned_bpb": r.mean,
+                     "drop": base[r.benchmark] - r.mean, "seed_std": std,
+                     "drop_over_std": (base[r.benchmark] - r.mean) / std if std > 0 else float("inf")})  # fmt: skip
+    return pd.DataFrame(rows)

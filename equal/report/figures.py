@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from equal.evaluation import BENCHMARK_LABELS
+from equal.evaluate.harness import BENCHMARK_LABELS
+from equal.select.methods import method_colour
 
 #: One colour per domain, used by every figure.
 DOMAIN_COLORS = {"math": "#4C72B0", "code": "#DD8452", "general": "#55A868", "unknown": "#8C8C8C"}
@@ -152,17 +153,8 @@ def clusters_figure(tables: dict[str, pd.DataFrame]) -> plt.Figure:
     return fig
 
 
-#: One colour per selection method (the paper's names), used by every figure that compares methods.
-METHOD_ORDER = [
-    "EQUAL", "EQUAL (authors' code)", "EQUAL w/o warm-up", "EQUAL w/o MAB", "EQUAL w/o exploration",
-    "Thompson sampling", "ε-greedy", "Uniform", "Perplexity-MAB", "Random", "All", "Avg-sim",
-]  # fmt: skip
-METHOD_COLORS = dict(zip(METHOD_ORDER, sns.color_palette("tab20", len(METHOD_ORDER)).as_hex(), strict=True))
-METHOD_COLORS["ε-greedy"], METHOD_COLORS["EQUAL"] = METHOD_COLORS["EQUAL"], "#D62728"  # EQUAL alone in red
-
-
 def _method_color(name: str) -> str:
-    return METHOD_COLORS.get(name, "#8C8C8C")
+    return method_colour(name)  # one colour per method, kept in the method registry
 
 
 def bandit_curves(curves: pd.DataFrame, title: str) -> plt.Figure:

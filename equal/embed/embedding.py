@@ -17,8 +17,8 @@ import numpy as np
 
 from equal.errors import ConfigError
 from equal.io import atomic_open
-from equal.models import TINY_EMBEDDER, build_tiny_embedder, file_fingerprint
 from equal.paths import cache_dir
+from equal.weights import TINY_EMBEDDER, build_tiny_embedder, file_fingerprint
 
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 

@@ -12,21 +12,22 @@ converted to FLOPs for our extractor (2·N·tokens) and for the paper's 72B extr
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 from tqdm.auto import tqdm
 
+from equal.artifacts import Artifacts, gamma_folder, method_slug
 from equal.errors import ConfigError
-from equal.finetune import FinetuneConfig, finetune
-from equal.io import read_jsonl
-from equal.methods import METHODS, gamma_label, slug
+from equal.fingerprint import fingerprint
+from equal.llm.ledger import REFERENCE_PARAMS, inference_flops
+from equal.select.methods import gamma_label, get_method
+from equal.train.finetune import FinetuneConfig, finetune
+from equal.weights import file_fingerprint
 
-REFERENCE_EXTRACTOR_PARAMS = 72.7e9  # Qwen2.5-72B-Instruct, the paper's extractor
 # A positive control, not a method: the reference sets D_r themselves (task problems with their gold
 # solutions), trained like every set. It shows how far in-domain data moves the metrics.
 REFERENCE_CONTROL = "D_r (control)"
@@ -41,40 +42,44 @@ class TrainingRun:
     seed: int
 
     @property
-    def kind(self) -> str:
-        """The method's kind (``all``, ``bandit``, ...), or ``control`` for the D_r control."""
-        return "control" if self.method == REFERENCE_CONTROL else METHODS[self.method].kind
+    def is_control(self) -> bool:
+        """Whether this is the D_r control (trained on the reference sets, not on a selection)."""
+        return self.method == REFERENCE_CONTROL
+
+    @property
+    def is_shared(self) -> bool:
+        """Whether the method's selection depends on neither γ nor seed (All)."""
+        return not self.is_control and get_method(self.method).shared
 
     @property
     def label(self) -> str:
         """``"EQUAL · 5% · seed 0"`` (All: ``"All · 100%"``)."""
-        if self.kind == "control":
+        if self.is_control:
             return REFERENCE_CONTROL
-        if self.kind == "all":
-            return "All · 100%"
+        if self.is_shared:
+            return f"{self.method} · 100%"
         return f"{self.method} · {gamma_label(self.gamma)} · seed {self.seed}"
 
     def folder(self, root: Path) -> Path:
         """Where its model and training log live under ``root``."""
-        if self.kind in ("all", "control"):
-            return Path(root) / self.kind
-        return Path(root) / f"gamma{self.gamma * 100:g}" / slug(self.method) / f"seed{self.seed}"
+        if self.is_control:
+            return Path(root) / "control"
+        if self.is_shared:
+            return Path(root) / method_slug(self.method)
+        return Path(root) / gamma_folder(self.gamma) / method_slug(self.method) / f"seed{self.seed}"
 
-    def selection_folders(self, selection_root: Path, targets: list[str]) -> list[Path]:
+    def selection_folders(self, artifacts: Artifacts, targets: list[str]) -> list[Path]:
         """The notebook-04 run folders whose QA sets make up its training set."""
-        if self.kind == "control":
+        if self.is_control:
             return []
-        if self.kind == "all":
-            return [Path(selection_root) / "all"]
-        return [
-            Path(selection_root) / t / f"gamma{self.gamma * 100:g}" / slug(self.method) / f"seed{self.seed}"
-            for t in targets
-        ]
+        if self.is_shared:
+            return [artifacts.selection_run_dir(self.method, targets[0], self.gamma, self.seed, shared=True)]
+        return [artifacts.selection_run_dir(self.method, t, self.gamma, self.seed) for t in targets]
 
 
 def plan_runs(groups: list[dict], methods: list[str], gammas: list[float], seeds: list[int]) -> list[TrainingRun]:
     """Expand the profile's ``runs`` groups (``{methods: [...] | all, gammas: [...] | all, seeds: [...] | all}``)
-    into distinct training runs, in method order (All once)."""
+    into distinct training runs, in method order (shared runs such as All once)."""
     runs: list[TrainingRun] = []
     for group in groups:
         group_methods = methods if group.get("methods", "all") == "all" else group["methods"]
@@ -89,7 +94,7 @@ def plan_runs(groups: list[dict], methods: list[str], gammas: list[float], seeds
                 for seed in group_seeds:
                     if seed not in seeds:
                         raise ConfigError(f"fine-tuning run names seed {seed}, which notebook 04 did not run: {seeds}")
-                    if METHODS[method].kind == "all":
+                    if get_method(method).shared:
                         gamma, seed = 1.0, 0
                     run = TrainingRun(method, gamma, seed)
                     if run not in runs:
@@ -98,26 +103,17 @@ def plan_runs(groups: list[dict], methods: list[str], gammas: list[float], seeds
     return sorted(runs, key=lambda r: (r.gamma, order[r.method], r.seed))
 
 
-def training_pairs(run: TrainingRun, selection_root: Path, targets: list[str]) -> list[dict]:
+def training_pairs(run: TrainingRun, artifacts: Artifacts, targets: list[str]) -> list[dict]:
     """The union of the run's QA sets over targets (a pair from the same document and position once).
 
-    For the D_r control: the reference sets next to the selection folder (``reference_<target>.jsonl``),
-    each problem with its gold solution.
+    For the D_r control: the reference sets of notebook 01, each problem with its gold solution.
     """
-    if run.kind == "control":
-        pairs = []
-        for target in targets:
-            path = Path(selection_root).parent / f"reference_{target}.jsonl"
-            if not path.is_file():
-                raise ConfigError(f"{path}: no reference set for target {target!r} — run notebook 01 first")
-            pairs += [{"question": r["question"], "answer": r["solution"], "domain": target} for r in read_jsonl(path)]
-        return pairs
+    if run.is_control:
+        return [{"question": r["question"], "answer": r["solution"], "domain": target}
+                for target in targets for r in artifacts.load_reference(target)]  # fmt: skip
     pairs, seen = [], set()
-    for folder in run.selection_folders(selection_root, targets):
-        path = folder / "pairs.jsonl"
-        if not path.is_file():
-            raise ConfigError(f"{path}: no QA set for {run.label} — run notebook 04 first")
-        for pair in read_jsonl(path):
+    for folder in run.selection_folders(artifacts, targets):
+        for pair in artifacts.load_selection_pairs(folder):
             key = (pair.get("doc_id"), pair.get("pair_index"), pair["question"])
             if key not in seen:
                 seen.add(key)
@@ -125,11 +121,11 @@ def training_pairs(run: TrainingRun, selection_root: Path, targets: list[str]) -
     return pairs
 
 
-def extraction_cost(run: TrainingRun, selection_root: Path, targets: list[str]) -> dict:
+def extraction_cost(run: TrainingRun, artifacts: Artifacts, targets: list[str]) -> dict:
     """Documents, calls, tokens and FLOPs (ours and the 72B reference) of building the run's training set."""
     rows, seen = [], set()
-    for folder in run.selection_folders(selection_root, targets):
-        for row in read_jsonl(folder / "ledger.jsonl"):
+    for folder in run.selection_folders(artifacts, targets):
+        for row in artifacts.load_selection_ledger(folder):
             stage = row["stage"].removeprefix("warmup-")
             key = (row["doc_id"], stage, row["prompt_tokens"], row["completion_tokens"])
             if key not in seen:
@@ -140,41 +136,48 @@ def extraction_cost(run: TrainingRun, selection_root: Path, targets: list[str]) 
         "documents_extracted": len({r["doc_id"] for r in rows}),
         "llm_calls": len(rows),
         "tokens": tokens,
-        "extractor_flops": float(sum(2 * r["n_params"] * (r["prompt_tokens"] + r["completion_tokens"]) for r in rows)),
-        "reference_flops": 2 * REFERENCE_EXTRACTOR_PARAMS * tokens,
+        "extractor_flops": float(
+            sum(inference_flops(r["n_params"], r["prompt_tokens"] + r["completion_tokens"]) for r in rows)
+        ),
+        "reference_flops": inference_flops(REFERENCE_PARAMS, tokens),
     }
 
 
-def _fingerprint(base_model_id: str, config: FinetuneConfig, pairs: list[dict]) -> str:
-    payload = json.dumps([base_model_id, asdict(config), pairs], sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+def model_identity(model_dir: Path) -> str:
+    """A model folder's identity: the digest of its weight files."""
+    model_dir = Path(model_dir)
+    return file_fingerprint([*model_dir.glob("*.safetensors"), *model_dir.glob("*.bin")])
+
+
+def training_fingerprint(base_identity: str, config: FinetuneConfig, pairs: list[dict]) -> str:
+    """What a fine-tuned model depends on: the base model's weights, the regime and the training pairs."""
+    return fingerprint(base_model=base_identity, config=config, pairs=pairs).digest
 
 
 def train_runs(
     runs: list[TrainingRun],
-    selection_root: Path,
+    artifacts: Artifacts,
     targets: list[str],
     base_model_dir: Path,
-    base_model_id: str,
-    out_root: Path,
     config: FinetuneConfig,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Fine-tune every run (a finished run with the same base model, regime and pairs is read back;
+    """Fine-tune every run (a finished run with the same base weights, regime and pairs is read back;
     an interrupted one resumes from its last checkpoint); one row per run."""
     rows = []
+    base_identity = model_identity(base_model_dir)
     bar = tqdm(runs, desc="fine-tuning", unit="model", disable=not progress)
     for run in bar:
         bar.set_postfix_str(run.label)
-        folder = run.folder(out_root)
-        pairs = training_pairs(run, selection_root, targets)
-        fingerprint = _fingerprint(base_model_id, config, pairs)
+        folder = run.folder(artifacts.finetune_root)
+        pairs = training_pairs(run, artifacts, targets)
+        stamp_value = training_fingerprint(base_identity, config, pairs)
         info_path, stamp = folder / "train_info.json", folder / "fingerprint.txt"
         reuse = info_path.is_file() and (folder / "model" / "config.json").is_file()
-        if not (stamp.is_file() and stamp.read_text().strip() == fingerprint):
+        if not (stamp.is_file() and stamp.read_text().strip() == stamp_value):
             shutil.rmtree(folder, ignore_errors=True)  # another regime or set: its checkpoints do not apply
             folder.mkdir(parents=True)
-            stamp.write_text(fingerprint + "\n")
+            stamp.write_text(stamp_value + "\n")
             reuse = False
         if not reuse:
             finetune(base_model_dir, pairs, folder, config, progress=progress)
@@ -196,17 +199,17 @@ def train_runs(
                 "final_loss": sum(losses[-5:]) / len(losses[-5:]) if losses else None,
                 "wall_s": info["wall_s"],
                 "reused": reuse,
-                "fingerprint": fingerprint,
+                "fingerprint": stamp_value,
             }
         )
     return pd.DataFrame(rows)
 
 
-def loss_curves(runs: list[TrainingRun], out_root: Path) -> pd.DataFrame:
+def loss_curves(runs: list[TrainingRun], artifacts: Artifacts) -> pd.DataFrame:
     """Training loss per step of every run (for the loss-curve figure)."""
     frames = []
     for run in runs:
-        info = json.loads((run.folder(out_root) / "train_info.json").read_text())
+        info = json.loads((run.folder(artifacts.finetune_root) / "train_info.json").read_text())
         frame = pd.DataFrame(info["losses"])
         frame.insert(0, "model", run.label)
         frame.insert(1, "method", run.method)

@@ -1,0 +1,1 @@
+"""Stage 07: the paper's tables and figures, drawn from result files."""

@@ -1,0 +1,254 @@
+"""Every selection method of the paper — EQUAL, its ablations and the baselines — as one registry.
+
+A method is a small object: how it chooses documents (:meth:`Method.select`), which inputs its
+result depends on beyond the common ones (:meth:`Method.fingerprint_parts`), and how it is shown
+(its plot colour). :class:`~equal.select.runner.MethodRunner` runs any of them the same way —
+same budget, extractor, cache, ledger, read-back and resume. Adding a method is one entry in
+:data:`METHODS` (and a class if no existing kind fits); no notebook changes.
+
+=========================  ===========================================================================
+EQUAL                      bandit over warm-up-tuned clusters, OT reward, the configured policy
+EQUAL (authors' code)      same, with the authors' code's policy (fixed α, count + 1, per-pull
+                           reward, reward sharing)
+EQUAL w/o warm-up          EQUAL over clusters of the untuned embeddings, no warm-up cost or pairs
+EQUAL w/o MAB              one-shot OT ranking of the clusters (each pulled once, then fixed order)
+EQUAL w/o exploration      greedy on R (no exploration term)
+Thompson sampling          an extra policy: Gaussian Thompson sampling on R
+ε-greedy                   an extra policy
+Uniform                    round-robin over the (tuned) clusters, no reward
+Perplexity-MAB             EQUAL's bandit with the mean perplexity of the pairs under the base model as
+                           reward (lower perplexity = higher reward)
+Random                     γ·|D_c| documents drawn at random
+All                        every document (its cost does not depend on γ or the seed)
+Avg-sim                    All's pairs, keeping the ones most similar to D_r (mean cosine), as many
+                           as EQUAL extracted at the same γ and seed; costs what All costs
+=========================  ===========================================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from equal.embed.warmup import qa_text
+from equal.errors import ConfigError
+from equal.llm.ledger import CallRecord, CostLedger
+from equal.select.loop import LoopConfig, run_loop
+from equal.select.policies import make_policy
+from equal.select.reward import OTReward
+
+if TYPE_CHECKING:
+    from equal.select.runner import MethodRunner, RunRequest
+
+EMPTY_NLL = 10.0  # nats/token charged to a Perplexity-MAB pull with no pair: worse than any real text
+UNKNOWN_COLOUR = "#8C8C8C"
+
+
+def gamma_label(gamma: float) -> str:
+    """``0.05`` → ``"5%"`` (for tables and folder names)."""
+    return f"{gamma * 100:g}%"
+
+
+@dataclass
+class Selection:
+    """What a method chose: the loop's documents (corpus indices), their pairs, and its own extras."""
+
+    indices: list[int]
+    pairs: list[dict]
+    pulls: pd.DataFrame | None = None
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Method:
+    """A selection method: its name (the paper's), plot colour, and what it builds on."""
+
+    name: str
+    colour: str = UNKNOWN_COLOUR
+    uses_warmup: bool = True  # the warm-up's documents are charged (and its pairs may join the set)
+    clustering: str = "tuned"  # which clustering (and embedder for the reward): tuned | untuned
+    shared: bool = False  # one run serves every target, γ and seed (All)
+    kind: ClassVar[str] = "method"
+
+    def fingerprint_parts(self, runner: MethodRunner, request: RunRequest) -> dict:
+        """Inputs this method's result depends on beyond the runner's common ones."""
+        return {}
+
+    def select(self, runner: MethodRunner, request: RunRequest, ledger: CostLedger) -> Selection:
+        """Choose and extract documents within the budget; charge every call to ``ledger``."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class BanditMethod(Method):
+    """A bandit over clusters: the configured policy (``policies[name]``) and reward (OT or perplexity)."""
+
+    reward: str = "ot"  # ot | perplexity
+    kind: ClassVar[str] = "bandit"
+
+    def fingerprint_parts(self, runner: MethodRunner, request: RunRequest) -> dict:
+        store = runner.stores[self.clustering]
+        return {
+            "reference": runner.reference_digest(request.target) if self.reward == "ot" else None,
+            "policy": runner.policy_config(self.name),
+            "reward": runner.reward_config if self.reward == "ot" else f"perplexity:{runner.perplexity_identity()}",
+            "docs_per_pull": runner.docs_per_pull,
+            "arms_per_round": runner.arms_per_round,
+            "clustering": runner.clustering_digest(self.clustering),
+            "embedder": getattr(store, "identity", ""),
+        }
+
+    def _reward_function(self, runner: MethodRunner, target: str):
+        store = runner.stores[self.clustering]
+        if self.reward == "ot":
+            ot_reward = OTReward(store.get(runner.reference_texts(target)), runner.reward_config)
+
+            def reward(arm: int, items: list[dict], cumulative: bool) -> float:
+                return ot_reward(arm, store.get([qa_text(p) for p in items]), cumulative)
+
+            return reward
+        if runner.perplexity is None:
+            raise ConfigError(f"{self.name} needs a perplexity scorer (parameter perplexity_model)")
+        history: dict[int, list[float]] = {}
+
+        def reward(arm: int, items: list[dict], cumulative: bool) -> float:
+            scores = list(runner.perplexity.score([qa_text(p) for p in items]))
+            if cumulative:
+                scores = history.setdefault(arm, []) + scores
+                history[arm] = scores
+            return -float(np.mean(scores)) if scores else -EMPTY_NLL
+
+        return reward
+
+    def select(self, runner: MethodRunner, request: RunRequest, ledger: CostLedger) -> Selection:
+        labels = runner.labels[self.clustering]
+        corpus = runner.corpus
+
+        def pull(round_index: int, assignments: list[tuple[int, np.ndarray]]) -> list[list[dict]]:
+            flat = [int(i) for _, docs in assignments for i in docs]
+            records = runner.extract(self.name, flat, ledger, progress=False)
+            by_doc: dict[str, list[dict]] = {}
+            for record in records:
+                by_doc.setdefault(record["doc_id"], []).append(record)
+            return [
+                [{**r, "cluster": arm, "round": round_index} for i in docs for r in by_doc.get(corpus[i]["id"], [])]
+                for arm, docs in assignments
+            ]
+
+        config = LoopConfig(runner.budget(request.gamma), runner.docs_per_pull, runner.arms_per_round, request.seed)
+        run = run_loop(
+            make_policy(runner.policy_config(self.name)), labels, config, pull,
+            self._reward_function(runner, request.target),
+            n_arms=int(labels.max()) + 1,
+            distances=runner.distances[self.clustering],
+            excluded=runner.warmup_mask() if self.uses_warmup else None,
+            log_path=request.folder / "rounds.jsonl",
+            fingerprint={"run": request.fingerprint.digest},
+            progress=runner.progress,
+            description=f"{self.name} · {request.target} · γ={gamma_label(request.gamma)} · seed {request.seed}",
+        )  # fmt: skip
+        extra = {
+            "rounds": int(run.pulls[-1].round + 1) if run.pulls else 0,
+            "pulls": len(run.pulls),
+            "stop_reason": run.stop_reason,
+            "resumed_rounds": run.resumed_rounds,
+        }
+        return Selection(run.documents, [item for _, _, item in run.items], run.pulls_frame(), extra)
+
+
+@dataclass(frozen=True)
+class RandomMethod(Method):
+    """γ·|D_c| documents drawn uniformly at random (seeded)."""
+
+    uses_warmup: bool = False
+    kind: ClassVar[str] = "random"
+
+    def select(self, runner: MethodRunner, request: RunRequest, ledger: CostLedger) -> Selection:
+        rng = np.random.default_rng([request.seed, 0xDA7A])
+        n = len(runner.corpus)
+        indices = sorted(int(i) for i in rng.choice(n, size=min(runner.budget(request.gamma), n), replace=False))
+        return Selection(indices, runner.extract(self.name, indices, ledger))
+
+
+@dataclass(frozen=True)
+class AllMethod(Method):
+    """Every document extracted once (the expensive reference point)."""
+
+    uses_warmup: bool = False
+    shared: bool = True
+    kind: ClassVar[str] = "all"
+
+    def select(self, runner: MethodRunner, request: RunRequest, ledger: CostLedger) -> Selection:
+        everything = list(range(len(runner.corpus)))
+        return Selection(everything, runner.extract(self.name, everything, ledger))
+
+
+@dataclass(frozen=True)
+class AvgSimMethod(Method):
+    """A filter after extracting everything: All's pairs most similar to D_r (mean cosine, tuned embedder),
+    as many as ``matched`` extracted at the same γ and seed; it pays All's extraction."""
+
+    uses_warmup: bool = False
+    source: str = "All"
+    matched: str = "EQUAL"
+    kind: ClassVar[str] = "avg_sim"
+
+    def fingerprint_parts(self, runner: MethodRunner, request: RunRequest) -> dict:
+        return {
+            "source": runner.fingerprint(self.source, request.target, request.gamma, request.seed).digest,
+            "matched": runner.fingerprint(self.matched, request.target, request.gamma, request.seed).digest,
+            "reference": runner.reference_digest(request.target),
+            "embedder": getattr(runner.stores["tuned"], "identity", ""),
+        }
+
+    def select(self, runner: MethodRunner, request: RunRequest, ledger: CostLedger) -> Selection:
+        everything = runner.run(self.source, request.target, request.gamma, request.seed)
+        keep = runner.run(self.matched, request.target, request.gamma, request.seed).summary["pairs"]
+        for row in everything.ledger():  # it costs what extracting everything costs
+            ledger.add(CallRecord(**{**row, "method": self.name, "cached": True}))
+        indices = list(range(len(runner.corpus)))
+        pairs = everything.pairs
+        if not pairs:
+            return Selection(indices, [])
+        store = runner.stores["tuned"]
+        reference = store.get(runner.reference_texts(request.target))
+        score = (store.get([qa_text(p) for p in pairs]) @ reference.T).mean(axis=1)
+        order = np.argsort(-score, kind="stable")[:keep]
+        chosen = [{**pairs[i], "method": self.name, "avg_sim": round(float(score[i]), 6)} for i in sorted(order)]
+        return Selection(indices, chosen)
+
+
+# The paper's names; colours are matplotlib's tab20 in this order, EQUAL alone in red.
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        BanditMethod("EQUAL", "#D62728"),
+        BanditMethod("EQUAL (authors' code)", "#aec7e8"),
+        BanditMethod("EQUAL w/o warm-up", "#ff7f0e", uses_warmup=False, clustering="untuned"),
+        BanditMethod("EQUAL w/o MAB", "#ffbb78"),
+        BanditMethod("EQUAL w/o exploration", "#2ca02c"),
+        BanditMethod("Thompson sampling", "#98df8a"),
+        BanditMethod("ε-greedy", "#1f77b4"),
+        BanditMethod("Uniform", "#ff9896"),
+        BanditMethod("Perplexity-MAB", "#9467bd", reward="perplexity"),
+        RandomMethod("Random", "#c5b0d5"),
+        AllMethod("All", "#8c564b"),
+        AvgSimMethod("Avg-sim", "#c49c94"),
+    )
+}
+ABLATIONS = ("EQUAL w/o warm-up", "EQUAL w/o MAB", "EQUAL w/o exploration")
+
+
+def get_method(name: str) -> Method:
+    """The registered method called ``name`` (a clear error naming the known ones otherwise)."""
+    if name not in METHODS:
+        raise ConfigError(f"unknown method {name!r}; known: {list(METHODS)}")
+    return METHODS[name]
+
+
+def method_colour(name: str) -> str:
+    """The plot colour of a method (grey for names outside the registry, e.g. Base)."""
+    return METHODS[name].colour if name in METHODS else UNKNOWN_COLOUR

@@ -1,0 +1,358 @@
+"""One runner for every selection method: same budget, extractor, cache, ledger, read-back and resume.
+
+Each run of a method writes one folder (named by :class:`~equal.artifacts.Artifacts`)::
+
+    run.json            the run's content fingerprint and its parts (written first)
+    pairs.jsonl         its QA set, one pair per line, with document id, source, domain, cluster, round
+    ledger.jsonl        every LLM call charged to it (cached calls included: cost is what the method
+                        would pay on its own); warm-up calls first for the methods that use the warm-up
+    rounds.jsonl        the bandit's checkpoint log (bandit methods)
+    pulls.csv           one row per pull: round, cluster, documents, pairs, reward (bandit methods)
+    summary.json        counts and costs; written last, so its presence means the run is complete
+
+A finished run is read back only when its fingerprint — the content of the corpus, the clustering,
+D_r and the warm-up, the extractor, prompt version and decoding, the policy and reward — equals the
+one the current inputs give; otherwise the folder is stale, it says which parts changed, and the
+run is redone (the LLM cache answers the calls already paid for). An unfinished bandit run with the
+same fingerprint resumes from its round log.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from equal.artifacts import Artifacts
+from equal.embed.warmup import qa_text
+from equal.errors import ConfigError
+from equal.fingerprint import Fingerprint, arrays_digest, changed_parts, fingerprint
+from equal.io import read_jsonl, write_json_atomic, write_jsonl_atomic
+from equal.llm.extract import QAExtractor, pairs_records
+from equal.llm.ledger import CallRecord, CostLedger
+from equal.llm.prompts import PROMPT_VERSION
+from equal.select.loop import ClusterPool
+from equal.select.methods import Method, gamma_label, get_method
+from equal.select.perplexity import PerplexityScorer
+from equal.select.reward import RewardConfig
+from equal.select.signals import cluster_oracle_rewards
+
+
+def task_texts(records: list[dict]) -> list[str]:
+    """Task items (D_r, held-out slices) as QA texts — question and worked solution — like extracted pairs."""
+    return [qa_text({"question": r["question"], "answer": r.get("solution") or r["answer"]}) for r in records]
+
+
+def records_digest(records: list[dict]) -> str:
+    """Content digest of a list of records (order included)."""
+    return fingerprint(records=records).digest
+
+
+@dataclass
+class RunRequest:
+    """One run to make: which target, budget and seed, where, under which fingerprint."""
+
+    target: str
+    gamma: float
+    seed: int
+    folder: Path
+    fingerprint: Fingerprint
+
+
+@dataclass
+class MethodRun:
+    """A finished run of one method: its QA set, pulls (bandit methods) and summary."""
+
+    method: str
+    target: str
+    gamma: float
+    seed: int
+    pairs: list[dict]
+    summary: dict
+    pulls: pd.DataFrame | None = None
+    folder: Path | None = None
+    reused: bool = False  # read back from a finished run with the same fingerprint
+
+    def ledger(self) -> list[dict]:
+        """Every LLM call charged to this run."""
+        return read_jsonl(self.folder / "ledger.jsonl") if self.folder else []
+
+
+@dataclass
+class MethodRunner:
+    """Everything the methods share: corpus, clusterings, embedders, reference sets, extractor.
+
+    ``labels``/``distances``/``stores`` are keyed by clustering (``"tuned"``, ``"untuned"``);
+    ``references`` by target: the D_r records. Build it from a profile's files with :meth:`from_artifacts`.
+    """
+
+    corpus: list[dict]
+    labels: dict[str, np.ndarray]
+    distances: dict[str, np.ndarray]
+    stores: dict[str, object]
+    references: dict[str, list[dict]]
+    extractor: QAExtractor
+    policies: dict[str, dict]
+    artifacts: Artifacts
+    warmup_pairs: list[dict] = field(default_factory=list)
+    warmup_ledger: list[dict] = field(default_factory=list)
+    perplexity: PerplexityScorer | None = None
+    reward_config: RewardConfig = field(default_factory=RewardConfig)
+    docs_per_pull: int = 1
+    arms_per_round: int = 1
+    include_warmup_pairs: bool = True
+    progress: bool = True
+    log: bool = True  # say when a stale run is redone, and why
+
+    def __post_init__(self) -> None:
+        self._index = {d["id"]: i for i, d in enumerate(self.corpus)}
+        self._warmup_docs = {row["doc_id"] for row in self.warmup_ledger}  # one row per call, naming its document
+        self._digests = {
+            "corpus": records_digest(self.corpus),
+            "warmup": records_digest([*self.warmup_pairs, *self.warmup_ledger]),
+        }
+        self._clustering_digests: dict[str, str] = {}
+
+    @classmethod
+    def from_artifacts(
+        cls,
+        artifacts: Artifacts,
+        extractor: QAExtractor,
+        targets: list[str],
+        policies: dict[str, dict],
+        reward: dict | None = None,
+        perplexity_model: str | None = None,
+        **options,
+    ) -> MethodRunner:
+        """A runner over a profile's files: corpus (01), warm-up and embedders (02), clusterings (03)."""
+        from sentence_transformers import SentenceTransformer
+
+        from equal.embed.embedding import EmbeddingStore, load_embedder
+
+        info = artifacts.load_embedder_info()
+        clusterings = {name: artifacts.load_clustering(name) for name in ("tuned", "untuned")}
+        warm_pairs, warm_ledger = artifacts.load_warmup()
+        stores = {
+            "tuned": EmbeddingStore(SentenceTransformer(str(info.tuned), device="cpu"), info.tuned_identity),
+            "untuned": EmbeddingStore(load_embedder(info.base), info.base_identity),
+        }
+        return cls(
+            corpus=artifacts.load_corpus(),
+            labels={name: c.labels for name, c in clusterings.items()},
+            distances={name: c.w2 for name, c in clusterings.items()},
+            stores=stores,
+            references={t: artifacts.load_reference(t) for t in targets},
+            extractor=extractor,
+            policies=policies,
+            artifacts=artifacts,
+            warmup_pairs=warm_pairs,
+            warmup_ledger=warm_ledger,
+            perplexity=PerplexityScorer(perplexity_model) if perplexity_model else None,
+            reward_config=RewardConfig(**(reward or {})),
+            **options,
+        )
+
+    # ------------------------------------------------------------------ shared services
+    def budget(self, gamma: float) -> int:
+        """γ·|D_c| documents (at least one)."""
+        return max(1, round(gamma * len(self.corpus)))
+
+    def reference_texts(self, target: str) -> list[str]:
+        """D_r as QA texts (question + worked solution), embedded like extracted pairs."""
+        if target not in self.references:
+            raise ConfigError(f"no reference set for target {target!r}; have {sorted(self.references)}")
+        return task_texts(self.references[target])
+
+    def policy_config(self, method: str) -> dict:
+        """The policy parameters of a bandit method (from the profile's ``policies``)."""
+        if method not in self.policies:
+            raise ConfigError(f"no policy configured for {method!r}; configured: {sorted(self.policies)}")
+        return self.policies[method]
+
+    def reference_digest(self, target: str) -> str:
+        """Content digest of D_r of ``target``."""
+        if target not in self.references:
+            raise ConfigError(f"no reference set for target {target!r}; have {sorted(self.references)}")
+        return records_digest(self.references[target])
+
+    def perplexity_identity(self) -> str:
+        """The perplexity scorer's model identity ('' when there is none)."""
+        return self.perplexity.identity if self.perplexity is not None else ""
+
+    def clustering_digest(self, name: str) -> str:
+        """Content digest of a clustering's labels and W2 distances."""
+        if name not in self._clustering_digests:
+            self._clustering_digests[name] = arrays_digest({"labels": self.labels[name], "w2": self.distances[name]})
+        return self._clustering_digests[name]
+
+    def warmup_mask(self) -> np.ndarray:
+        """Documents already extracted by the warm-up (never candidates for the methods that use it)."""
+        mask = np.zeros(len(self.corpus), dtype=bool)
+        for doc_id in self._warmup_docs:
+            if doc_id in self._index:
+                mask[self._index[doc_id]] = True
+        return mask
+
+    def extract(self, method: str, indices: list[int], ledger: CostLedger, progress: bool | None = None) -> list[dict]:
+        """Extract QA pairs from corpus documents ``indices``, charging ``ledger``; one record per pair."""
+        docs = [self.corpus[i] for i in indices]
+        show = self.progress if progress is None else progress
+        results = self.extractor.extract(docs, method=method, ledger=ledger, progress=show)
+        return pairs_records(results, docs, method)
+
+    @property
+    def n_clusters(self) -> int:
+        """k of the (tuned) clustering."""
+        return int(self.labels["tuned"].max()) + 1
+
+    def pool_sizes(self, method: str) -> np.ndarray:
+        """Candidate documents per cluster a method starts from (the warm-up's excluded where it uses it)."""
+        spec = get_method(method)
+        excluded = self.warmup_mask() if spec.uses_warmup else None
+        return ClusterPool(self.labels[spec.clustering], self.n_clusters, 0, excluded).sizes()
+
+    def budget_table(self, gammas: list[float]) -> pd.DataFrame:
+        """Per budget: documents, clusters, pulls per cluster and rounds."""
+        k = self.n_clusters
+        return pd.DataFrame([{"γ": gamma_label(g), "budget (documents)": self.budget(g), "clusters": k,
+                              "documents per pull": self.docs_per_pull, "clusters per round": self.arms_per_round,
+                              "pulls per cluster (mean)": self.budget(g) / self.docs_per_pull / k,
+                              "rounds (about)": int(np.ceil(self.budget(g) / self.docs_per_pull / self.arms_per_round))}
+                             for g in gammas])  # fmt: skip
+
+    def cluster_oracles(self, all_pairs: list[dict], targets: list[str]) -> dict[tuple[str, str], np.ndarray]:
+        """Each cluster's OT reward if all of its documents were extracted (from All's pairs),
+        per (target, clustering): the values regret is measured against."""
+        oracles = {}
+        for target in targets:
+            for name in ("tuned", "untuned"):
+                doc_cluster = {d["id"]: int(c) for d, c in zip(self.corpus, self.labels[name], strict=True)}
+                reference = self.stores[name].get(self.reference_texts(target))
+                oracles[target, name] = cluster_oracle_rewards(
+                    all_pairs, doc_cluster, self.n_clusters, reference, self.stores[name], self.reward_config
+                )
+        return oracles
+
+    # ------------------------------------------------------------------ fingerprints and folders
+    def folder(self, method: str, target: str, gamma: float, seed: int) -> Path:
+        """Where a run's files live (All does not depend on target, γ or seed)."""
+        spec = get_method(method)
+        return self.artifacts.selection_run_dir(method, target, gamma, seed, shared=spec.shared)
+
+    def fingerprint(self, method: str, target: str, gamma: float, seed: int) -> Fingerprint:
+        """Content fingerprint of a run: everything its QA set and costs depend on."""
+        spec = get_method(method)
+        parts: dict = {
+            "method": spec.name,
+            "kind": spec.kind,
+            "corpus": self._digests["corpus"],
+            "extractor": self.extractor.backend.model_id,
+            "answers": getattr(self.extractor.cache, "identity", ""),  # local calls or a profile's shipped answers
+            "extraction": self.extractor.config,
+            "prompt_version": PROMPT_VERSION,
+        }
+        if not spec.shared:
+            parts |= {"target": target, "gamma": gamma, "seed": seed}
+        if spec.uses_warmup:
+            parts |= {"warmup": self._digests["warmup"], "include_warmup_pairs": self.include_warmup_pairs}
+        request = RunRequest(target, gamma, seed, Path(), Fingerprint("", {}))
+        return fingerprint(**parts, **spec.fingerprint_parts(self, request))
+
+    def _read_back(self, spec: Method, request: RunRequest) -> MethodRun | None:
+        """The finished run in ``request.folder`` when its fingerprint matches; clears a stale folder."""
+        folder = request.folder
+        recorded = folder / "run.json"
+        if recorded.is_file():
+            old = json.loads(recorded.read_text(encoding="utf-8"))
+            if old.get("fingerprint") != request.fingerprint.digest:
+                if self.log:
+                    changed = ", ".join(changed_parts(old.get("parts"), request.fingerprint.parts))
+                    print(f"{spec.name} · {request.target} · γ={request.gamma:g} · seed {request.seed}: inputs "
+                          f"changed ({changed}) — recomputing (paid LLM calls come from the cache)")  # fmt: skip
+                shutil.rmtree(folder)
+                return None
+        elif folder.exists():  # written before fingerprints were recorded, or torn: never trusted
+            shutil.rmtree(folder)
+            return None
+        done = folder / "summary.json"
+        if not done.is_file():
+            return None  # unfinished: a bandit resumes from its round log
+        summary = json.loads(done.read_text(encoding="utf-8"))
+        pulls = pd.read_csv(folder / "pulls.csv") if (folder / "pulls.csv").is_file() else None
+        if spec.shared:  # one run serves every target/γ/seed: label it for the caller
+            summary = {**summary, "target": request.target, "gamma": request.gamma, "seed": request.seed}
+        return MethodRun(spec.name, request.target, request.gamma, request.seed,
+                         read_jsonl(folder / "pairs.jsonl"), summary, pulls, folder, reused=True)  # fmt: skip
+
+    # ------------------------------------------------------------------ running
+    def run(self, method: str, target: str, gamma: float, seed: int) -> MethodRun:
+        """Run one method (or read back its finished run with the same fingerprint)."""
+        spec = get_method(method)
+        request = RunRequest(
+            target, gamma, seed, self.folder(method, target, gamma, seed), self.fingerprint(method, target, gamma, seed)
+        )
+        finished = self._read_back(spec, request)
+        if finished is not None:
+            return finished
+        folder = request.folder
+        folder.mkdir(parents=True, exist_ok=True)
+        if not (folder / "run.json").is_file():
+            write_json_atomic(folder / "run.json", {"fingerprint": request.fingerprint.digest,
+                                                    "parts": request.fingerprint.parts})  # fmt: skip
+        tick = time.perf_counter()
+        ledger = CostLedger(folder / "ledger.jsonl")
+        warm_pairs: list[dict] = []
+        if spec.uses_warmup:
+            for row in self.warmup_ledger:
+                # charged again, but not made again by this run: cached=True keeps new_calls honest
+                ledger.add(CallRecord(**{**row, "method": method, "stage": f"warmup-{row['stage']}", "cached": True}))
+            if self.include_warmup_pairs:
+                labels = self.labels[spec.clustering]
+                warm_pairs = [{**p, "method": method, "cluster": int(labels[self._index[p["doc_id"]]]), "round": -1}
+                              for p in self.warmup_pairs if p["doc_id"] in self._index]  # fmt: skip
+        selection = spec.select(self, request, ledger)
+        pairs = selection.pairs
+        if selection.pulls is None:  # provenance like the bandit's: the document's (tuned) cluster, no round
+            tuned = self.labels["tuned"]
+            pairs = [{**p, "cluster": int(tuned[self._index[p["doc_id"]]]), "round": None} for p in pairs]
+        pairs = warm_pairs + pairs
+        domains = [self.corpus[i]["domain"] for i in selection.indices]
+        if spec.uses_warmup:
+            domains += [self.corpus[self._index[d]]["domain"] for d in sorted(self._warmup_docs) if d in self._index]
+        write_jsonl_atomic(folder / "pairs.jsonl", pairs)
+        if selection.pulls is not None:
+            selection.pulls.to_csv(folder / "pulls.csv", index=False)
+        costs = ledger.summary().to_dict("records")[0] if ledger.records else {}
+        summary = {
+            "fingerprint": request.fingerprint.digest,
+            "method": method,
+            "target": target,
+            "gamma": gamma,
+            "seed": seed,
+            "budget": self.budget(gamma),
+            "warmup_documents": len(self._warmup_docs) if spec.uses_warmup else 0,
+            "warmup_pairs_included": bool(warm_pairs),
+            "pairs": len(pairs),
+            "llm_calls": int(costs.get("calls", 0)),
+            "tokens": int(costs.get("tokens", 0)),
+            "flops_model": float(costs.get("flops_model", 0.0)),
+            "flops_reference": float(costs.get("flops_reference", 0.0)),
+            "new_llm_calls": int(costs.get("new_calls", 0)),
+            "wall_s": round(time.perf_counter() - tick, 2),
+            "loop_documents": len(selection.indices),
+            "documents_by_domain": dict(sorted(Counter(domains).items())),
+            **selection.extra,
+        }
+        summary["documents_extracted"] = summary["loop_documents"] + summary["warmup_documents"]
+        ledger.write_summary(folder / "ledger_summary.json", {"method": method})
+        for cache in (*self.stores.values(), self.perplexity):  # vectors and scores computed by this run
+            if hasattr(cache, "save"):
+                cache.save()
+        write_json_atomic(folder / "summary.json", summary)
+        return MethodRun(method, target, gamma, seed, pairs, summary, selection.pulls, folder)

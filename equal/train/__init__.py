@@ -1,0 +1,1 @@
+"""Stage 05: which models are fine-tuned, on which QA sets, and the fine-tuning itself."""

@@ -1,0 +1,75 @@
+"""Shipped LLM answers: a deterministic archive, verified by digest, that answers every call it holds."""
+
+import gzip
+
+import pytest
+
+from equal.errors import ChecksumError, ConfigError
+from equal.llm.answers import export_answers, open_answers
+from equal.llm.cache import CallCache
+from equal.llm.types import Completion
+
+
+def filled_cache(path, model_id="m@1", prompt="qa-extract-v1", n=5) -> CallCache:
+    cache = CallCache(path)
+    for i in range(n):
+        cache.put(f"key{i:02d}", Completion(f'{{"pairs": [{i}]}}', 10 + i, 5, 0.5, "stop"), "llama_cpp", model_id,
+                  prompt, "extract")  # fmt: skip
+    cache.put("other", Completion("x", 1, 1, 0.1), "llama_cpp", "another@2", prompt, "extract")
+    return cache
+
+
+def test_export_is_deterministic_and_holds_only_the_extractor_and_prompt(tmp_path):
+    filled_cache(tmp_path / "calls.sqlite").close()
+    first = export_answers(tmp_path / "calls.sqlite", tmp_path / "a.jsonl.gz", "m@1", "qa-extract-v1")
+    again = export_answers(tmp_path / "calls.sqlite", tmp_path / "b.jsonl.gz", "m@1", "qa-extract-v1")
+    assert first["answers"] == 5 and first["sha256"] == again["sha256"]
+    assert (tmp_path / "a.jsonl.gz").read_bytes() == (tmp_path / "b.jsonl.gz").read_bytes()
+    with pytest.raises(ConfigError, match="no cached answer"):
+        export_answers(tmp_path / "calls.sqlite", tmp_path / "c.jsonl.gz", "m@1", "qa-extract-v9")
+
+
+def test_opened_answers_serve_every_call_and_a_tampered_archive_is_refused(tmp_path):
+    source = filled_cache(tmp_path / "calls.sqlite")
+    done = export_answers(tmp_path / "calls.sqlite", tmp_path / "a.jsonl.gz", "m@1", "qa-extract-v1")
+    cache_path = open_answers(tmp_path / "a.jsonl.gz", done["sha256"], tmp_path / "answers")
+    assert cache_path.name == f"answers-{done['sha256'][:16]}.sqlite"
+    shipped = CallCache(cache_path)
+    assert len(shipped) == 5 and shipped.identity.startswith("answers-")
+    for i in range(5):
+        assert shipped.get(f"key{i:02d}") == source.get(f"key{i:02d}")
+    assert shipped.get("other") is None
+    assert open_answers(tmp_path / "a.jsonl.gz", done["sha256"], tmp_path / "answers") == cache_path  # built once
+
+    lines = gzip.decompress((tmp_path / "a.jsonl.gz").read_bytes()).decode().splitlines()
+    (tmp_path / "t.jsonl.gz").write_bytes(gzip.compress(("\n".join(lines[:-1]) + "\n").encode(), mtime=0))
+    with pytest.raises(ChecksumError, match="differs from the profile"):
+        open_answers(tmp_path / "t.jsonl.gz", done["sha256"], tmp_path / "answers")
+    with pytest.raises(ConfigError, match="missing"):
+        open_answers(tmp_path / "none.jsonl.gz", done["sha256"], tmp_path / "answers")
+
+
+def test_the_pipeline_hands_the_answers_to_the_notebooks_and_fresh_runs_elsewhere(tmp_path, monkeypatch):
+    from equal import pipeline
+    from equal.paths import ENV_LLM_CACHE
+
+    filled_cache(tmp_path / "calls.sqlite").close()
+    done = export_answers(tmp_path / "calls.sqlite", tmp_path / "a.jsonl.gz", "m@1", "qa-extract-v1")
+    monkeypatch.setattr(pipeline, "cache_dir", lambda: tmp_path / "cache")
+    seen = {}
+
+    def fake_run(profile, only, overrides, notebooks_dir, log_output, answers):
+        seen.update(env=pipeline.os.environ.get(ENV_LLM_CACHE), overrides=overrides, answers=answers)
+        return {}
+
+    monkeypatch.setattr(pipeline, "_run_notebooks", fake_run)
+    monkeypatch.setattr(pipeline, "load_profile", lambda name: {"name": "p", "common": {}, "notebooks": {},
+                        "llm_answers": {"file": str(tmp_path / "a.jsonl.gz"), "sha256": done["sha256"]}})  # fmt: skip
+    monkeypatch.delenv(ENV_LLM_CACHE, raising=False)
+    pipeline.run_profile("p")
+    assert seen["env"] == str(seen["answers"]) and seen["answers"].name.startswith("answers-")
+    assert ENV_LLM_CACHE not in pipeline.os.environ  # restored after the run
+    pipeline.run_profile("p", fresh_extraction=True)
+    assert seen["env"] is None and seen["answers"] is None
+    assert seen["overrides"]["results_dir"].endswith("results/p-fresh")
+    assert seen["overrides"]["data_dir"].endswith("data/p-fresh")

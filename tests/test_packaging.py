@@ -1,0 +1,88 @@
+"""The package as a user installs it: every import declared, resources found outside the checkout, stages layered."""
+
+import ast
+import subprocess
+import sys
+import tomllib
+from importlib.metadata import packages_distributions
+from pathlib import Path
+
+from equal.paths import REPO_ROOT
+
+PACKAGE = REPO_ROOT / "equal"
+STAGES = ["data", "embed", "select", "train", "evaluate", "report"]  # in pipeline order
+# Core modules any stage may use; entry points (cli, pipeline) may import anything.
+ENTRY_POINTS = {"cli", "pipeline"}
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def normalise(name: str) -> str:
+    return name.lower().replace("_", "-")
+
+
+def test_every_third_party_import_is_a_declared_dependency():
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    declared = {normalise(d.split("[")[0].split("=")[0].split(">")[0].strip()) for d in project["dependencies"]}
+    lines = (REPO_ROOT / "requirements-models.txt").read_text().split("\n")
+    weights = {normalise(line.split("==")[0]) for line in lines if line and not line.startswith("#")}
+    distributions = packages_distributions()
+    missing = {}
+    for path in [*PACKAGE.rglob("*.py"), *(REPO_ROOT / "tasks").glob("*.py")]:
+        for module in imported_modules(path):
+            top = module.split(".")[0]
+            if top == "equal" or top in sys.stdlib_module_names:
+                continue
+            dists = {normalise(d) for d in distributions.get(top, [top])}
+            if not dists & (declared | weights):
+                missing.setdefault(top, []).append(str(path.relative_to(REPO_ROOT)))
+    assert not missing, f"imported but not declared in pyproject.toml: {missing}"
+
+
+def test_stages_import_only_earlier_stages_and_the_core():
+    for index, stage in enumerate(STAGES):
+        later = set(STAGES[index + 1 :])
+        for path in (PACKAGE / stage).rglob("*.py"):
+            for module in imported_modules(path):
+                parts = module.split(".")
+                if parts[0] == "equal" and len(parts) > 1:
+                    assert parts[1] not in later, f"{path.relative_to(REPO_ROOT)} (stage {stage}) imports {module}"
+                    assert parts[1] not in ENTRY_POINTS, (
+                        f"{path.relative_to(REPO_ROOT)} imports the entry point {module}"
+                    )
+    for path in PACKAGE.glob("*.py"):  # the core imports no stage
+        if path.stem in ENTRY_POINTS:
+            continue
+        for module in imported_modules(path):
+            parts = module.split(".")
+            assert not (parts[0] == "equal" and len(parts) > 1 and parts[1] in STAGES), (
+                f"core {path.name} imports {module}"
+            )
+
+
+def test_an_install_outside_the_checkout_finds_profiles_and_task_yamls(tmp_path):
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--target", str(target), str(REPO_ROOT)], check=True, cwd=tmp_path)  # fmt: skip
+    probe = (
+        "import equal, equal.paths as p\n"
+        "from equal.profiles import load_profile\n"
+        "from equal.evaluate.harness import _yaml\n"
+        f"assert equal.__file__.startswith({str(target)!r}), equal.__file__\n"
+        "assert load_profile('default')['notebooks']['01_data_prep']['max_documents'] == 2000\n"
+        "assert _yaml('equal_gsm8k')['task'] == 'equal_gsm8k'\n"
+        "print(p.resource_dir('tasks'))\n"
+    )
+    env = {"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().startswith(str(target))
