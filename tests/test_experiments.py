@@ -70,3 +70,34 @@ def test_selection_and_cost_tables_charge_the_same_72b_flops(tmp_path):
     write_json_atomic(folder / "summary.json", {"method": "Random"})
     selection_flops = ledger.summary()["flops_reference"].iloc[0]  # what the selection table reports
     assert extraction_cost(run, art, ["math"])["reference_flops"] == pytest.approx(selection_flops)
+
+
+def test_models_are_retrained_exactly_when_their_training_set_changes(tmp_path):
+    from equal.train.finetune import FinetuneConfig
+    from equal.train.plan import train_runs
+    from equal.weights import TINY_CHAT_MODEL, causal_lm_dir
+
+    art = Artifacts("test", tmp_path, tmp_path / "results", tmp_path / "figures")
+    runs = [TrainingRun("EQUAL", 0.05, 0), TrainingRun("Random", 0.05, 0)]
+
+    def write_selection(run, questions):
+        (folder,) = run.selection_folders(art, ["math"])
+        pairs = [{"doc_id": f"d{i}", "pair_index": 0, "question": q, "answer": "It is 4.", "domain": "math"}
+                 for i, q in enumerate(questions)]  # fmt: skip
+        write_jsonl_atomic(folder / "pairs.jsonl", pairs)
+        write_jsonl_atomic(folder / "ledger.jsonl", [])
+        write_json_atomic(folder / "summary.json", {"method": run.method})
+
+    write_selection(runs[0], ["What is 2 + 2?", "What is 3 + 1?"])
+    write_selection(runs[1], ["What is 1 + 3?", "What is 0 + 4?"])
+    config = FinetuneConfig(method="full", max_steps=1, batch_size=2, learning_rate=1e-3, lr_scheduler_type="constant",
+                            warmup_steps=0, max_length=64, bf16=False, save_dtype="float32", save_steps=1)  # fmt: skip
+    base = causal_lm_dir(TINY_CHAT_MODEL)
+    first = train_runs(runs, art, ["math"], base, config, progress=False)
+    assert not first["reused"].any()
+    again = train_runs(runs, art, ["math"], base, config, progress=False)
+    assert again["reused"].all()  # an unchanged re-run retrains nothing
+    write_selection(runs[0], ["What is 2 + 2?", "What is 5 - 1?"])  # EQUAL's set changed, Random's did not
+    changed = train_runs(runs, art, ["math"], base, config, progress=False)
+    assert list(changed["reused"]) == [False, True]
+    assert list(changed["fingerprint"] == first["fingerprint"]) == [False, True]

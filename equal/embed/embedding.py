@@ -10,12 +10,12 @@ exact texts, written atomically.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
 
 from equal.errors import ConfigError
+from equal.fingerprint import fingerprint
 from equal.io import atomic_open
 from equal.paths import cache_dir
 from equal.weights import TINY_EMBEDDER, build_tiny_embedder, file_fingerprint
@@ -61,7 +61,7 @@ def embed_texts(
     cache: Path | None = None,
 ) -> np.ndarray:
     """Normalised float32 embeddings of ``texts`` (cached by model identity and texts)."""
-    key = hashlib.sha256(json.dumps([identity, texts], ensure_ascii=False).encode("utf-8")).hexdigest()[:24]
+    key = fingerprint(embedder=identity, texts=texts).digest
     path = (cache or cache_dir() / "embeddings") / f"{key}.npy"
     if path.is_file():
         return np.load(path)

@@ -13,12 +13,13 @@ Results are cached per model (hash of its weights), task, items and settings in
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from equal.evaluate import scoring
+from equal.fingerprint import fingerprint
 from equal.io import read_jsonl, write_json_atomic, write_jsonl_atomic
 from equal.paths import resource_dir
 from equal.weights import file_fingerprint
@@ -97,21 +98,20 @@ def task_configs(eval_files: dict[str, Path], config: EvalConfig) -> list[tuple[
 
 
 def _cache_key(model_id: str, cfg: dict, n: int, data_file: Path, config: EvalConfig) -> str:
-    task_text = (TASKS_DIR / f"{cfg['task']}.yaml").read_text() + (TASKS_DIR / "utils.py").read_text()
+    """What an evaluation result depends on: the model's weights, the task (YAML and scoring hooks),
+    generation settings, the items and the numeric settings."""
     settings = {k: v for k, v in asdict(config).items() if k in ("dtype", "max_length", "seed")}
-    payload = json.dumps(
-        [
-            model_id,
-            task_text,
-            cfg.get("generation_kwargs"),
-            n,
-            hashlib.sha256(data_file.read_bytes()).hexdigest(),
-            settings,
-        ],
-        sort_keys=True,
-        default=str,
+    key = fingerprint(
+        model=model_id,
+        task_yaml=TASKS_DIR / f"{cfg['task']}.yaml",
+        task_hooks=TASKS_DIR / "utils.py",
+        scoring=Path(scoring.__file__),
+        generation=cfg.get("generation_kwargs"),
+        items=n,
+        data=data_file,
+        settings=settings,
     )
-    return f"{cfg['task']}-{hashlib.sha256(payload.encode()).hexdigest()[:16]}"
+    return f"{cfg['task']}-{key.digest[:16]}"
 
 
 def evaluate_model(
