@@ -77,3 +77,22 @@ def test_bpb_yaml_turns_a_loglikelihood_into_bits_per_byte(tasks):
     scored = task.process_results(doc, [(-100.0, False)])["bits_per_byte"]
     assert scored == (-100.0, len(GSM8K["solution"].encode("utf-8")))
     assert bits_per_byte([scored]) == pytest.approx(100.0 / scored[1] / math.log(2))
+
+
+def test_an_evaluation_is_read_back_until_the_model_or_the_items_change(tmp_path, monkeypatch):
+    from equal.evaluate import harness
+    from equal.weights import TINY_CHAT_MODEL, causal_lm_dir
+
+    calls = []
+    real = harness._run_lm_eval
+    monkeypatch.setattr(harness, "_run_lm_eval", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    files = {"gsm8k": tmp_path / "gsm8k.jsonl"}
+    write_jsonl_atomic(files["gsm8k"], [GSM8K])
+    config = EvalConfig(benchmarks=("gsm8k",), bpb_items=1, generation_items=0, dtype="float32")
+    model = causal_lm_dir(TINY_CHAT_MODEL)
+    first = harness.evaluate_model(model, files, config, tmp_path / "cache")
+    assert len(calls) == 1 and first[0]["metric"] == "bits_per_byte" and first[0]["items"] == 1
+    assert harness.evaluate_model(model, files, config, tmp_path / "cache") == first and len(calls) == 1
+    write_jsonl_atomic(files["gsm8k"], [{**GSM8K, "solution": GSM8K["solution"].replace("18", "19")}])
+    harness.evaluate_model(model, files, config, tmp_path / "cache")
+    assert len(calls) == 2  # other items: evaluated again
