@@ -24,6 +24,7 @@ from equal.io import write_json_atomic
 from equal.llm.answers import open_answers
 from equal.paths import ENV_LLM_CACHE, REPO_ROOT, cache_dir, data_dir, figures_dir, results_dir
 from equal.profiles import load_profile, notebook_parameters
+from equal.progress import ENV_PROGRESS
 from equal.provenance import environment, git_state, now, package_versions, portable_path
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
@@ -73,17 +74,18 @@ def run_profile(
         for key, folder in (("data_dir", data_dir), ("results_dir", results_dir), ("figures_dir", figures_dir)):
             overrides.setdefault(key, str(folder(f"{profile['name']}-fresh")))
     answers = _answers_cache(profile) if not fresh_extraction else None
-    previous_cache = os.environ.get(ENV_LLM_CACHE)
-    if answers is not None:
-        os.environ[ENV_LLM_CACHE] = str(answers)  # every notebook's kernel inherits it
+    # every notebook's kernel inherits these: the shipped answers, and text progress bars for the log
+    settings = {ENV_PROGRESS: "text", **({ENV_LLM_CACHE: str(answers)} if answers is not None else {})}
+    previous = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
     try:
         return _run_notebooks(profile, only, overrides, notebooks_dir, log_output, answers)
     finally:
-        if answers is not None:
-            if previous_cache is None:
-                os.environ.pop(ENV_LLM_CACHE, None)
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
             else:
-                os.environ[ENV_LLM_CACHE] = previous_cache
+                os.environ[name] = value
 
 
 def _answers_cache(profile: dict) -> Path | None:

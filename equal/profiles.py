@@ -91,3 +91,14 @@ def from_namespace(cls: type[T], namespace: dict[str, Any], **overrides: Any) ->
     names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
     values = {name: namespace[name] for name in names if name in namespace}
     return cls(**{**values, **overrides})
+
+
+_IPYTHON_NAMES = {"In", "Out", "exit", "quit", "get_ipython"}
+
+
+def cell_parameters(namespace: dict[str, Any]) -> dict[str, Any]:
+    """A notebook's parameters as they stand (its ``globals()`` after the parameters cell): every public
+    plain value — the record written beside each result table."""
+    plain = (str, int, float, bool, list, dict, tuple, type(None))
+    return {k: v for k, v in namespace.items()
+            if not k.startswith("_") and k not in _IPYTHON_NAMES and isinstance(v, plain)}  # fmt: skip

@@ -114,6 +114,18 @@ def test_the_whole_pipeline_runs_in_smoke_profile(tmp_path):
     # 07 redrew the figures from results/ only: its executed notebook exists and nothing failed
     assert (results / "notebooks" / "07_paper_figures.ipynb").is_file()
 
+    # A reader changes k in 03 and re-runs 03-04: the bandits over the new clusters recompute (from the LLM cache),
+    # the runs that do not depend on the clustering are read back, and nothing reads a stale run.
+    run_profile("smoke", only=["03", "04"], overrides={**overrides, "k": 4}, results_override=results, log_output=False)
+    assert (pd.read_csv(results / "clustering_summary.csv")["k"] == 4).all()
+    assert pd.read_csv(results / "selection_curves.csv")["arm"].max() <= 3
+    rerun = pd.read_csv(results / "selection_runs.csv")
+    same = runs["method"].isin(["Random", "All"])  # every bandit (untuned clusters too) uses the new k
+    pd.testing.assert_frame_equal(runs[same].reset_index(drop=True), rerun[same].reset_index(drop=True))
+    output = nbformat.read(results / "notebooks" / "04_bandit_extraction.ipynb", as_version=4)
+    printed = "".join(o.get("text", "") for c in output.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "new LLM calls: 0" in printed
+
 
 def test_failing_notebook_stops_the_run_and_shows_the_error(tmp_path):
     folder = tmp_path / "notebooks"

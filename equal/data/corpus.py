@@ -17,7 +17,6 @@ from functools import partial
 from pathlib import Path
 
 import pandas as pd
-from tqdm import tqdm  # text bars: they show in papermill logs and in Jupyter alike
 
 from equal.data.decontam import Decontaminator
 from equal.data.dedup import Deduplicator
@@ -30,6 +29,7 @@ from equal.data.tokens import DEFAULT_TOKENIZER, count_tokens
 from equal.errors import ConfigError
 from equal.fingerprint import fingerprint
 from equal.io import read_jsonl, write_json_atomic, write_jsonl_atomic, write_text_atomic
+from equal.progress import tqdm
 
 #: Bump when the preparation logic changes, so cached outputs are rebuilt.
 PREP_VERSION = 1

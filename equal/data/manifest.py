@@ -13,10 +13,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm import tqdm  # text bars: they show in papermill logs and in Jupyter alike
-
 from equal.errors import ChecksumError, DataFormatError
 from equal.io import atomic_open
+from equal.progress import tqdm
 
 
 @dataclass(frozen=True)

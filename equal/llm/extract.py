@@ -14,13 +14,12 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from tqdm import tqdm
-
 from equal.llm.cache import CallCache, call_key
 from equal.llm.ledger import CallRecord, CostLedger
 from equal.llm.parsing import ParsedAnswer, parse_pairs
 from equal.llm.prompts import PROMPT_VERSION, extraction_messages, prompt_overhead, qa_schema, refinement_messages
 from equal.llm.types import Completion, GenerationParams, Messages
+from equal.progress import tqdm
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from equal.errors import ConfigError, EqualError
 from equal.io import write_text_atomic
+from equal.progress import tqdm
 from equal.select.policies import BanditPolicy
 
 PullFunction = Callable[[int, list[tuple[int, np.ndarray]]], list[list]]

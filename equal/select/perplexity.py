@@ -12,10 +12,10 @@ import json
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from equal.io import write_json_atomic
 from equal.paths import cache_dir
+from equal.progress import tqdm
 from equal.weights import causal_lm_dir, file_fingerprint
 
 

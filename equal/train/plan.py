@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from equal.artifacts import Artifacts, gamma_folder, method_slug
 from equal.errors import ConfigError
 from equal.fingerprint import fingerprint
 from equal.llm.ledger import REFERENCE_PARAMS, inference_flops
+from equal.progress import tqdm
 from equal.select.methods import gamma_label, get_method
 from equal.train.finetune import FinetuneConfig, finetune
 from equal.weights import file_fingerprint
