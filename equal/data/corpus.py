@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from equal.artifacts import Artifacts
 from equal.data.decontam import Decontaminator
 from equal.data.dedup import Deduplicator
 from equal.data.manifest import load_manifest, sha256_of, verify_sources
@@ -253,7 +254,8 @@ def prepare_data(config: CorpusConfig, force: bool = False) -> PreparedData:
     # The manifest pins the raw files; a user's corpus is pinned by its own content.
     user_shas = [sha256_of(Path(s["path"])) for s in config.user_corpus if Path(s.get("path") or "").is_file()]
     key = config.cache_key(":".join([manifest_sha, *user_shas]))
-    meta_path, stats_path, corpus_path = out / "prep_meta.json", out / "corpus_stats.csv", out / "corpus.jsonl"
+    layout = Artifacts("prepare", out, out, out)  # the file names later stages read (equal.artifacts)
+    meta_path, stats_path, corpus_path = out / "prep_meta.json", out / "corpus_stats.csv", layout.corpus_file
     if not force and meta_path.is_file() and stats_path.is_file() and corpus_path.is_file():
         meta = json.loads(meta_path.read_text())
         if meta.get("cache_key") == key:
@@ -288,8 +290,11 @@ def prepare_data(config: CorpusConfig, force: bool = False) -> PreparedData:
 
     stats = _stats_table(units_by_source, info, counts, kept)
     write_jsonl_atomic(corpus_path, kept)
-    for name, items in {**targets, **references}.items():
-        write_jsonl_atomic(out / ("targets" if name in targets else ".") / f"{name}.jsonl", items)
+    for name, items in targets.items():
+        write_jsonl_atomic(layout.targets_dir / f"{name}.jsonl", items)
+    for domain in sorted({name.split("_", 1)[1] for name in references}):
+        write_jsonl_atomic(layout.reference_file(domain), references[f"reference_{domain}"])
+        write_jsonl_atomic(layout.heldout_file(domain), references[f"heldout_{domain}"])
     write_jsonl_atomic(out / "contaminated_units.jsonl", contaminated)
     write_text_atomic(stats_path, stats.to_csv(index=False))
     timings["total_s"] = time.perf_counter() - started
