@@ -39,6 +39,11 @@ def test_parameters_cells_equal_the_default_profile():
             assert value == expected[name], (
                 f"{path.name}: {name} = {value!r}, params/default.yaml says {expected[name]!r}"
             )
+        from papermill.translators import PythonTranslator
+
+        (tagged,) = [c for c in nbformat.read(path, as_version=4).cells if "parameters" in c.metadata.get("tags", [])]
+        inspected = {p.name for p in PythonTranslator.inspect(tagged)}  # what `papermill --help-notebook` shows
+        assert inspected == set(cell), f"{path.name}: papermill cannot parse {sorted(set(cell) - inspected)}"
         own = (profile["notebooks"].get(path.stem) or {}).keys()
         missing = sorted(set(own) - set(cell))
         assert not missing, f"{path.name}: params/default.yaml sets {missing}, which its parameters cell lacks"
