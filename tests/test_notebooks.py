@@ -95,9 +95,13 @@ def test_the_whole_pipeline_runs_in_smoke_profile(tmp_path):
     assert runs["ot_heldout"].notna().all() and (runs["ot_heldout"] > 0).all()
     curves = pd.read_csv(results / "selection_curves.csv")
     assert (curves.groupby(["method", "seed"])["regret"].diff().dropna() >= -1e-9).all()  # regret never decreases
-    # 05: every method on seed 0, EQUAL and Random on both seeds, All once, the D_r control; same steps for all
+    # 05: EQUAL, its ablations, Random and All on seed 0, EQUAL and Random on both seeds, the D_r control; same steps
     trained = pd.read_csv(results / "finetune_runs.csv")
-    assert len(trained) == len(METHODS) + 3 and (trained["steps"] == 2).all() and (trained["pairs"] > 0).all()
+    planned = [("EQUAL", 0), ("EQUAL", 1), ("Random", 0), ("Random", 1), ("EQUAL w/o warm-up", 0),
+               ("EQUAL w/o MAB", 0), ("EQUAL w/o exploration", 0)]  # fmt: skip
+    expected = ["All · 100%", "D_r (control)"] + [f"{m} · 20% · seed {s}" for m, s in planned]
+    assert sorted(trained["model"]) == sorted(expected)
+    assert (trained["steps"] == 2).all() and (trained["pairs"] > 0).all()
     control = trained.set_index("method").loc["D_r (control)"]
     assert control["pairs"] == 20 and control["documents_extracted"] == 0  # the 20 D_r problems, nothing extracted
     assert (trained["method"] == "All").sum() == 1
