@@ -77,6 +77,19 @@ class EmbedderInfo:
     summary: dict
 
 
+@dataclass(frozen=True)
+class SelectionArtifact:
+    """A finished method run: its QA set and summary; the ledger is read on demand (it can be long)."""
+
+    folder: Path
+    summary: dict
+    pairs: list[dict]
+
+    def ledger(self) -> list[dict]:
+        """Every LLM call charged to the run."""
+        return read_jsonl(self.folder / "ledger.jsonl")
+
+
 class MissingArtifact(ConfigError):
     """A stage's input is missing: the message says which notebook writes it."""
 
@@ -213,16 +226,10 @@ class Artifacts:
             return self.selection_root / "all"
         return self.selection_root / target / gamma_folder(gamma) / method_slug(method) / f"seed{seed}"
 
-    def load_selection_pairs(self, folder: Path) -> list[dict]:
-        """The QA set of a finished method run."""
-        summary = folder / "summary.json"
-        self._require(summary, "04")
-        return read_jsonl(folder / "pairs.jsonl")
-
-    def load_selection_ledger(self, folder: Path) -> list[dict]:
-        """Every LLM call charged to a finished method run."""
-        self._require(folder / "summary.json", "04")
-        return read_jsonl(folder / "ledger.jsonl")
+    def load_selection(self, folder: Path) -> SelectionArtifact:
+        """A finished method run of notebook 04 (its folder from :meth:`selection_run_dir`)."""
+        summary = json.loads(self._require(folder / "summary.json", "04").read_text(encoding="utf-8"))
+        return SelectionArtifact(folder, summary, read_jsonl(folder / "pairs.jsonl"))
 
     # -------------------------------------------------------------- 05 fine-tuning
     @property

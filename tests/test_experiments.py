@@ -67,6 +67,7 @@ def test_selection_and_cost_tables_charge_the_same_72b_flops(tmp_path):
     ledger = CostLedger(folder / "ledger.jsonl")
     for doc, tokens in (("a", 120), ("b", 75)):
         ledger.add(CallRecord("Random", doc, "extract", "llama_cpp", "m", 1000, tokens, 10, 0.1, False))
+    write_jsonl_atomic(folder / "pairs.jsonl", [])
     write_json_atomic(folder / "summary.json", {"method": "Random"})
     selection_flops = ledger.summary()["flops_reference"].iloc[0]  # what the selection table reports
     assert extraction_cost(run, art, ["math"])["reference_flops"] == pytest.approx(selection_flops)

@@ -113,7 +113,7 @@ def training_pairs(run: TrainingRun, artifacts: Artifacts, targets: list[str]) -
                 for target in targets for r in artifacts.load_reference(target)]  # fmt: skip
     pairs, seen = [], set()
     for folder in run.selection_folders(artifacts, targets):
-        for pair in artifacts.load_selection_pairs(folder):
+        for pair in artifacts.load_selection(folder).pairs:
             key = (pair.get("doc_id"), pair.get("pair_index"), pair["question"])
             if key not in seen:
                 seen.add(key)
@@ -125,7 +125,7 @@ def extraction_cost(run: TrainingRun, artifacts: Artifacts, targets: list[str]) 
     """Documents, calls, tokens and FLOPs (ours and the 72B reference) of building the run's training set."""
     rows, seen = [], set()
     for folder in run.selection_folders(artifacts, targets):
-        for row in artifacts.load_selection_ledger(folder):
+        for row in artifacts.load_selection(folder).ledger():
             stage = row["stage"].removeprefix("warmup-")
             key = (row["doc_id"], stage, row["prompt_tokens"], row["completion_tokens"])
             if key not in seen:
