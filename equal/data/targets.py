@@ -42,6 +42,12 @@ def _file(source: Source, raw_dir: Path, name: str) -> tuple[Path, str]:
 def load_gsm8k(source: Source, raw_dir: Path, split: str, ctx: ReadContext) -> list[dict]:
     """GSM8K ``train`` or ``test``."""
     path, rel = _file(source, raw_dir, f"{split}.jsonl")
+    return read_gsm8k(path, split, ctx, rel)
+
+
+def read_gsm8k(path: Path, split: str, ctx: ReadContext, rel: str | None = None) -> list[dict]:
+    """A GSM8K JSONL file (``question``, ``answer`` with calculator notes and ``#### N``)."""
+    rel = rel or str(path)
     items = []
     for line_no, obj in iter_jsonl(path, ctx):
         question = require_str(obj, "question", Path(rel), line_no, ctx)
@@ -63,6 +69,12 @@ def load_gsm8k(source: Source, raw_dir: Path, split: str, ctx: ReadContext) -> l
 def load_math500(source: Source, raw_dir: Path, ctx: ReadContext) -> list[dict]:
     """MATH-500 (test only)."""
     path, rel = _file(source, raw_dir, "test_ori.jsonl")
+    return read_math500(path, ctx, rel)
+
+
+def read_math500(path: Path, ctx: ReadContext, rel: str | None = None) -> list[dict]:
+    """A MATH-500 JSONL file (``problem``, ``solution``, ``answer``, ``subject``, ``level``)."""
+    rel = rel or str(path)
     items = []
     for line_no, obj in iter_jsonl(path, ctx):
         problem = require_str(obj, "problem", Path(rel), line_no, ctx)
@@ -85,6 +97,12 @@ def load_math500(source: Source, raw_dir: Path, ctx: ReadContext) -> list[dict]:
 def load_mbpp(source: Source, raw_dir: Path, split: str, ctx: ReadContext) -> list[dict]:
     """MBPP by the standard task_id split (``prompt``, ``test``, ``validation``, ``train``)."""
     path, rel = _file(source, raw_dir, "mbpp.jsonl")
+    return read_mbpp(path, split, ctx, rel)
+
+
+def read_mbpp(path: Path, split: str, ctx: ReadContext, rel: str | None = None) -> list[dict]:
+    """One of MBPP's standard splits (by ``task_id``) of the full ``mbpp.jsonl``."""
+    rel = rel or str(path)
     wanted = MBPP_SPLITS[split]
     items = []
     for line_no, obj in iter_jsonl(path, ctx):
@@ -117,6 +135,12 @@ def load_mbpp(source: Source, raw_dir: Path, split: str, ctx: ReadContext) -> li
 def load_humaneval(source: Source, raw_dir: Path, ctx: ReadContext) -> list[dict]:
     """HumanEval (test only; the file is gzip-compressed JSONL)."""
     path, rel = _file(source, raw_dir, "HumanEval.jsonl.gz")
+    return read_humaneval(path, ctx, rel)
+
+
+def read_humaneval(path: Path, ctx: ReadContext, rel: str | None = None) -> list[dict]:
+    """The gzip-compressed HumanEval JSONL (``prompt``, ``canonical_solution``, ``test``, ``entry_point``)."""
+    rel = rel or str(path)
     items = []
     for line_no, obj in iter_jsonl(path, ctx, opener=gzip.open):
         prompt = require_str(obj, "prompt", Path(rel), line_no, ctx)
