@@ -105,7 +105,7 @@ def test_user_corpus_configuration_errors(tmp_path, raw_dir):
     def config(**spec):
         return CorpusConfig(raw_dir=raw_dir, out_dir=tmp_path / "out", sources=[], user_corpus=[spec], progress=False)
 
-    with pytest.raises(ConfigError, match=r"user_corpus 'web': no file at .*nowhere\.jsonl"):
+    with pytest.raises(ConfigError, match=r"user_corpus 'web': no file or folder at .*nowhere\.jsonl"):
         prepare_data(config(name="web", path=str(tmp_path / "nowhere.jsonl")))
     with pytest.raises(ConfigError, match="already a source name"):
         prepare_data(config(name="asdiv", path=str(tmp_path / "x.jsonl")))

@@ -23,10 +23,11 @@ from equal.data.decontam import Decontaminator
 from equal.data.dedup import Deduplicator
 from equal.data.manifest import load_manifest, sha256_of, verify_sources
 from equal.data.reading import ParseReport, ReadContext
-from equal.data.sources import PARSERS, RawDocument, parse_user_jsonl
+from equal.data.sources import PARSERS, RawDocument, parse_user_corpus
 from equal.data.targets import draw_reference_sets, evaluation_items, evaluation_text, load_targets
 from equal.data.text import pack_units
 from equal.data.tokens import DEFAULT_TOKENIZER, count_tokens
+from equal.data.user_corpus import corpus_files
 from equal.errors import ConfigError
 from equal.fingerprint import fingerprint
 from equal.io import read_jsonl, write_json_atomic, write_jsonl_atomic, write_text_atomic
@@ -125,11 +126,11 @@ def _unit_records(source: str, domain: str, license_: str, docs, config: CorpusC
     return units, too_short
 
 
-def _user_parser(path: Path):
-    """A parse job for a user JSONL corpus (max_files does not apply to a single file)."""
+def _user_parser(path: Path, text_field: str = "text"):
+    """A parse job for a user corpus: a JSONL or Parquet file, or a folder of them (max_files does not apply)."""
 
     def parse(ctx: ReadContext, _max_files: int | None):
-        return parse_user_jsonl(path, ctx)
+        return parse_user_corpus(path, ctx, text_field)
 
     return parse
 
@@ -154,9 +155,10 @@ def _parse_sources(config: CorpusConfig, manifest) -> tuple[dict[str, list[dict]
             raise ConfigError(f"user_corpus entries need 'name' and 'path', got {spec}")
         if name in names or name in manifest:
             raise ConfigError(f"user_corpus name {name!r} is already a source name; choose another")
-        if not Path(path).is_file():
-            raise ConfigError(f"user_corpus {name!r}: no file at {path}")
-        jobs.append((name, spec.get("domain", "unknown"), spec.get("license", ""), _user_parser(Path(path))))
+        if not Path(path).exists():
+            raise ConfigError(f"user_corpus {name!r}: no file or folder at {path}")
+        parser = _user_parser(Path(path), spec.get("text_field", "text"))
+        jobs.append((name, spec.get("domain", "unknown"), spec.get("license", ""), parser))
     units_by_source: dict[str, list[dict]] = {}
     info: dict[str, dict] = {}
     for name, domain, license_, parse in tqdm(jobs, desc="parse sources", unit="source", disable=not config.progress):
@@ -252,7 +254,8 @@ def prepare_data(config: CorpusConfig, force: bool = False) -> PreparedData:
     out = config.out_dir
     manifest_sha = sha256_of(config.raw_dir / "MANIFEST.json") if (config.raw_dir / "MANIFEST.json").is_file() else ""
     # The manifest pins the raw files; a user's corpus is pinned by its own content.
-    user_shas = [sha256_of(Path(s["path"])) for s in config.user_corpus if Path(s.get("path") or "").is_file()]
+    user_shas = [sha256_of(f) for s in config.user_corpus if Path(s.get("path") or "").exists()
+                 for f in corpus_files(s["path"])]  # fmt: skip
     key = config.cache_key(":".join([manifest_sha, *user_shas]))
     layout = Artifacts("prepare", out, out, out)  # the file names later stages read (equal.artifacts)
     meta_path, stats_path, corpus_path = out / "prep_meta.json", out / "corpus_stats.csv", layout.corpus_file

@@ -431,17 +431,21 @@ def parse_wikitext(source: Source, raw_dir: Path, ctx: ReadContext, max_files: i
 # ----------------------------------------------------------------------------- a user's own corpus
 
 
-def parse_user_jsonl(path: Path, ctx: ReadContext) -> Iterator[RawDocument]:
-    """A user corpus: JSONL with ``text`` (required) and optional ``id``, ``title``, ``domain``."""
-    for line_no, obj in iter_jsonl(path, ctx):
-        text = require_str(obj, "text", path, line_no, ctx)
-        if text is None:
-            continue
-        ctx.report.records += 1
+def parse_user_corpus(path: Path, ctx: ReadContext, text_field: str = "text") -> Iterator[RawDocument]:
+    """A user corpus (JSONL, .jsonl.gz, Parquet or a folder of them): ``text_field`` required, optional
+    ``id``, ``title``, ``domain``."""
+    from equal.data.user_corpus import iter_documents
+
+    for doc in iter_documents(path, ctx, text_field):
         yield RawDocument(
-            title=str(obj.get("title") or ""),
-            blocks=_text_blocks(text, ctx),
-            file=str(path),
-            locator=f"id={obj['id']}" if "id" in obj else f"line {line_no}",
-            domain=obj.get("domain"),
+            title=doc["title"],
+            blocks=_text_blocks(doc["text"], ctx),
+            file=doc["file"],
+            locator=doc["locator"],
+            domain=doc["domain"],
         )
+
+
+def parse_user_jsonl(path: Path, ctx: ReadContext) -> Iterator[RawDocument]:
+    """A user corpus in JSONL with a ``text`` field (see :func:`parse_user_corpus`)."""
+    return parse_user_corpus(path, ctx)
