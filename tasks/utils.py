@@ -36,3 +36,16 @@ def bits_per_byte(doc, results):
     """(log-likelihood of the gold solution, its UTF-8 bytes): aggregated by lm-eval's bits_per_byte."""
     loglikelihood = results[0][0] if isinstance(results[0], (tuple, list)) else results[0]
     return {"bits_per_byte": (loglikelihood, len(doc["solution"].encode("utf-8")))}
+
+
+def choice_letters(doc) -> list[str]:
+    return [chr(ord("A") + i) for i in range(len(doc["choices"]))]
+
+
+def choices_prompt(doc) -> str:
+    options = "\n".join(f"{letter}. {text}" for letter, text in zip(choice_letters(doc), doc["choices"], strict=True))
+    return f"{doc['question']}\n{options}\nAnswer with the letter of the correct choice."
+
+
+def answer_index(doc) -> int:
+    return choice_letters(doc).index(doc["answer"])
