@@ -26,6 +26,7 @@ from equal.paths import resource_dir
 
 PARAMS_DIR = resource_dir("params")
 PROFILES = ("smoke", "default", "full", "paper")
+NOT_PROFILES = ("tasks",)  # params/tasks.yaml declares the target tasks (equal.data.tasks), it is no profile
 T = TypeVar("T")
 
 
@@ -52,8 +53,8 @@ def load_profile(name_or_path: str | Path, params_dir: Path = PARAMS_DIR) -> dic
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml"):
         path = params_dir / f"{name_or_path}.yaml"
-    if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in params_dir.glob("*.yaml")))
+    if not path.is_file() or path.stem in NOT_PROFILES:
+        known = ", ".join(sorted(p.stem for p in params_dir.glob("*.yaml") if p.stem not in NOT_PROFILES))
         raise ConfigError(f"profile {name_or_path!r} not found ({path}); known profiles: {known}")
     seen: list[Path] = []
     layers: list[dict] = []

@@ -63,7 +63,7 @@ def test_the_whole_pipeline_runs_in_smoke_profile(tmp_path):
     assert (results / "notebooks" / "01_data_prep.ipynb").is_file()
     stats = (results / "corpus_stats.csv").read_text()
     assert "(all)" in stats and "contaminated" in stats
-    assert json.loads((results / "corpus_stats.meta.json").read_text())["parameters"]["max_documents"] == 200
+    assert json.loads((results / "corpus_stats.meta.json").read_text())["parameters"]["max_documents"] == 120
     figures = {p.name for p in (tmp_path / "figures").iterdir()}
     for name in (
         "corpus_composition",
@@ -91,7 +91,7 @@ def test_the_whole_pipeline_runs_in_smoke_profile(tmp_path):
     assert (table.loc[table["method"] != "All", "seeds"] == 2).all()
     runs = pd.read_csv(results / "selection_runs.csv")
     bandit = runs[runs["method"] == "EQUAL"]
-    assert (bandit["loop_documents"] == 40).all() and (bandit["warmup_documents"] == 20).all()
+    assert (bandit["loop_documents"] == 24).all() and (bandit["warmup_documents"] == 18).all()
     assert runs["ot_heldout"].notna().all() and (runs["ot_heldout"] > 0).all()
     curves = pd.read_csv(results / "selection_curves.csv")
     assert (curves.groupby(["method", "seed"])["regret"].diff().dropna() >= -1e-9).all()  # regret never decreases
