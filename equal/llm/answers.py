@@ -13,25 +13,17 @@ same answers, same tables, on any machine. ``make reproduce FRESH=1`` extracts f
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import sqlite3
 from pathlib import Path
 
 from equal.errors import ChecksumError, ConfigError
+from equal.fingerprint import file_digest
 from equal.io import atomic_open
 from equal.llm.cache import CallCache
 
 COLUMNS = ("key", "backend", "model_id", "prompt_version", "stage", "text", "prompt_tokens", "completion_tokens",
            "wall_s", "finish_reason")  # fmt: skip
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def export_answers(cache_path: str | Path, out_path: str | Path, model_id: str, prompt_version: str) -> dict:
@@ -50,7 +42,7 @@ def export_answers(cache_path: str | Path, out_path: str | Path, model_id: str, 
     with atomic_open(out_path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as handle:
         for row in rows:
             handle.write((json.dumps(dict(zip(COLUMNS, row, strict=True)), ensure_ascii=False) + "\n").encode())
-    return {"answers": len(rows), "sha256": _sha256(Path(out_path)), "model_id": model_id,
+    return {"answers": len(rows), "sha256": file_digest(Path(out_path)), "model_id": model_id,
             "prompt_version": prompt_version}  # fmt: skip
 
 
@@ -60,7 +52,7 @@ def open_answers(archive: str | Path, sha256: str, cache_dir: str | Path) -> Pat
     archive = Path(archive)
     if not archive.is_file():
         raise ConfigError(f"{archive}: the profile's LLM answers are missing (or run with FRESH=1 to re-extract)")
-    actual = _sha256(archive)
+    actual = file_digest(archive)
     if actual != sha256:
         raise ChecksumError(f"{archive}: sha256 {actual} differs from the profile's {sha256}; refusing to use it")
     target = Path(cache_dir) / f"answers-{sha256[:16]}.sqlite"
