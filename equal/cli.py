@@ -19,7 +19,8 @@ def _prepare(args: argparse.Namespace) -> int:
     from equal.data.corpus import CorpusConfig, prepare_data
     from equal.paths import raw_data_dir
 
-    user = [{"path": p, "name": Path(p).stem, "domain": args.domain} for p in args.corpus]
+    user = [{"path": p, "name": Path(p).name.split(".")[0], "domain": args.domain, "text_field": args.text_field}
+            for p in args.corpus]  # fmt: skip
     config = CorpusConfig(
         raw_dir=raw_data_dir(args.raw_data_dir),
         out_dir=Path(args.out),
@@ -84,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     prep = commands.add_parser("prepare-data", help="verify, parse, dedup and decontaminate a corpus")
     prep.add_argument("--out", required=True, help="output folder")
     prep.add_argument("--raw-data-dir", help="folder with MANIFEST.json and raw/ (default ../shared/data)")
-    prep.add_argument("--corpus", nargs="*", default=[], help="your own JSONL corpora (field 'text' required)")
+    prep.add_argument("--corpus", nargs="*", default=[],
+                      help="your own corpora: JSONL, .jsonl.gz, Parquet files or folders of them")  # fmt: skip
+    prep.add_argument("--text-field", default="text", help="the field holding each document's text")
     prep.add_argument("--domain", default="unknown", help="domain label of --corpus documents")
     prep.add_argument("--no-builtin", action="store_true", help="use only --corpus, not the embedded sources")
     prep.add_argument("--max-documents", type=int, default=None)
