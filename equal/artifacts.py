@@ -237,6 +237,22 @@ class Artifacts:
         """Fine-tuned models and their training logs."""
         return self.data / "finetune"
 
+    def finetune_run_dir(
+        self, method: str, gamma: float, seed: int, shared: bool = False, control: bool = False
+    ) -> Path:
+        """One fine-tuning run: its checkpoints, ``train_info.json`` and ``model/`` (the D_r control and shared
+        selections such as All have one run each)."""
+        if control:
+            return self.finetune_root / "control"
+        if shared:
+            return self.finetune_root / method_slug(method)
+        return self.finetune_root / gamma_folder(gamma) / method_slug(method) / f"seed{seed}"
+
+    def finetuned_model_dir(self, method: str, gamma: float, seed: int, shared: bool = False,
+                            control: bool = False) -> Path:  # fmt: skip
+        """The saved model of a fine-tuning run (what notebook 06 evaluates)."""
+        return self.finetune_run_dir(method, gamma, seed, shared, control) / "model"
+
     # -------------------------------------------------------------- 06 evaluation
     @property
     def eval_items_dir(self) -> Path:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from equal.artifacts import Artifacts, gamma_folder, method_slug
+from equal.artifacts import Artifacts
 from equal.errors import ConfigError
 from equal.fingerprint import fingerprint
 from equal.llm.ledger import REFERENCE_PARAMS, inference_flops
@@ -60,13 +60,13 @@ class TrainingRun:
             return f"{self.method} · 100%"
         return f"{self.method} · {gamma_label(self.gamma)} · seed {self.seed}"
 
-    def folder(self, root: Path) -> Path:
-        """Where its model and training log live under ``root``."""
-        if self.is_control:
-            return Path(root) / "control"
-        if self.is_shared:
-            return Path(root) / method_slug(self.method)
-        return Path(root) / gamma_folder(self.gamma) / method_slug(self.method) / f"seed{self.seed}"
+    def folder(self, artifacts: Artifacts) -> Path:
+        """Where its checkpoints, training log and model live."""
+        return artifacts.finetune_run_dir(self.method, self.gamma, self.seed, self.is_shared, self.is_control)
+
+    def model_dir(self, artifacts: Artifacts) -> Path:
+        """The fine-tuned model."""
+        return artifacts.finetuned_model_dir(self.method, self.gamma, self.seed, self.is_shared, self.is_control)
 
     def selection_folders(self, artifacts: Artifacts, targets: list[str]) -> list[Path]:
         """The notebook-04 run folders whose QA sets make up its training set."""
@@ -169,7 +169,7 @@ def train_runs(
     bar = tqdm(runs, desc="fine-tuning", unit="model", disable=not progress)
     for run in bar:
         bar.set_postfix_str(run.label)
-        folder = run.folder(artifacts.finetune_root)
+        folder = run.folder(artifacts)
         pairs = training_pairs(run, artifacts, targets)
         stamp_value = training_fingerprint(base_identity, config, pairs)
         info_path, stamp = folder / "train_info.json", folder / "fingerprint.txt"
@@ -209,7 +209,7 @@ def loss_curves(runs: list[TrainingRun], artifacts: Artifacts) -> pd.DataFrame:
     """Training loss per step of every run (for the loss-curve figure)."""
     frames = []
     for run in runs:
-        info = json.loads((run.folder(artifacts.finetune_root) / "train_info.json").read_text())
+        info = json.loads((run.folder(artifacts) / "train_info.json").read_text())
         frame = pd.DataFrame(info["losses"])
         frame.insert(0, "model", run.label)
         frame.insert(1, "method", run.method)
