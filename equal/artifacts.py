@@ -28,7 +28,6 @@ import numpy as np
 
 from equal import paths
 from equal.errors import ConfigError
-from equal.fingerprint import arrays_digest
 from equal.io import read_jsonl
 
 CLUSTERINGS = ("tuned", "untuned")
@@ -59,11 +58,6 @@ class ClusteringArtifact:
     def k(self) -> int:
         """Number of clusters."""
         return int(self.labels.max()) + 1 if len(self.labels) else 0
-
-    @property
-    def digest(self) -> str:
-        """Content digest of labels and W2 distances (what the bandit depends on)."""
-        return arrays_digest({"labels": self.labels, "w2": self.w2})
 
 
 @dataclass(frozen=True)
