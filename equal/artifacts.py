@@ -7,8 +7,9 @@ module builds a path into another stage's outputs: it asks :class:`Artifacts`.
 =====  ===========================================  ===================================================
 stage  writes                                       read by
 =====  ===========================================  ===================================================
-01     corpus.jsonl, reference_<t>.jsonl,           02-04 (corpus), 04-05 (D_r), 04 (held-out),
-       heldout_<t>.jsonl, targets/<split>.jsonl      06 (evaluation splits)
+01     corpus.jsonl, tasks.json,                    02-04 (corpus), 04-06 (task declarations),
+       reference_<t>.jsonl, heldout_<t>.jsonl,       04-05 (D_r), 04 (held-out),
+       evaluation/<t>.jsonl                          06 (evaluation items)
 02     warmup/{pairs,ledger}.jsonl, embedder.json,   03 (embedders), 04 (warm-up pairs, charges)
        embedder_tuned/
 03     clusters_{tuned,untuned}.npz                  04
@@ -29,6 +30,7 @@ import numpy as np
 from equal import paths
 from equal.errors import ConfigError
 from equal.io import read_jsonl
+from equal.task import TaskSpec, spec_from_record
 
 CLUSTERINGS = ("tuned", "untuned")
 
@@ -133,10 +135,23 @@ class Artifacts:
         """The held-out slice of a target's task (judges selections; disjoint from D_r)."""
         return self.data / f"heldout_{target}.jsonl"
 
+    def evaluation_file(self, task: str) -> Path:
+        """A benchmark's evaluation items (kept out of the corpus and of every D_r)."""
+        return self.data / "evaluation" / f"{task}.jsonl"
+
     @property
-    def targets_dir(self) -> Path:
-        """Every target task split (train pools and evaluation splits)."""
-        return self.data / "targets"
+    def tasks_file(self) -> Path:
+        """The declarations of every task data preparation read, with item counts per role."""
+        return self.data / "tasks.json"
+
+    def load_tasks(self) -> dict[str, TaskSpec]:
+        """The target tasks and benchmarks as notebook 01 prepared them (name → declaration)."""
+        records = json.loads(self._require(self.tasks_file, "01").read_text(encoding="utf-8"))
+        return {name: spec_from_record({k: v for k, v in r.items() if k != "items"}) for name, r in records.items()}
+
+    def load_evaluation(self, task: str) -> list[dict]:
+        """A benchmark's evaluation items."""
+        return read_jsonl(self._require(self.evaluation_file(task), "01"))
 
     def load_corpus(self) -> list[dict]:
         """D_c as records (id, source, domain, title, text, ...)."""

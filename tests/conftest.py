@@ -18,3 +18,12 @@ def raw_dir():
 @pytest.fixture(scope="session")
 def manifest(raw_dir):
     return load_manifest(raw_dir)
+
+
+@pytest.fixture(scope="session")
+def builtin_tasks(raw_dir):
+    """Every split of the four built-in benchmarks as params/tasks.yaml declares them: ``{task: {split: items}}``."""
+    from equal.data.tasks import declared_tasks, load_task
+    from equal.paths import REPO_ROOT
+
+    return {name: load_task(spec, raw_dir, REPO_ROOT) for name, spec in declared_tasks().items()}

@@ -5,7 +5,7 @@ import pandas as pd
 from equal.data.corpus import CorpusConfig, prepare_data
 from equal.profiles import load_profile, notebook_parameters
 
-PREP_KEYS = set(CorpusConfig.__dataclass_fields__) - {"raw_dir", "out_dir", "progress"}
+PREP_KEYS = set(CorpusConfig.__dataclass_fields__) - {"raw_dir", "out_dir", "progress", "builtin_tasks"}
 
 
 def test_default_profile_keeps_2000_documents_from_three_domains(tmp_path, raw_dir):
@@ -21,8 +21,11 @@ def test_default_profile_keeps_2000_documents_from_three_domains(tmp_path, raw_d
     assert {"id", "source", "domain", "title", "text", "file", "locator", "n_tokens", "license"} <= set(corpus.columns)
     total = prepared.stats.query("source == '(all)' and domain == '(all)'").iloc[0]
     assert total["documents"] == len(corpus) and total["tokens"] == corpus["n_tokens"].sum()
-    for name in ("reference_math", "reference_code", "heldout_math", "targets/gsm8k_test", "contaminated_units"):
+    for name in ("reference_gsm8k", "reference_mbpp", "heldout_gsm8k", "evaluation/gsm8k", "evaluation/humaneval",
+                 "contaminated_units"):  # fmt: skip
         assert prepared.file(f"{name}.jsonl").is_file()
+    assert not prepared.file("reference_math500.jsonl").exists()  # a benchmark without a reference set
+    assert prepared.meta["tasks"]["gsm8k"] == {"reference": 100, "heldout": 200, "evaluation": 1319, "excluded": 0}
 
 
 def test_second_run_is_cached_and_identical(tmp_path, raw_dir):
@@ -31,8 +34,7 @@ def test_second_run_is_cached_and_identical(tmp_path, raw_dir):
         out_dir=tmp_path,
         sources=["asdiv", "conala", "wikitext2"],
         max_documents=150,
-        reference_size=10,
-        heldout_size=10,
+        tasks={"gsm8k": {"reference": {"size": 10, "heldout": 10}}, "mbpp": {"reference": {"size": 10, "heldout": 10}}},
         progress=False,
     )
     first = prepare_data(config)

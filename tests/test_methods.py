@@ -6,8 +6,6 @@ import numpy as np
 import pytest
 
 from equal.artifacts import Artifacts
-from equal.data.reading import ReadContext
-from equal.data.targets import load_targets
 from equal.embed.embedding import EmbeddingStore, load_embedder
 from equal.io import read_jsonl
 from equal.llm.backends import make_backend
@@ -20,9 +18,9 @@ from equal.weights import TINY_EMBEDDER
 
 
 @pytest.fixture(scope="module")
-def world(manifest, raw_dir, tmp_path_factory):
+def world(builtin_tasks, tmp_path_factory):
     """24 real documents (GSM8K and MBPP problems with solutions) in 4 clusters, a real warm-up of 4."""
-    targets = load_targets(manifest, raw_dir, ReadContext())
+    targets = {f"{task}_{split}": items for task, splits in builtin_tasks.items() for split, items in splits.items()}
     math_items, code_items = targets["gsm8k_train"][:12], targets["mbpp_train"][:12]
     corpus = [{"id": i["id"], "domain": domain, "source": i["task"], "title": "",
                "text": f"{i['question']}\n\nSolution: {i['solution']}"}

@@ -1,12 +1,8 @@
-from equal.data.reading import ReadContext
-from equal.data.targets import (
-    draw_reference_sets,
-    evaluation_items,
-    gsm8k_final_answer,
-    load_targets,
-    shared_questions,
-    strip_calculator,
-)
+import pytest
+
+from equal.data.targets import gsm8k_final_answer, shared_questions, strip_calculator
+from equal.data.tasks import declared_tasks, select_tasks, split_tasks
+from equal.errors import ConfigError
 
 
 def test_gsm8k_answer_parsing():
@@ -15,33 +11,40 @@ def test_gsm8k_answer_parsing():
     assert strip_calculator(solution).startswith("She sold 48/2 = 24 clips")
 
 
-def test_targets_have_the_standard_splits(manifest, raw_dir):
-    targets = load_targets(manifest, raw_dir, ReadContext())
-    sizes = {name: len(items) for name, items in targets.items()}
+def test_targets_have_the_standard_splits(builtin_tasks):
+    sizes = {task: {split: len(items) for split, items in splits.items()} for task, splits in builtin_tasks.items()}
     assert sizes == {
-        "gsm8k_train": 7473,
-        "gsm8k_test": 1319,
-        "math500_test": 500,
-        "mbpp_train": 374,
-        "mbpp_test": 500,
-        "mbpp_heldout": 100,
-        "humaneval_test": 164,
+        "gsm8k": {"train": 7473, "test": 1319},
+        "math500": {"test": 500},
+        "mbpp": {"train": 374, "test": 500, "prompt": 10, "validation": 90},
+        "humaneval": {"test": 164},
     }
-    assert {int(i["id"].split("-")[1]) for i in targets["mbpp_test"]} == set(range(11, 511))
-    assert all("\r" not in i["solution"] for i in targets["mbpp_train"])
-    assert targets["humaneval_test"][0]["entry_point"]
+    assert {int(i["id"].split("-")[1]) for i in builtin_tasks["mbpp"]["test"]} == set(range(11, 511))
+    assert all("\r" not in i["solution"] for i in builtin_tasks["mbpp"]["train"])
+    assert builtin_tasks["humaneval"]["test"][0]["entry_point"]
 
 
-def test_reference_sets_are_seeded_and_disjoint(manifest, raw_dir):
-    targets = load_targets(manifest, raw_dir, ReadContext())
-    first = draw_reference_sets(targets, size=100, heldout_size=200, seed=0)
-    again = draw_reference_sets(targets, size=100, heldout_size=200, seed=0)
-    other = draw_reference_sets(targets, size=100, heldout_size=200, seed=1)
-    assert [i["id"] for i in first["reference_math"]] == [i["id"] for i in again["reference_math"]]
-    assert [i["id"] for i in first["reference_math"]] != [i["id"] for i in other["reference_math"]]
-    assert len(first["reference_math"]) == 100 and len(first["heldout_code"]) == 200
-    assert all(i["split"] == "train" for i in first["reference_math"] + first["reference_code"])
-    evaluation = evaluation_items(targets)
-    for items in first.values():
-        assert not shared_questions(items, evaluation)
-    assert not shared_questions(first["reference_math"], first["heldout_math"])
+def test_reference_sets_are_seeded_and_disjoint_from_every_evaluation_item(builtin_tasks):
+    specs = declared_tasks()
+    first, again, other = (split_tasks(builtin_tasks, specs, seed) for seed in (0, 0, 1))
+    ids = {name: [i["id"] for i in first[name].reference] for name in ("gsm8k", "mbpp")}
+    assert ids == {name: [i["id"] for i in again[name].reference] for name in ids}
+    assert ids["gsm8k"] != [i["id"] for i in other["gsm8k"].reference]
+    assert len(first["gsm8k"].reference) == 100 and len(first["mbpp"].heldout) == 200
+    assert not first["math500"].reference and not first["humaneval"].heldout  # benchmarks only
+    assert all(i["split"] == "train" for i in first["gsm8k"].reference + first["mbpp"].reference)
+    protected = [i for task in first.values() for i in task.protected]
+    assert len(protected) == 1319 + 500 + 500 + 100 + 164  # every evaluation split and MBPP's prompt/validation
+    for task in first.values():
+        assert not shared_questions(task.reference + task.heldout, protected)
+        assert not shared_questions(task.reference, task.heldout)
+
+
+def test_a_profile_overrides_a_built_in_declaration_by_name():
+    specs = declared_tasks({"gsm8k": {"reference": {"size": 20, "heldout": 20}}})
+    assert specs["gsm8k"].reference == {"split": "train", "size": 20, "heldout": 20}
+    assert specs["gsm8k"].metric == "numeric" and specs["math500"].reference is None
+    with pytest.raises(ConfigError, match="task 'mine': 'domain' is required"):
+        declared_tasks({"mine": {"metric": "numeric", "files": {"all": "x.jsonl"}, "evaluation": {}}})
+    with pytest.raises(ConfigError, match=r"target 'math500' .*has no 'reference' block"):
+        select_tasks(specs, ["math500"])

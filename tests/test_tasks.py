@@ -1,9 +1,11 @@
-"""The lm-eval task YAMLs in tasks/ load through lm-eval and score known answers right and wrong."""
+"""The lm-eval configs generated from the built-in declarations load through lm-eval and score known answers right
+and wrong."""
 
 import math
 
 import pytest
 
+from equal.data.tasks import declared_tasks
 from equal.evaluate.harness import EvalConfig, task_configs
 from equal.io import write_jsonl_atomic
 
@@ -36,7 +38,7 @@ def tasks(tmp_path_factory):
     write_jsonl_atomic(files["gsm8k"], [GSM8K])
     write_jsonl_atomic(files["mbpp"], [MBPP])
     config = EvalConfig(benchmarks=("gsm8k", "mbpp"), bpb_items=1, generation_items=1)
-    specs = [cfg for _, cfg, _ in task_configs(files, config)]
+    specs = [cfg for _, cfg, _ in task_configs(files, config, declared_tasks())]
     return TaskManager(include_defaults=False).load_task_or_group(specs)
 
 
@@ -90,9 +92,11 @@ def test_an_evaluation_is_read_back_until_the_model_or_the_items_change(tmp_path
     write_jsonl_atomic(files["gsm8k"], [GSM8K])
     config = EvalConfig(benchmarks=("gsm8k",), bpb_items=1, generation_items=0, dtype="float32")
     model = causal_lm_dir(TINY_CHAT_MODEL)
-    first = harness.evaluate_model(model, files, config, tmp_path / "cache")
+    first = harness.evaluate_model(model, files, config, tmp_path / "cache", declared_tasks())
     assert len(calls) == 1 and first[0]["metric"] == "bits_per_byte" and first[0]["items"] == 1
-    assert harness.evaluate_model(model, files, config, tmp_path / "cache") == first and len(calls) == 1
+    assert (
+        harness.evaluate_model(model, files, config, tmp_path / "cache", declared_tasks()) == first and len(calls) == 1
+    )
     write_jsonl_atomic(files["gsm8k"], [{**GSM8K, "solution": GSM8K["solution"].replace("18", "19")}])
-    harness.evaluate_model(model, files, config, tmp_path / "cache")
+    harness.evaluate_model(model, files, config, tmp_path / "cache", declared_tasks())
     assert len(calls) == 2  # other items: evaluated again

@@ -18,13 +18,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from equal import paths
 from equal.artifacts import Artifacts
 from equal.data.decontam import Decontaminator
 from equal.data.dedup import Deduplicator
 from equal.data.manifest import load_manifest, sha256_of, verify_sources
 from equal.data.reading import ParseReport, ReadContext
 from equal.data.sources import PARSERS, RawDocument, parse_user_corpus
-from equal.data.targets import draw_reference_sets, evaluation_items, evaluation_text, load_targets
+from equal.data.targets import evaluation_text
+from equal.data.tasks import MANIFEST_PREFIX, TaskItems, declared_tasks, load_task, resolve_file, split_tasks
 from equal.data.text import pack_units
 from equal.data.tokens import DEFAULT_TOKENIZER, count_tokens
 from equal.data.user_corpus import corpus_files
@@ -32,10 +34,10 @@ from equal.errors import ConfigError
 from equal.fingerprint import fingerprint
 from equal.io import read_jsonl, write_json_atomic, write_jsonl_atomic, write_text_atomic
 from equal.progress import tqdm
+from equal.task import TaskSpec, spec_record
 
 #: Bump when the preparation logic changes, so cached outputs are rebuilt.
-PREP_VERSION = 1
-TARGET_SOURCES = ("gsm8k", "mbpp", "humaneval", "math500")
+PREP_VERSION = 2  # 2: target tasks declared as data (equal.data.tasks)
 
 
 @dataclass
@@ -57,8 +59,10 @@ class CorpusConfig:
     dedup_num_perm: int = 128
     dedup_shingle_words: int = 3
     decontam_ngram: int = 13  # word n-gram length of the contamination test
-    reference_size: int = 100  # |D_r| per domain (paper: 100 GSM8K train problems)
-    heldout_size: int = 200  # held-out target items per domain, disjoint from D_r and evaluation
+    # Target tasks: params/tasks.yaml's declarations (D_r sizes, splits, metrics) with these merged over them by
+    # name; every task's evaluation items are kept out of the corpus and out of every D_r.
+    tasks: dict = field(default_factory=dict)
+    builtin_tasks: bool = True  # False: only ``tasks`` (equal select on a user's own task)
     tokenizer: str = DEFAULT_TOKENIZER
     on_error: str = "raise"  # "raise" or "skip" (skipped records are counted in the stats)
     fetch_missing: bool = False  # download missing raw files from upstream (needs a network)
@@ -93,7 +97,7 @@ class PreparedData:
         return pd.DataFrame(read_jsonl(self.corpus_path))
 
     def file(self, name: str) -> Path:
-        """Path of another prepared file, e.g. ``reference_math.jsonl``."""
+        """Path of another prepared file, e.g. ``reference_gsm8k.jsonl``."""
         return self.out_dir / name
 
 
@@ -169,7 +173,23 @@ def _parse_sources(config: CorpusConfig, manifest) -> tuple[dict[str, list[dict]
     return units_by_source, info
 
 
-def _filter_and_sample(units_by_source, targets, config: CorpusConfig):
+def task_specs(config: CorpusConfig) -> dict[str, TaskSpec]:
+    """The tasks data preparation reads: the declared ones (built-in and the profile's), or only the profile's."""
+    if config.builtin_tasks:
+        return declared_tasks(config.tasks)
+    from equal.data.tasks import parse_tasks
+
+    return parse_tasks(config.tasks, "tasks")
+
+
+def _task_file_digests(specs: dict[str, TaskSpec], raw_dir: Path) -> list[str]:
+    """Content digests of the task files that the manifest does not pin (a user's own tasks)."""
+    files = [resolve_file(ref, raw_dir, paths.REPO_ROOT) for spec in specs.values() for ref in spec.files.values()
+             if not ref.startswith(MANIFEST_PREFIX)]  # fmt: skip
+    return [sha256_of(path) for path in files if path.is_file()]
+
+
+def _filter_and_sample(units_by_source, tasks: dict[str, TaskItems], config: CorpusConfig):
     """Offer units in a seeded random order; keep the new, clean ones until max_documents."""
     pool = [u for name in sorted(units_by_source) for u in units_by_source[name]]
     random.Random(config.seed).shuffle(pool)
@@ -177,7 +197,7 @@ def _filter_and_sample(units_by_source, targets, config: CorpusConfig):
         config.dedup_threshold, config.dedup_num_perm, config.dedup_shingle_words, seed=config.seed + 1
     )
     decontam = Decontaminator(config.decontam_ngram).fit(
-        (i["id"], evaluation_text(i)) for i in evaluation_items(targets)
+        (i["id"], evaluation_text(i)) for task in tasks.values() for i in task.protected
     )
     counts: dict[str, Counter] = {name: Counter() for name in units_by_source}
     kept: list[dict] = []
@@ -252,11 +272,13 @@ def prepare_data(config: CorpusConfig, force: bool = False) -> PreparedData:
     """
     started = time.perf_counter()
     out = config.out_dir
-    manifest_sha = sha256_of(config.raw_dir / "MANIFEST.json") if (config.raw_dir / "MANIFEST.json").is_file() else ""
+    manifest_file = config.raw_dir / "MANIFEST.json"
+    manifest_sha = sha256_of(manifest_file) if manifest_file.is_file() else ""
     # The manifest pins the raw files; a user's corpus is pinned by its own content.
     user_shas = [sha256_of(f) for s in config.user_corpus if Path(s.get("path") or "").exists()
                  for f in corpus_files(s["path"])]  # fmt: skip
-    key = config.cache_key(":".join([manifest_sha, *user_shas]))
+    specs = task_specs(config)
+    key = config.cache_key(":".join([manifest_sha, *user_shas, *_task_file_digests(specs, config.raw_dir)]))
     layout = Artifacts("prepare", out, out, out)  # the file names later stages read (equal.artifacts)
     meta_path, stats_path, corpus_path = out / "prep_meta.json", out / "corpus_stats.csv", layout.corpus_file
     if not force and meta_path.is_file() and stats_path.is_file() and corpus_path.is_file():
@@ -267,22 +289,25 @@ def prepare_data(config: CorpusConfig, force: bool = False) -> PreparedData:
     meta_path.unlink(missing_ok=True)  # a crash from here on must not leave a stale cache marker
     timings: dict[str, float] = {}
     tick = time.perf_counter()
-    manifest = load_manifest(config.raw_dir)
-    wanted = [
-        s for s in manifest.values() if s.role == "target_task" or config.sources is None or s.name in config.sources
-    ]
+    # The raw-data folder is needed only for its sources: a user's corpus and tasks alone (equal select) go without.
+    task_sources = {ref[len(MANIFEST_PREFIX) :].split("/")[0] for spec in specs.values() for ref in spec.files.values()
+                    if ref.startswith(MANIFEST_PREFIX)}  # fmt: skip
+    needs_manifest = config.sources != [] or bool(task_sources)
+    manifest = load_manifest(config.raw_dir) if needs_manifest else {}
+    wanted = [s for s in manifest.values() if s.name in task_sources
+              or (s.role == "corpus" and (config.sources is None or s.name in config.sources))]  # fmt: skip
     n_verified = verify_sources(config.raw_dir, wanted, config.fetch_missing, config.progress, config.mirror_url)
     timings["verify_s"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
     target_ctx = ReadContext(on_error=config.on_error)
-    targets = load_targets(manifest, config.raw_dir, target_ctx)
-    references = draw_reference_sets(targets, config.reference_size, config.heldout_size, config.seed)
+    loaded = {name: load_task(spec, config.raw_dir, paths.REPO_ROOT, target_ctx) for name, spec in specs.items()}
+    tasks = split_tasks(loaded, specs, config.seed)
     units_by_source, info = _parse_sources(config, manifest)
     timings["parse_s"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    kept, counts, contaminated = _filter_and_sample(units_by_source, targets, config)
+    kept, counts, contaminated = _filter_and_sample(units_by_source, tasks, config)
     timings["filter_s"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
@@ -293,11 +318,14 @@ def prepare_data(config: CorpusConfig, force: bool = False) -> PreparedData:
 
     stats = _stats_table(units_by_source, info, counts, kept)
     write_jsonl_atomic(corpus_path, kept)
-    for name, items in targets.items():
-        write_jsonl_atomic(layout.targets_dir / f"{name}.jsonl", items)
-    for domain in sorted({name.split("_", 1)[1] for name in references}):
-        write_jsonl_atomic(layout.reference_file(domain), references[f"reference_{domain}"])
-        write_jsonl_atomic(layout.heldout_file(domain), references[f"heldout_{domain}"])
+    for name, task in tasks.items():
+        if task.spec.is_benchmark:
+            write_jsonl_atomic(layout.evaluation_file(name), task.evaluation)
+        if task.spec.is_target:
+            write_jsonl_atomic(layout.reference_file(name), task.reference)
+            write_jsonl_atomic(layout.heldout_file(name), task.heldout)
+    write_json_atomic(layout.tasks_file, {name: {**spec_record(task.spec), "items": task.counts()}
+                                          for name, task in tasks.items()})  # fmt: skip
     write_jsonl_atomic(out / "contaminated_units.jsonl", contaminated)
     write_text_atomic(stats_path, stats.to_csv(index=False))
     timings["total_s"] = time.perf_counter() - started
@@ -309,8 +337,7 @@ def prepare_data(config: CorpusConfig, force: bool = False) -> PreparedData:
         "raw_files_verified": n_verified,
         "timings": {k: round(v, 2) for k, v in timings.items()},
         "documents": len(kept),
-        "reference_sets": {name: len(items) for name, items in references.items()},
-        "target_splits": {name: len(items) for name, items in targets.items()},
+        "tasks": {name: task.counts() for name, task in tasks.items()},
         "target_skipped_records": dict(target_ctx.report.skipped),
         "skip_examples": {name: i["report"].examples for name, i in info.items() if i["report"].examples},
     }

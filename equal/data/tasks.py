@@ -34,51 +34,11 @@ from equal.data import targets
 from equal.data.dedup import normalized_words
 from equal.data.reading import ReadContext, iter_jsonl, require_str
 from equal.errors import ConfigError, DataFormatError
+from equal.paths import resource_dir
+from equal.profiles import deep_merge
+from equal.task import METRICS, REQUIRED_FIELDS, TaskSpec
 
-METRICS = ("numeric", "boxed", "code_tests", "code_function", "multiple_choice", "free_text")
-#: Fields a record must have after mapping, per metric (``solution`` is what bits per byte scores).
-REQUIRED_FIELDS = {
-    "numeric": ("question", "solution", "answer"),
-    "boxed": ("question", "solution", "answer"),
-    "code_tests": ("question", "solution", "test_list"),
-    "code_function": ("question", "solution", "test", "entry_point"),
-    "multiple_choice": ("question", "choices", "answer"),
-    "free_text": ("question", "solution"),
-}
 MANIFEST_PREFIX = "manifest:"
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    """One declared target task (see the module docstring for the YAML form)."""
-
-    name: str
-    domain: str
-    metric: str
-    files: dict[str, str]
-    label: str = ""
-    format: str = "jsonl"
-    fields: dict[str, str] = field(default_factory=dict)
-    reference: dict[str, Any] | None = None
-    evaluation: dict[str, Any] | None = None
-    exclude: tuple[str, ...] = ()  # splits used for nothing, but kept out of the corpus like evaluation items
-    seed: int = 0
-    source: str = ""  # where it was declared (for error messages)
-
-    @property
-    def title(self) -> str:
-        """The name tables show."""
-        return self.label or self.name
-
-    @property
-    def is_target(self) -> bool:
-        """Whether it has a reference set D_r (a bandit can select for it)."""
-        return self.reference is not None
-
-    @property
-    def is_benchmark(self) -> bool:
-        """Whether models are evaluated on it."""
-        return self.evaluation is not None
 
 
 def parse_tasks(declared: dict[str, Any], source: str = "tasks") -> dict[str, TaskSpec]:
@@ -221,6 +181,10 @@ class TaskItems:
     evaluation: list[dict] = field(default_factory=list)
     excluded: list[dict] = field(default_factory=list)
 
+    def counts(self) -> dict[str, int]:
+        """Items per role."""
+        return {role: len(getattr(self, role)) for role in ("reference", "heldout", "evaluation", "excluded")}
+
     @property
     def protected(self) -> list[dict]:
         """Items that must never reach training data (evaluation and excluded splits)."""
@@ -250,16 +214,14 @@ def load_task(spec: TaskSpec, raw_dir: Path, base_dir: Path, ctx: ReadContext | 
     return loaded
 
 
-def split_task(spec: TaskSpec, splits: dict[str, list[dict]], banned: set[str] | None = None) -> TaskItems:
-    """Draw D_r, the held-out slice and the evaluation items (seeded, disjoint) from a task's splits.
+def _rng(spec: TaskSpec, role: str, seed: int) -> random.Random:
+    return random.Random(f"{seed}:{spec.seed}:{spec.name}:{role}")
 
-    ``banned``: normalised questions that D_r and the held-out slice must avoid (every task's
-    evaluation items).
-    """
+
+def draw_evaluation(spec: TaskSpec, splits: dict[str, list[dict]], seed: int = 0) -> TaskItems:
+    """A task's evaluation items (its whole evaluation split, or a seeded ``size`` of it) and excluded splits."""
     where = f"{spec.source}: task {spec.name!r}"
-    rng = random.Random(f"{spec.seed}-{spec.name}")
     out = TaskItems(spec, excluded=[i for s in spec.exclude for i in splits.get(s, [])])
-    taken: set[str] = set()
     if spec.evaluation is not None:
         split = spec.evaluation.get("split", _only_split(spec))
         pool = splits[split]
@@ -267,17 +229,72 @@ def split_task(spec: TaskSpec, splits: dict[str, list[dict]], banned: set[str] |
         shared_with_reference = spec.reference is not None and spec.reference.get("split", _only_split(spec)) == split
         if size is None and shared_with_reference:
             raise ConfigError(f"{where}: evaluation and reference share split {split!r}: give evaluation a 'size'")
-        out.evaluation = pool if size is None else _draw(pool, size, rng, f"evaluation split {split!r}", where)
-        taken = {question_key(i) for i in out.evaluation}
+        out.evaluation = pool if size is None else _draw(pool, int(size), _rng(spec, "evaluation", seed),
+                                                         f"evaluation split {split!r}", where)  # fmt: skip
+    return out
+
+
+def draw_reference(items: TaskItems, splits: dict[str, list[dict]], banned: set[str], seed: int = 0) -> TaskItems:
+    """Draw D_r and the held-out slice of ``items.spec`` (seeded), avoiding ``banned`` normalised questions
+    (every task's evaluation items) and the task's own evaluation and excluded items."""
+    spec = items.spec
+    where = f"{spec.source}: task {spec.name!r}"
     if spec.reference is not None:
         split = spec.reference.get("split", _only_split(spec))
-        avoid = taken | (banned or set()) | {question_key(i) for i in out.excluded}
+        avoid = banned | {question_key(i) for i in items.protected}
         pool = [i for i in splits[split] if question_key(i) not in avoid]
         size, heldout = int(spec.reference.get("size", 100)), int(spec.reference.get("heldout", 0))
-        picked = _draw(pool, size + heldout, rng, f"reference ({size}) + heldout ({heldout})", where)
-        out.reference, out.heldout = picked[:size], picked[size:]
-    check_disjoint(out, where)
-    return out
+        picked = _draw(pool, size + heldout, _rng(spec, "reference", seed), f"reference ({size}) + heldout ({heldout})",
+                       where)  # fmt: skip
+        items.reference, items.heldout = picked[:size], picked[size:]
+    check_disjoint(items, where)
+    return items
+
+
+def split_task(
+    spec: TaskSpec, splits: dict[str, list[dict]], banned: set[str] | None = None, seed: int = 0
+) -> TaskItems:
+    """Draw D_r, the held-out slice and the evaluation items (seeded, disjoint) from a task's splits.
+
+    ``banned``: normalised questions that D_r and the held-out slice must avoid (every task's
+    evaluation items).
+    """
+    return draw_reference(draw_evaluation(spec, splits, seed), splits, banned or set(), seed)
+
+
+def split_tasks(loaded: dict[str, dict[str, list[dict]]], specs: dict[str, TaskSpec], seed: int = 0
+                ) -> dict[str, TaskItems]:  # fmt: skip
+    """Split every task: first all evaluation items, then each D_r avoiding *every* task's evaluation items."""
+    items = {name: draw_evaluation(specs[name], loaded[name], seed) for name in loaded}
+    banned = {question_key(i) for task in items.values() for i in task.protected}
+    return {name: draw_reference(task, loaded[name], banned, seed) for name, task in items.items()}
+
+
+BUILTIN_TASKS_FILE = resource_dir("params") / "tasks.yaml"
+
+
+def declared_tasks(extra: dict[str, Any] | None = None) -> dict[str, TaskSpec]:
+    """The built-in declarations (``params/tasks.yaml``) with a profile's own ``tasks`` merged over them by name:
+    a new name declares a task, a known name overrides some of its keys (e.g. ``reference: {size: 20}``)."""
+    with open(BUILTIN_TASKS_FILE, encoding="utf-8") as handle:
+        builtin = (yaml.safe_load(handle) or {}).get("tasks", {})
+    if extra and not isinstance(extra, dict):
+        raise ConfigError(f"the profile's 'tasks' must map task names to declarations, got {type(extra).__name__}")
+    source = str(BUILTIN_TASKS_FILE) + (" + the profile's tasks" if extra else "")
+    return parse_tasks(deep_merge(builtin, extra or {}), source)
+
+
+def select_tasks(specs: dict[str, TaskSpec], targets: list[str], benchmarks: list[str] | tuple[str, ...] = ()
+                 ) -> dict[str, TaskSpec]:  # fmt: skip
+    """The declared tasks a run needs, checked: every target has a reference set, every benchmark an evaluation."""
+    for role, names, check in (("target", targets, "is_target"), ("benchmark", benchmarks, "is_benchmark")):
+        for name in names:
+            if name not in specs:
+                raise ConfigError(f"{role} {name!r} is not a declared task; declared: {sorted(specs)}")
+            if not getattr(specs[name], check):
+                block = "reference" if role == "target" else "evaluation"
+                raise ConfigError(f"{role} {name!r} ({specs[name].source}) has no {block!r} block")
+    return {name: specs[name] for name in dict.fromkeys([*targets, *benchmarks])}
 
 
 def check_disjoint(items: TaskItems, where: str) -> None:

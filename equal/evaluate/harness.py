@@ -1,11 +1,12 @@
-"""Evaluation of a (fine-tuned) causal LM through lm-eval's ``simple_evaluate`` on the repo's task YAMLs.
+"""Evaluation of a (fine-tuned) causal LM through lm-eval's ``simple_evaluate`` on configs generated from each
+benchmark's declaration.
 
-The YAMLs in ``tasks/`` (``equal_gsm8k``, ``equal_math500``, ``equal_mbpp``, ``equal_humaneval`` and a
-``*_bpb`` twin of each) name a placeholder data file; :func:`task_configs` loads them with lm-eval's
-own YAML loader (which resolves ``!function utils.*``) and points them at the profile's evaluation
-items. Those items are a seeded sample of each benchmark's test split written once by
-:func:`write_eval_items`, so every model sees the same items; generative tasks use the first
-``generation_items`` of them, the bits-per-byte tasks the first ``bpb_items``.
+A benchmark is a declared task with an ``evaluation`` block (``params/tasks.yaml`` or a profile's own
+``tasks``); :mod:`equal.evaluate.task_configs` turns its metric kind into an lm-eval config (one generic YAML
+per kind in ``tasks/``) and its bits-per-byte twin, pointed at the profile's evaluation items. Those items are
+a seeded sample of the task's evaluation split written once by :func:`write_eval_items`, so every model sees the
+same items; generative tasks use the first ``generation_items`` of them, the bits-per-byte tasks the first
+``bpb_items``.
 
 Results are cached per model (hash of its weights), task, items and settings in
 ``<cache>/<key>.json`` with every sample's prompt and response, so a re-run evaluates only what is new.
@@ -19,27 +20,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from equal.evaluate import scoring
+from equal.evaluate.task_configs import bpb_config, task_config
 from equal.fingerprint import fingerprint
 from equal.io import read_jsonl, write_json_atomic, write_jsonl_atomic
 from equal.paths import resource_dir
+from equal.task import METRIC_NAMES, TaskSpec
 from equal.weights import file_fingerprint
 
 TASKS_DIR = resource_dir("tasks")
 
-# benchmark → test file in data/<profile>/targets, generative task, small-scale (bits-per-byte) task, metric
-BENCHMARKS: dict[str, dict[str, str]] = {
-    "gsm8k": {"file": "gsm8k_test", "task": "equal_gsm8k", "bpb": "equal_gsm8k_bpb", "metric": "exact_match"},
-    "math500": {"file": "math500_test", "task": "equal_math500", "bpb": "equal_math500_bpb", "metric": "exact_match"},
-    "mbpp": {"file": "mbpp_test", "task": "equal_mbpp", "bpb": "equal_mbpp_bpb", "metric": "pass@1"},
-    "humaneval": {
-        "file": "humaneval_test",
-        "task": "equal_humaneval",
-        "bpb": "equal_humaneval_bpb",
-        "metric": "pass@1",
-    },
-}
 ROW_FIELDS = ("benchmark", "task", "metric", "value", "items", "model_weights")
-BENCHMARK_LABELS = {"gsm8k": "GSM8K", "math500": "MATH-500", "mbpp": "MBPP", "humaneval": "HumanEval"}
 
 
 @dataclass(frozen=True)
@@ -58,13 +48,13 @@ class EvalConfig:
     seed: int = 0
 
 
-def write_eval_items(targets_dir: Path, out_dir: Path, config: EvalConfig) -> dict[str, Path]:
-    """Write a seeded sample of each benchmark's test split (same items for every model); return the files."""
+def write_eval_items(sources: dict[str, Path], out_dir: Path, config: EvalConfig) -> dict[str, Path]:
+    """Write a seeded sample of each benchmark's evaluation items (``sources``: benchmark → the file notebook 01
+    wrote; the same items for every model); return the files."""
     files = {}
     n_items = max(config.bpb_items, config.generation_items)
     for bench in config.benchmarks:
-        source = Path(targets_dir) / f"{BENCHMARKS[bench]['file']}.jsonl"
-        records = [r for r in read_jsonl(source) if len(r["solution"]) <= config.max_solution_chars]
+        records = [r for r in read_jsonl(sources[bench]) if len(r.get("solution") or "") <= config.max_solution_chars]
         random.Random(f"{config.seed}:{bench}").shuffle(records)
         path = Path(out_dir) / f"{bench}.jsonl"
         chosen = records[:n_items]
@@ -74,27 +64,23 @@ def write_eval_items(targets_dir: Path, out_dir: Path, config: EvalConfig) -> di
     return files
 
 
-def _yaml(name: str) -> dict:
-    from lm_eval.tasks._yaml_loader import load_yaml  # resolves `!function utils.*` next to the YAML
-
-    return load_yaml(TASKS_DIR / f"{name}.yaml")
-
-
-def task_configs(eval_files: dict[str, Path], config: EvalConfig) -> list[tuple[str, dict, int]]:
-    """(benchmark, lm-eval task config, number of items) for every task to run."""
-    specs = []
+def task_configs(eval_files: dict[str, Path], config: EvalConfig, specs: dict[str, TaskSpec]
+                 ) -> list[tuple[str, dict, int]]:  # fmt: skip
+    """(benchmark, lm-eval task config, number of items) for every task to run: each benchmark's bits-per-byte
+    task, and its generative (or multiple-choice) task when ``generation_items`` > 0."""
+    out = []
     for bench, path in eval_files.items():
+        spec = specs[bench]
         n_available = len(read_jsonl(path))
-        names = [(BENCHMARKS[bench]["bpb"], min(config.bpb_items, n_available))]
-        if config.generation_items > 0:
-            names.append((BENCHMARKS[bench]["task"], min(config.generation_items, n_available)))
-        for name, n in names:
-            cfg = _yaml(name)
-            cfg["dataset_kwargs"] = {"data_files": {"test": str(path)}}
+        configs = [(bpb_config(spec, path), min(config.bpb_items, n_available))]
+        generative = task_config(spec, path)
+        if config.generation_items > 0 and generative is not None:
+            configs.append((generative, min(config.generation_items, n_available)))
+        for cfg, n in configs:
             if cfg["output_type"] == "generate_until" and bench in config.max_gen_toks:
                 cfg["generation_kwargs"] = {**cfg["generation_kwargs"], "max_gen_toks": config.max_gen_toks[bench]}
-            specs.append((bench, cfg, n))
-    return specs
+            out.append((bench, cfg, n))
+    return out
 
 
 def _cache_key(model_id: str, cfg: dict, n: int, data_file: Path, config: EvalConfig) -> str:
@@ -103,7 +89,7 @@ def _cache_key(model_id: str, cfg: dict, n: int, data_file: Path, config: EvalCo
     settings = {k: v for k, v in asdict(config).items() if k in ("dtype", "max_length", "seed")}
     key = fingerprint(
         model=model_id,
-        task_yaml=TASKS_DIR / f"{cfg['task']}.yaml",
+        task_yaml=[TASKS_DIR / f"{name}.yaml" for name in template_names(cfg)],
         task_hooks=TASKS_DIR / "utils.py",
         scoring=Path(scoring.__file__),
         generation=cfg.get("generation_kwargs"),
@@ -114,16 +100,26 @@ def _cache_key(model_id: str, cfg: dict, n: int, data_file: Path, config: EvalCo
     return f"{cfg['task']}-{key.digest[:16]}"
 
 
+def template_names(cfg: dict) -> list[str]:
+    """The generic YAMLs a generated config came from (its cache key reads their content)."""
+    return cfg.get("metadata", {}).get("templates", [])
+
+
 def evaluate_model(
-    model_dir: str | Path, eval_files: dict[str, Path], config: EvalConfig, cache_dir: Path
+    model_dir: str | Path,
+    eval_files: dict[str, Path],
+    config: EvalConfig,
+    cache_dir: Path,
+    specs: dict[str, TaskSpec],
 ) -> list[dict]:
-    """Evaluate one model on every task (cached per task); one row per task with the metric and item count."""
+    """Evaluate one model on every task (cached per task); one row per task with the metric and item count
+    (``label``: the benchmark's name in tables)."""
     model_dir = Path(model_dir)
     # the model's identity in the cache: its weights' bytes
     model_id = file_fingerprint([*model_dir.glob("*.safetensors"), *model_dir.glob("*.bin")])
-    specs = task_configs(eval_files, config)
+    planned = task_configs(eval_files, config, specs)
     rows, todo = [], []
-    for bench, cfg, n in specs:
+    for bench, cfg, n in planned:
         key = _cache_key(model_id, cfg, n, Path(cfg["dataset_kwargs"]["data_files"]["test"]), config)
         path = Path(cache_dir) / f"{key}.json"
         if path.is_file():
@@ -132,12 +128,13 @@ def evaluate_model(
         else:
             todo.append((cfg, n, bench, path))
     if todo:
-        rows.extend(_run_lm_eval(model_dir, model_id, todo, config))
-    order = {cfg["task"]: i for i, (_, cfg, _) in enumerate(specs)}
-    return sorted(rows, key=lambda row: order[row["task"]])
+        rows.extend(_run_lm_eval(model_dir, model_id, todo, config, specs))
+    order = {cfg["task"]: i for i, (_, cfg, _) in enumerate(planned)}
+    return [{**row, "label": specs[row["benchmark"]].title} for row in sorted(rows, key=lambda r: order[r["task"]])]
 
 
-def _run_lm_eval(model_dir: Path, model_id: str, todo: list[tuple], config: EvalConfig) -> list[dict]:
+def _run_lm_eval(model_dir: Path, model_id: str, todo: list[tuple], config: EvalConfig, specs: dict[str, TaskSpec]
+                 ) -> list[dict]:  # fmt: skip
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
@@ -167,7 +164,7 @@ def _run_lm_eval(model_dir: Path, model_id: str, todo: list[tuple], config: Eval
             fewshot_random_seed=config.seed,
         )
         result = output["results"][cfg["task"]]
-        metric = "bits_per_byte" if cfg["output_type"] == "loglikelihood" else BENCHMARKS[bench]["metric"]
+        metric = "bits_per_byte" if cfg["output_type"] == "loglikelihood" else METRIC_NAMES[specs[bench].metric]
         row = {
             "benchmark": bench,
             "task": cfg["task"],

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from equal.data.tasks import TaskSpec
 from equal.errors import ConfigError
 from equal.paths import resource_dir
+from equal.task import TaskSpec
 
 TASKS_DIR = resource_dir("tasks")
 #: Kinds scored only by bits per byte (no generative metric).
@@ -30,15 +30,17 @@ def _load(name: str) -> dict:
     return dict(load_yaml(path))
 
 
-def _with_data(config: dict, task: str, data_file: Path) -> dict:
-    return {"task": task, **config, "dataset_kwargs": {"data_files": {"test": str(data_file)}}}
+def _with_data(config: dict, task: str, data_file: Path, templates: list[str]) -> dict:
+    # metadata.templates: which generic YAMLs the config came from (the evaluation cache digests them)
+    metadata = {**config.get("metadata", {}), "templates": templates}
+    return {"task": task, **config, "dataset_kwargs": {"data_files": {"test": str(data_file)}}, "metadata": metadata}
 
 
 def task_config(spec: TaskSpec, data_file: str | Path) -> dict | None:
     """The generative (or multiple-choice) config of ``spec`` over ``data_file``; None for bpb-only kinds."""
     if spec.metric in BPB_ONLY:
         return None
-    return _with_data(_load(f"kind_{spec.metric}"), f"equal_{spec.name}", Path(data_file))
+    return _with_data(_load(f"kind_{spec.metric}"), f"equal_{spec.name}", Path(data_file), [f"kind_{spec.metric}"])
 
 
 def bpb_config(spec: TaskSpec, data_file: str | Path) -> dict:
@@ -50,4 +52,6 @@ def bpb_config(spec: TaskSpec, data_file: str | Path) -> dict:
         prompt["doc_to_text"] = "{{question}}"  # the problem alone, as the built-in bpb tasks score it
     base = {"dataset_path": "json", "test_split": "test", **prompt, **_load("kind_bits_per_byte"),
             "metadata": {"version": 1.0}}  # fmt: skip
-    return _with_data({k: v for k, v in base.items() if k not in _BPB_DROPS}, f"equal_{spec.name}_bpb", Path(data_file))
+    templates = ["kind_bits_per_byte"] + ([] if spec.metric in BPB_ONLY else [f"kind_{spec.metric}"])
+    return _with_data({k: v for k, v in base.items() if k not in _BPB_DROPS}, f"equal_{spec.name}_bpb",
+                      Path(data_file), templates)  # fmt: skip

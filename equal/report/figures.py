@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from equal.evaluate.harness import BENCHMARK_LABELS
+from equal.report.tables import benchmark_labels
 from equal.select.methods import method_colour
 
 #: One colour per domain, used by every figure.
@@ -276,7 +276,8 @@ def downstream_vs_cost(summary: pd.DataFrame, costs: pd.DataFrame, metrics: tupl
     apply_style()
     data = summary[summary["metric"].isin(metrics)].merge(costs[["method", "gamma", "documents_extracted"]],
                                                       on=["method", "gamma"], how="left")  # fmt: skip
-    benches = [b for b in BENCHMARK_LABELS if b in set(data["benchmark"])]
+    labels = benchmark_labels(data)
+    benches = list(labels)
     fig, axes = plt.subplots(1, len(benches), figsize=(4.6 * len(benches), 4.2), squeeze=False)
     gammas = sorted(g for g in data["gamma"].unique() if 0 < g < 1)
     markers = {g: m for g, m in zip(gammas, "os^Dv", strict=False)} | {1.0: "*"}
@@ -292,7 +293,7 @@ def downstream_vs_cost(summary: pd.DataFrame, costs: pd.DataFrame, metrics: tupl
                         marker=markers.get(row.gamma, "o"), color=_method_color(row.method),
                         markersize=8 if row.method == "EQUAL" else 5, linestyle="none", capsize=2)  # fmt: skip
         ax.set_xscale("log")
-        ax.set(title=BENCHMARK_LABELS[bench], xlabel="documents extracted (log)", ylabel=ylabel)
+        ax.set(title=labels[bench], xlabel="documents extracted (log)", ylabel=ylabel)
     controls = set(data.loc[data["documents_extracted"].isna(), "method"]) - {"Base"}
     methods = [m for m in dict.fromkeys(data["method"]) if m != "Base" and m not in controls]
     handles = [plt.Line2D([], [], color=_method_color(m), marker="o", linestyle="none") for m in methods]

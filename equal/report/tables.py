@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import pandas as pd
 
-from equal.evaluate.harness import BENCHMARK_LABELS
 from equal.select.methods import ABLATIONS, gamma_label
 from equal.train.plan import REFERENCE_CONTROL
 
 BASE = "Base"
-METRIC_LABELS = {"bits_per_byte": "bpb ↓", "exact_match": "EM", "pass@1": "pass@1"}
+METRIC_LABELS = {"bits_per_byte": "bpb ↓", "exact_match": "EM", "pass@1": "pass@1", "acc": "acc"}
+
+
+def benchmark_labels(frame: pd.DataFrame) -> dict[str, str]:
+    """Benchmark name → the label tables show (the ``label`` column, else the name), in order of appearance."""
+    labels = frame["label"] if "label" in frame.columns else frame["benchmark"]
+    return dict(zip(frame["benchmark"], labels, strict=True))
 
 
 def row_label(method: str, gamma: float) -> str:
@@ -27,6 +32,8 @@ def summarize(long: pd.DataFrame) -> pd.DataFrame:
     grouped = long.groupby(["method", "gamma", "benchmark", "metric"], sort=False)
     summary = grouped["value"].agg(["mean", "std", "count"]).reset_index()
     summary["items"] = grouped["items"].first().to_numpy()
+    if "label" in long.columns:
+        summary["label"] = grouped["label"].first().to_numpy()
     return summary.rename(columns={"count": "n_seeds"})
 
 
@@ -39,15 +46,16 @@ def _cell(mean: float, std: float, n: int, metric: str) -> str:
 def main_table(summary: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
     """Methods × tasks (the paper's table 1): ``mean ± std`` over seeds; bpb ×1, accuracies in %."""
     order = {m: i for i, m in enumerate([BASE, *methods])}
+    labels = benchmark_labels(summary)
     rows = []
     for (method, gamma), part in summary.groupby(["method", "gamma"], sort=False):
         row = {"model": row_label(method, gamma), "seeds": int(part["n_seeds"].max())}
-        for bench in BENCHMARK_LABELS:
-            for metric in ("bits_per_byte", "exact_match", "pass@1"):
+        for bench in labels:
+            for metric in METRIC_LABELS:
                 hit = part[(part["benchmark"] == bench) & (part["metric"] == metric)]
                 if len(hit):
                     r = hit.iloc[0]
-                    label = f"{BENCHMARK_LABELS[bench]} {METRIC_LABELS[metric]} (n={int(r['items'])})"
+                    label = f"{labels[bench]} {METRIC_LABELS[metric]} (n={int(r['items'])})"
                     row[label] = _cell(r["mean"], r["std"], int(r["n_seeds"]), metric)
         group = {BASE: 0, REFERENCE_CONTROL: 1, "All": 2}.get(method, 3)
         rows.append(((group, gamma, order.get(method, 99)), row))
@@ -60,11 +68,12 @@ def ablation_table(summary: pd.DataFrame, gamma: float) -> pd.DataFrame:
     bpb = summary[(summary["metric"] == "bits_per_byte") & (summary["gamma"] == gamma)]
     wide = bpb.pivot_table(index="method", columns="benchmark", values="mean")
     names = [m for m in ("EQUAL", *ABLATIONS) if m in wide.index]
+    labels = benchmark_labels(summary)
     rows = []
     for name in names:
         row = {"model": row_label(name, gamma)}
         for bench in wide.columns:
-            row[f"{BENCHMARK_LABELS[bench]} bpb ↓"] = round(float(wide.loc[name, bench]), 4)
+            row[f"{labels[bench]} bpb ↓"] = round(float(wide.loc[name, bench]), 4)
         row["mean bpb ↓"] = round(float(wide.loc[name].mean()), 4)
         row["Δ vs EQUAL"] = (
             round(float(wide.loc[name].mean() - wide.loc["EQUAL"].mean()), 4) if "EQUAL" in wide.index else None

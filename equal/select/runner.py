@@ -133,8 +133,10 @@ class MethodRunner:
         """A runner over a profile's files: corpus (01), warm-up and embedders (02), clusterings (03)."""
         from sentence_transformers import SentenceTransformer
 
+        from equal.data.tasks import select_tasks
         from equal.embed.embedding import EmbeddingStore, load_embedder
 
+        select_tasks(artifacts.load_tasks(), targets)  # each target declared, with a reference set
         info = artifacts.load_embedder_info()
         clusterings = {name: artifacts.load_clustering(name) for name in ("tuned", "untuned")}
         warm_pairs, warm_ledger = artifacts.load_warmup()

@@ -109,14 +109,15 @@ def format_selection_table(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def selection_runs_table(runs: list, heldout: dict[str, np.ndarray], store) -> pd.DataFrame:
+def selection_runs_table(runs: list, heldout: dict[str, np.ndarray], store, domains: dict[str, str]) -> pd.DataFrame:
     """One row per method run: its costs and the quality signals of its QA set.
 
-    ``heldout[target]``: embeddings (by ``store``, the base embedder) of the target's held-out items.
+    ``heldout[target]``: embeddings (by ``store``, the base embedder) of the target's held-out items;
+    ``domains[target]``: the corpus domain expected to serve the target (its declaration's ``domain``).
     """
     rows = []
     for run in runs:
-        signals = quality_signals(run.pairs, heldout[run.target], store, run.target)
+        signals = quality_signals(run.pairs, heldout[run.target], store, domains[run.target])
         rows.append({**{k: run.summary[k] for k in ("method", "target", "gamma", "seed", *COSTS)}, **signals})
     return pd.DataFrame(rows)
 

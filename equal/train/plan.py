@@ -1,8 +1,8 @@
 """Which models are fine-tuned (method × γ × selection seed), on which QA pairs, and what each set cost.
 
 One model per (method, γ, seed) is trained on the union of that method's QA sets for every target
-(math and code: the selections of notebook 04 against GSM8K's and MBPP's reference sets), so a
-single model is evaluated on all four benchmarks — the paper's table 1 shape. ``All`` does not
+(in the default profile: the selections of notebook 04 against GSM8K's and MBPP's reference sets), so a
+single model is evaluated on every benchmark — the paper's table 1 shape. ``All`` does not
 depend on γ or seed and is trained once.
 
 The cost of a training set is what building it cost: the distinct extraction calls of the union
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,7 +110,8 @@ def training_pairs(run: TrainingRun, artifacts: Artifacts, targets: list[str]) -
     For the D_r control: the reference sets of notebook 01, each problem with its gold solution.
     """
     if run.is_control:
-        return [{"question": r["question"], "answer": r["solution"], "domain": target}
+        tasks = artifacts.load_tasks()
+        return [{"question": r["question"], "answer": r["solution"], "domain": tasks[target].domain}
                 for target in targets for r in artifacts.load_reference(target)]  # fmt: skip
     pairs, seen = [], set()
     for folder in run.selection_folders(artifacts, targets):
@@ -190,8 +192,7 @@ def train_runs(
                 "gamma": run.gamma,
                 "seed": run.seed,
                 "pairs": len(pairs),
-                "math_pairs": sum(p["domain"] == "math" for p in pairs),
-                "code_pairs": sum(p["domain"] == "code" for p in pairs),
+                **{f"{domain}_pairs": n for domain, n in sorted(Counter(p["domain"] for p in pairs).items())},
                 "steps": info["steps"],
                 "tokens_seen": info["tokens_seen"],
                 "train_flops": info["train_flops"],
@@ -202,7 +203,10 @@ def train_runs(
                 "fingerprint": stamp_value,
             }
         )
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    by_domain = [c for c in table.columns if c.endswith("_pairs")]  # pairs per document domain (0 where none)
+    table[by_domain] = table[by_domain].fillna(0).astype(int)
+    return table
 
 
 def loss_curves(runs: list[TrainingRun], artifacts: Artifacts) -> pd.DataFrame:
