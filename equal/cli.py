@@ -1,6 +1,7 @@
 """The ``equal`` command line.
 
 ``equal reproduce --profile default``  run the notebooks (same as ``make reproduce``)
+``equal select --corpus C --reference R --out DIR``  your corpus + your task → an instruction dataset
 ``equal prepare-data --out DIR``        prepare a corpus without Jupyter (your own JSONL too)
 ``equal extract --input D --output P``  extract QA pairs from a JSONL of documents with any backend
 ``equal export-answers --profile P``    ship the LLM answers a profile's results were computed from
@@ -37,6 +38,30 @@ def _prepare(args: argparse.Namespace) -> int:
         f"\n{prepared.meta['documents']} documents → {prepared.corpus_path}"
         + (" (cached)" if prepared.from_cache else "")
     )
+    return 0
+
+
+def _select(args: argparse.Namespace) -> int:
+    import json
+
+    from equal.llm.cli import backend_spec, extraction_spec
+    from equal.select.workflow import SelectConfig, run_select
+
+    fields = dict(item.split("=", 1) for item in args.fields) if args.fields else {}
+    config = SelectConfig(
+        corpus=[Path(p) for p in args.corpus], reference=Path(args.reference), out=Path(args.out), budget=args.budget,
+        method=args.method, task=args.task or "", evaluation=Path(args.evaluation) if args.evaluation else None,
+        reference_size=args.reference_size, fields=fields, text_field=args.text_field, llm=backend_spec(args),
+        extraction=extraction_spec(args), embedder=args.embedder, warmup_fraction=args.warmup_fraction,
+        arms_per_round=args.arms_per_round, docs_per_pull=args.docs_per_pull,
+        seed=args.seed, on_error=args.on_error, progress=not args.quiet,
+    )  # fmt: skip
+    outcome = run_select(config, dry_run=args.dry_run)
+    if args.dry_run:
+        print("plan (no LLM call made):\n" + json.dumps(outcome, indent=2))
+        return 0
+    print(f"{outcome.pairs:,} QA pairs from {outcome.cost['documents_extracted']:,} documents "
+          f"({outcome.cost['llm_calls']:,} calls, {outcome.cost['tokens']:,} tokens) → {outcome.out}")  # fmt: skip
     return 0
 
 
@@ -95,8 +120,29 @@ def main(argv: list[str] | None = None) -> int:
     prep.add_argument("--on-error", choices=["raise", "skip"], default="raise")
     prep.add_argument("--fetch-missing", action="store_true")
     prep.add_argument("--force", action="store_true")
-    from equal.llm.cli import add_arguments
+    select = commands.add_parser("select", help="select and extract instruction data for your task from your corpus")
+    select.add_argument("--corpus", nargs="+", required=True, help="JSONL, .jsonl.gz or Parquet files, or folders")
+    select.add_argument("--reference", required=True, help="your task's reference set: JSONL, a question and a "
+                        "solution per line")  # fmt: skip
+    select.add_argument("--out", required=True, help="output folder (re-run with the same folder to resume)")
+    select.add_argument("--budget", type=float, default=0.05, help="share of the corpus to extract (γ)")
+    select.add_argument("--method", default="EQUAL", help="EQUAL, Random, All, Uniform, ... (equal.select.methods)")
+    select.add_argument("--task", help="the task's name (default: the reference file's name)")
+    select.add_argument("--evaluation", help="your task's evaluation items: kept out of the corpus and of D_r")
+    select.add_argument("--reference-size", type=int, help="draw this many reference items (default: all)")
+    select.add_argument("--fields", nargs="*", help="field names of the reference file, e.g. question=problem "
+                        "solution=answer")  # fmt: skip
+    select.add_argument("--text-field", default="text", help="the field holding each document's text")
+    select.add_argument("--embedder", default="all-MiniLM-L6-v2", help="packaged name or a local folder")
+    select.add_argument("--warmup-fraction", type=float, default=0.05)
+    select.add_argument("--arms-per-round", type=int, default=4, help="clusters pulled per round (one LLM batch)")
+    select.add_argument("--docs-per-pull", type=int, default=1, help="documents per pulled cluster")
+    select.add_argument("--on-error", choices=["raise", "skip"], default="raise")
+    select.add_argument("--dry-run", action="store_true", help="print the plan and estimated cost, call nothing")
+    select.add_argument("--quiet", action="store_true", help="no progress bars")
+    from equal.llm.cli import add_arguments, add_backend_arguments
 
+    add_backend_arguments(select)
     add_arguments(commands.add_parser("extract", help="extract QA pairs from documents with an LLM"))
     args = parser.parse_args(argv)
     try:
@@ -111,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
                                   *(["--fresh-extraction"] if args.fresh_extraction else [])])  # fmt: skip
         if args.command == "export-answers":
             return _export_answers(args)
+        if args.command == "select":
+            return _select(args)
         return _prepare(args)
     except EqualError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -22,6 +22,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", required=True, help="JSONL of documents: 'id' and 'text' per line")
     parser.add_argument("--output", required=True, help="JSONL of QA pairs to write")
     parser.add_argument("--method", default="extraction", help="name charged in the ledger")
+    add_backend_arguments(parser)
+    parser.add_argument("--limit", type=int, help="only the first N documents")
+    parser.add_argument("--cache", help="SQLite cache of LLM calls (default .cache/llm/calls.sqlite)")
+    parser.add_argument("--reference-params", type=float, default=REFERENCE_PARAMS)
+    parser.add_argument("--quiet", action="store_true")
+
+
+def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
+    """The extractor's options (backend and decoding), shared by ``equal extract`` and ``equal select``."""
     parser.add_argument("--backend", choices=["llama_cpp", "transformers", "openai"], default="llama_cpp")
     parser.add_argument(
         "--model",
@@ -47,10 +56,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refine", action="store_true", help="second pass that fixes and completes the pairs")
     parser.add_argument("--no-json-constraint", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--limit", type=int, help="only the first N documents")
-    parser.add_argument("--cache", help="SQLite cache of LLM calls (default .cache/llm/calls.sqlite)")
-    parser.add_argument("--reference-params", type=float, default=REFERENCE_PARAMS)
-    parser.add_argument("--quiet", action="store_true")
+
+
+def extraction_spec(args: argparse.Namespace) -> dict:
+    """Decoding parameters from the command line (:class:`~equal.llm.extract.ExtractionConfig` without the seed)."""
+    return {"max_pairs": args.max_pairs, "max_tokens": args.max_tokens, "max_retries": args.max_retries,
+            "refine": args.refine, "constrain_json": not args.no_json_constraint}  # fmt: skip
 
 
 def backend_spec(args: argparse.Namespace) -> dict:
@@ -88,14 +99,7 @@ def run(args: argparse.Namespace) -> int:
         if args.limit and len(docs) >= args.limit:
             break
     backend = make_backend(backend_spec(args))
-    config = ExtractionConfig(
-        max_pairs=args.max_pairs,
-        max_tokens=args.max_tokens,
-        seed=args.seed,
-        constrain_json=not args.no_json_constraint,
-        max_retries=args.max_retries,
-        refine=args.refine,
-    )
+    config = ExtractionConfig(seed=args.seed, **extraction_spec(args))
     output = Path(args.output)
     ledger = CostLedger(output.with_suffix(".ledger.jsonl"), reference_params=args.reference_params)
     cache = CallCache(llm_cache_path(args.cache))

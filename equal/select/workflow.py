@@ -1,0 +1,316 @@
+"""``equal select``: your corpus + your task's reference set + a budget → an instruction-tuning dataset.
+
+The notebooks' stages 01-04 without Jupyter, for one target: prepare the corpus (dedup, decontamination
+against the task's evaluation items), warm up and cluster the embeddings, run one selection method, and
+write to the output folder:
+
+==========================  ====================================================================
+``pairs.jsonl``             the selected QA pairs in chat ``messages`` form (with provenance)
+``dataset/``                the same as a Hugging Face ``datasets`` dataset (``save_to_disk``)
+``README.md``               a dataset card: method, budget, seed, extractor, prompt version, counts, cost
+``cost.json``               documents, calls, tokens, FLOPs (extractor and the 72B reference), wall time
+``selection_log.csv``       every pull of the bandit (cluster, round, documents, reward)
+``work/``                   the stages' files and the LLM call cache: a re-run resumes from them
+==========================  ====================================================================
+
+Every stage resumes: preparation, the warm-up's tuned embedder and the clustering are read back when
+their inputs are unchanged, every LLM answer is cached in ``work/llm_calls.sqlite`` as it arrives, and
+the bandit replays its round log. Killed and re-run, it finishes with the same dataset and no paid call
+repeated.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from equal import paths
+from equal.artifacts import Artifacts
+from equal.errors import ConfigError
+from equal.fingerprint import fingerprint
+from equal.io import write_json_atomic, write_jsonl_atomic, write_text_atomic
+from equal.llm.ledger import REFERENCE_PARAMS, inference_flops
+from equal.llm.prompts import PROMPT_VERSION
+
+SELECT_PROFILE = "default"  # the profile whose policies, reward and warm-up settings `equal select` uses
+
+
+@dataclass
+class SelectConfig:
+    """Everything ``equal select`` needs; the defaults are the default profile's."""
+
+    corpus: list[Path]  # JSONL, .jsonl.gz or Parquet files, or folders of them
+    reference: Path  # the task's reference set: JSONL with a question and a solution per line
+    out: Path
+    budget: float = 0.05  # γ: share of the (prepared) corpus the method may extract
+    method: str = "EQUAL"
+    task: str = ""  # the task's name (default: the reference file's stem)
+    evaluation: Path | None = None  # the task's evaluation items: kept out of the corpus and out of D_r
+    reference_size: int | None = None  # D_r drawn from the reference file (None: all of it)
+    fields: dict[str, str] = field(default_factory=dict)  # e.g. {"question": "problem", "solution": "answer"}
+    text_field: str = "text"  # the corpus records' text field
+    llm: dict = field(default_factory=lambda: {"kind": "llama_cpp", "model": "qwen2.5-coder-0.5b-instruct",
+                                               "n_parallel": 16, "n_ctx": 2048})  # fmt: skip
+    extraction: dict = field(default_factory=lambda: {"max_pairs": 3, "max_tokens": 320, "max_retries": 1})
+    embedder: str = "all-MiniLM-L6-v2"
+    warmup_fraction: float = 0.05
+    pulls_per_cluster: int = 5  # k is capped so the bandit can pull each cluster this often on average
+    arms_per_round: int = 4  # clusters pulled per round (one batch of extraction calls)
+    docs_per_pull: int = 1  # documents per pulled cluster (the authors' code: 10)
+    seed: int = 0
+    on_error: str = "raise"  # bad corpus records: raise (file:line) or skip and count
+    progress: bool = True
+
+    @property
+    def task_name(self) -> str:
+        """The task's name in file names and tables."""
+        return self.task or Path(self.reference).name.split(".")[0]
+
+
+@dataclass
+class SelectOutcome:
+    """What ``equal select`` produced."""
+
+    out: Path
+    pairs: int
+    cost: dict
+    resumed: str  # how the run started: "fresh", or what it resumed from
+
+
+def task_declaration(config: SelectConfig) -> dict:
+    """The reference file (and evaluation file) declared as a target task (see :mod:`equal.data.tasks`)."""
+    reference = Path(config.reference).resolve()
+    if not reference.is_file():
+        raise ConfigError(f"--reference {reference}: no such file")
+    with open(reference, encoding="utf-8") as handle:
+        n_items = sum(1 for line in handle if line.strip())
+    size = n_items if config.reference_size is None else config.reference_size
+    declaration = {"domain": "target", "metric": "free_text", "files": {"reference": str(reference)},
+                   "fields": dict(config.fields),
+                   "reference": {"split": "reference", "size": size, "heldout": 0}}  # fmt: skip
+    if config.evaluation is not None:
+        evaluation = Path(config.evaluation).resolve()
+        if not evaluation.is_file():
+            raise ConfigError(f"--evaluation {evaluation}: no such file")
+        declaration["files"]["evaluation"] = str(evaluation)
+        declaration["evaluation"] = {"split": "evaluation"}
+    return {config.task_name: declaration}
+
+
+def _policies() -> tuple[dict, dict, dict]:
+    from equal.profiles import load_profile, notebook_parameters
+
+    params = notebook_parameters(load_profile(SELECT_PROFILE), "04_bandit_extraction")
+    warmup = notebook_parameters(load_profile(SELECT_PROFILE), "02_contrastive_training")
+    return params["policies"], params["reward"], warmup
+
+
+def _prepare(config: SelectConfig, art: Artifacts):
+    from equal.data.corpus import CorpusConfig, prepare_data
+
+    names = [f"corpus{i}" if len(config.corpus) > 1 else "corpus" for i in range(len(config.corpus))]
+    user = [{"path": str(Path(p).resolve()), "name": name, "domain": "unknown", "text_field": config.text_field}
+            for name, p in zip(names, config.corpus, strict=True)]  # fmt: skip
+    corpus_config = CorpusConfig(raw_dir=paths.raw_data_dir(), out_dir=art.data, seed=config.seed, sources=[],
+                                 user_corpus=user, max_documents=None, tasks=task_declaration(config),
+                                 builtin_tasks=False, on_error=config.on_error, progress=config.progress)  # fmt: skip
+    return prepare_data(corpus_config)
+
+
+def _warmup(config: SelectConfig, art: Artifacts, corpus: list[dict], extractor, warmup_params: dict) -> float:
+    """The warm-up extraction and the tuned embedder; returns the extraction's documents per minute."""
+    from equal.embed.embedding import embedder_identity, load_embedder
+    from equal.embed.warmup import WarmupConfig, run_warmup, sample_documents, warmup_training_pairs
+    from equal.llm.extract import ExtractionReport, pairs_records
+    from equal.llm.ledger import CostLedger
+
+    keys = ("holdout_fraction", "range_min", "range_max", "num_negatives", "temperature", "learning_rate", "epochs",
+            "batch_size")  # fmt: skip
+    warm_config = WarmupConfig(fraction=config.warmup_fraction, seed=config.seed,
+                               **{k: warmup_params[k] for k in keys})  # fmt: skip
+    warm_docs = sample_documents(corpus, warm_config.fraction, config.seed)
+    tick = time.perf_counter()
+    art.warmup_ledger_file.unlink(missing_ok=True)  # rewritten from the cache: a re-run charges each call once
+    ledger, report = CostLedger(art.warmup_ledger_file), ExtractionReport()
+    results = extractor.extract(warm_docs, method="EQUAL (warm-up)", ledger=ledger, report=report,
+                                progress=config.progress)  # fmt: skip
+    rate = report.new_calls and len(warm_docs) / max((time.perf_counter() - tick) / 60, 1e-9)
+    write_jsonl_atomic(art.warmup_pairs_file, pairs_records(results, warm_docs, "EQUAL (warm-up)"))
+    ledger.write_summary(art.warmup_dir / "ledger_summary.json", {"report": report.as_dict()})
+    identity = embedder_identity(config.embedder)
+    pairs = warmup_training_pairs(results, warm_docs)
+    if not pairs:
+        raise ConfigError(
+            f"the warm-up's {len(warm_docs)} documents yielded no QA pair: the extractor "
+            f"({extractor.backend.model_id}) answers nothing usable; outcomes {dict(report.outcomes)}"
+        )
+    _, _, summary = run_warmup(load_embedder(config.embedder), identity, warm_docs, pairs, warm_config,
+                               art.tuned_embedder_dir, progress=config.progress)  # fmt: skip
+    art.save_embedder_info(config.embedder, identity, art.tuned_embedder_dir, summary)
+    return float(rate or 0.0)
+
+
+def _cluster(config: SelectConfig, art: Artifacts, corpus: list[dict], budget_docs: int) -> int:
+    """Both clusterings (tuned and untuned embeddings), read back when corpus, embedders and k are unchanged."""
+    from sentence_transformers import SentenceTransformer
+
+    from equal.embed.clustering import choose_k, cluster_documents, elbow
+    from equal.embed.embedding import embed_texts, load_embedder
+
+    info = art.load_embedder_info()
+    texts, domains = [d["text"] for d in corpus], [d["domain"] for d in corpus]
+    pulls = budget_docs // config.docs_per_pull
+    cap = max(2, pulls // config.pulls_per_cluster)  # at least `pulls_per_cluster` pulls per cluster
+    stamp = art.data / "clusters.json"
+    from equal.select.runner import records_digest
+
+    key = fingerprint(corpus=records_digest(corpus), tuned=info.tuned_identity, base=info.base_identity,
+                      cap=cap, seed=config.seed).digest  # fmt: skip
+    if stamp.is_file() and json.loads(stamp.read_text()).get("key") == key:
+        return int(json.loads(stamp.read_text())["k"])
+    embeddings = {
+        "tuned": embed_texts(
+            SentenceTransformer(str(info.tuned), device="cpu"), texts, info.tuned_identity, progress=config.progress
+        ),
+        "untuned": embed_texts(load_embedder(info.base), texts, info.base_identity, progress=config.progress),
+    }
+    candidates = [k for k in (5, 10, 20, 30, 40, 60, 80) if k < len(texts)] or [2]
+    knee, _ = elbow(embeddings["tuned"], candidates, seed=config.seed)
+    k = choose_k(knee, None, 2, cap, len(texts))
+    for name, x in embeddings.items():
+        cluster_documents(name, x, domains, k, seed=config.seed).save(art.clustering_file(name))
+    write_json_atomic(stamp, {"key": key, "k": k})
+    return k
+
+
+def estimate(config: SelectConfig, corpus: list[dict], budget_docs: int, warm_docs: int, n_params: int) -> dict:
+    """The extraction's estimated size before any call: documents, tokens (prompt + the completion budget), FLOPs."""
+    mean_tokens = float(np.mean([d.get("n_tokens", len(d["text"]) / 4) for d in corpus])) if corpus else 0.0
+    per_call = mean_tokens + 200 + int(config.extraction.get("max_tokens", 320))  # + instructions, + answer budget
+    tokens = int((budget_docs + warm_docs) * per_call)
+    return {"documents": budget_docs + warm_docs, "warmup_documents": warm_docs, "selected_documents": budget_docs,
+            "tokens_at_most": tokens, "extractor_flops": inference_flops(n_params, tokens) if n_params else None,
+            "reference_flops_72b": inference_flops(REFERENCE_PARAMS, tokens)}  # fmt: skip
+
+
+def run_select(config: SelectConfig, dry_run: bool = False) -> SelectOutcome | dict:
+    """Prepare, warm up, cluster and select (see the module docstring); ``dry_run`` stops before any LLM call and
+    returns the plan with its estimated cost."""
+    from equal.llm.extract import make_extractor
+    from equal.select.methods import get_method
+    from equal.select.runner import MethodRunner
+
+    started = time.perf_counter()
+    spec = get_method(config.method)
+    out = Path(config.out)
+    art = Artifacts("select", out / "work", out / "work" / "results", out / "work" / "figures")
+    if not 0 < config.budget <= 1:
+        raise ConfigError(f"--budget {config.budget}: give a share of the corpus in (0, 1]")
+    prepared = _prepare(config, art)
+    corpus = art.load_corpus()
+    budget_docs = max(1, round(config.budget * len(corpus)))
+    warm_docs = max(1, round(config.warmup_fraction * len(corpus))) if spec.uses_warmup else 0
+    cache_path = art.data / "llm_calls.sqlite"
+    extractor = make_extractor(
+        config.llm, config.extraction, config.seed, cache_path=cache_path
+    )  # loads, calls nothing
+    plan = {"corpus_documents": len(corpus), "method": spec.name, "budget": config.budget,
+            **estimate(config, corpus, budget_docs if not spec.shared else len(corpus), warm_docs,
+                       getattr(extractor.backend, "n_params", 0))}  # fmt: skip
+    if dry_run:
+        return plan
+    folder = art.selection_run_dir(spec.name, config.task_name, config.budget, config.seed, shared=spec.shared)
+    resumed = _resume_note(folder, len(extractor.cache))
+    print(
+        f"equal select: {len(corpus):,} documents ({prepared.meta['tasks']}), method {spec.name}, "
+        f"budget {budget_docs:,} documents + warm-up {warm_docs:,}; {resumed}"
+    )
+    policies, reward, warmup_params = _policies()
+    rate = _warmup(config, art, corpus, extractor, warmup_params)
+    if rate:
+        left = budget_docs if not spec.shared else len(corpus)
+        print(
+            f"warm-up extracted at {rate:.1f} documents/min: the selection's {left:,} documents take about "
+            f"{left / rate:.0f} min more"
+        )
+    k = _cluster(config, art, corpus, budget_docs)
+    runner = MethodRunner.from_artifacts(
+        art, extractor, [config.task_name], policies, reward,
+        include_warmup_pairs=False, progress=config.progress, arms_per_round=config.arms_per_round,
+        docs_per_pull=config.docs_per_pull,
+    )  # fmt: skip
+    run = runner.run(spec.name, config.task_name, config.budget, config.seed)
+    cost = {**{key: run.summary[key] for key in ("documents_extracted", "warmup_documents", "loop_documents",
+                                                  "llm_calls", "tokens")},
+            "extractor": extractor.backend.model_id, "extractor_flops": run.summary["flops_model"],
+            "reference_flops_72b": run.summary["flops_reference"], "clusters": k,
+            "wall_s": round(time.perf_counter() - started, 1)}  # fmt: skip
+    _write_outputs(config, out, run, cost, prepared.meta, plan)
+    return SelectOutcome(out, len(run.pairs), cost, resumed)
+
+
+def _resume_note(folder: Path, cached_calls: int) -> str:
+    """Where a run starts: fresh, or from which round of the bandit's log and how many cached calls."""
+    log = folder / "rounds.jsonl"
+    rounds = max(0, len(log.read_text(encoding="utf-8").splitlines()) - 1) if log.is_file() else 0
+    if (folder / "summary.json").is_file():
+        return f"finished earlier: read back ({cached_calls:,} cached calls)"
+    if rounds or cached_calls:
+        return f"resuming at round {rounds} with {cached_calls:,} cached calls"
+    return "starting fresh"
+
+
+def messages_record(pair: dict) -> dict:
+    """A QA pair in chat form, with where it came from."""
+    return {"messages": [{"role": "user", "content": pair["question"]},
+                         {"role": "assistant", "content": pair["answer"]}],
+            **{k: pair.get(k) for k in ("doc_id", "source", "cluster", "round")}}  # fmt: skip
+
+
+def _write_outputs(config: SelectConfig, out: Path, run, cost: dict, prep_meta: dict, plan: dict) -> None:
+    from datasets import Dataset
+
+    records = [messages_record(p) for p in run.pairs]
+    write_jsonl_atomic(out / "pairs.jsonl", records)
+    Dataset.from_list(records).save_to_disk(str(out / "dataset"))
+    if run.pulls is not None:
+        run.pulls.to_csv(out / "selection_log.csv", index=False)
+    write_json_atomic(out / "cost.json", cost)
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items() if k != "progress"}
+    settings["corpus"] = [str(p) for p in config.corpus]
+    write_json_atomic(out / "select.json", {"settings": settings, "plan": plan, "prompt_version": PROMPT_VERSION})
+    write_text_atomic(out / "README.md", dataset_card(config, run, cost, prep_meta))
+
+
+def dataset_card(config: SelectConfig, run, cost: dict, prep_meta: dict) -> str:
+    """The dataset card (README.md) of an ``equal select`` output folder."""
+    task = prep_meta["tasks"][config.task_name]
+    return f"""# {config.task_name}: instruction data selected by {run.method}
+
+{len(run.pairs):,} question–answer pairs extracted by `{cost["extractor"]}` from {cost["documents_extracted"]:,} of
+{prep_meta["documents"]:,} corpus documents, chosen by **{run.method}** at budget γ = {config.budget:g}
+(seed {config.seed}) for the reference set `{Path(config.reference).name}` ({task["reference"]} items).
+Made with `equal select` (EQUAL, arXiv 2505.12250), prompt version `{PROMPT_VERSION}`.
+
+| | |
+|---|---|
+| corpus files | {", ".join(str(p) for p in config.corpus)} |
+| corpus documents after dedup and decontamination | {prep_meta["documents"]:,} |
+| evaluation items kept out of the corpus | {task["evaluation"]} |
+| warm-up documents | {cost["warmup_documents"]:,} |
+| documents chosen by the method | {cost["loop_documents"]:,} |
+| clusters | {cost["clusters"]} |
+| LLM calls | {cost["llm_calls"]:,} |
+| tokens | {cost["tokens"]:,} |
+| extraction FLOPs (this extractor) | {cost["extractor_flops"]:.3g} |
+| extraction FLOPs (a 72B extractor) | {cost["reference_flops_72b"]:.3g} |
+| wall time | {cost["wall_s"]:.0f} s |
+
+Files: `pairs.jsonl` (chat `messages` with `doc_id`, `source`, `cluster`, `round`), `dataset/`
+(`datasets.load_from_disk`), `cost.json`, `selection_log.csv`, `select.json` (every setting).
+Each pair is the extractor's answer about one document; check the licences of your corpus before sharing.
+"""

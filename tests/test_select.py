@@ -1,0 +1,117 @@
+"""``equal select`` on a corpus and a reference set of one's own, as the README's example runs it.
+
+Real documents (ASDiv word problems and WikiText paragraphs), a real reference set (GSM8K train problems),
+the real llama.cpp extractor (SmolLM2-135M, smoke-sized decoding) and the tiny embedder. One run goes through;
+another is killed with SIGKILL in the middle of the bandit and re-run: it says where it resumes and ends with
+the same dataset, without calling the LLM again for anything it had.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from equal.io import read_jsonl, write_jsonl_atomic
+from equal.llm.cache import CallCache
+from equal.paths import REPO_ROOT
+
+#: Appended to the README's command: the smoke profile's extractor, decoding and embedder (last flag wins).
+SMOKE_FLAGS = ["--model", "smollm2-135m-instruct", "--n-parallel", "8", "--n-ctx", "1024", "--max-pairs", "1",
+               "--max-tokens", "64", "--embedder", "tiny-random-bert", "--warmup-fraction", "0.15",
+               "--budget", "0.4", "--arms-per-round", "6", "--quiet"]  # fmt: skip
+
+
+def readme_command() -> list[str]:
+    """The ``equal select`` command of the README's "your own data" example."""
+    text = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"```bash\n# your own data\n(.*?)```", text, re.S)
+    assert block, "README.md lost its '# your own data' example"
+    words = shlex.split(block.group(1).replace("\\\n", " "))
+    assert words[0].endswith("equal") and words[1] == "select", words
+    return words[2:]
+
+
+@pytest.fixture(scope="module")
+def user_files(raw_dir, tmp_path_factory):
+    """my_docs.jsonl (60 documents) and my_task.jsonl (30 problems with solutions), made from the shipped data."""
+    from lxml import etree
+
+    folder = tmp_path_factory.mktemp("own")
+    root = etree.parse(str(raw_dir / "raw/asdiv/ASDiv.xml")).getroot()
+    problems = [f"{p.findtext('Body')} {p.findtext('Question')} Solution: {p.findtext('Formula')}"
+                for p in list(root.iter("Problem"))[1000:1030]]  # fmt: skip
+    wiki = [p.strip() for p in (raw_dir / "raw/wikitext2/valid.txt").read_text(encoding="utf-8").split("\n \n")
+            if len(p.strip()) > 400 and not p.strip().startswith("=")][:30]  # fmt: skip
+    write_jsonl_atomic(folder / "my_docs.jsonl", [{"url": f"doc{i}", "text": t} for i, t in enumerate(problems + wiki)])
+    gsm8k = read_jsonl(raw_dir / "raw/gsm8k/train.jsonl")[:30]
+    write_jsonl_atomic(folder / "my_task.jsonl", [{"question": g["question"], "solution": g["answer"]} for g in gsm8k])
+    return folder
+
+
+def select(folder: Path, out: str, *extra: str, wait: bool = True):
+    args = [sys.executable, "-m", "equal.cli", "select", *readme_command(), *SMOKE_FLAGS, "--out", out, *extra]
+    process = subprocess.Popen(args, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)  # fmt: skip
+    if not wait:
+        return process
+    output, _ = process.communicate(timeout=900)
+    assert process.returncode == 0, output
+    return output
+
+
+@pytest.mark.notebook
+def test_equal_select_writes_a_dataset_and_resumes_after_kill(user_files):
+    from datasets import load_from_disk
+
+    printed = select(user_files, "dry", "--dry-run")
+    assert "no LLM call" in printed
+    plan = json.loads(printed[printed.index("{") :])
+    n = plan["corpus_documents"]  # 60 records, long paragraphs split into units of at most 2,000 characters
+    assert n >= 60 and plan["selected_documents"] == round(0.4 * n) and plan["warmup_documents"] == round(0.15 * n)
+    assert plan["reference_flops_72b"] > plan["extractor_flops"] > 0
+    assert not (user_files / "dry" / "pairs.jsonl").exists()
+    assert len(CallCache(user_files / "dry" / "work" / "llm_calls.sqlite")) == 0
+
+    select(user_files, "straight")
+    straight = user_files / "straight"
+    pairs = read_jsonl(straight / "pairs.jsonl")
+    assert pairs and all([m["role"] for m in p["messages"]] == ["user", "assistant"] for p in pairs)
+    assert len(load_from_disk(str(straight / "dataset"))) == len(pairs)
+    cost = json.loads((straight / "cost.json").read_text())
+    assert cost["loop_documents"] == plan["selected_documents"] and cost["warmup_documents"] == plan["warmup_documents"]
+    assert cost["llm_calls"] >= plan["documents"]
+    assert cost["reference_flops_72b"] > cost["extractor_flops"] > 0
+    card = (straight / "README.md").read_text()
+    assert "EQUAL" in card and "my_task.jsonl" in card and f"{len(pairs):,} question–answer pairs" in card
+    assert (straight / "selection_log.csv").read_text().count("\n") > 5
+
+    # kill -9 in the middle of the bandit, then run again in the same folder
+    process = select(user_files, "killed", wait=False)
+    log = user_files / "killed" / "work" / "selection" / "my_task" / "gamma40" / "equal" / "seed0" / "rounds.jsonl"
+    deadline = time.time() + 600
+    while not (log.is_file() and len(log.read_text().splitlines()) >= 3):  # header + 2 rounds
+        assert process.poll() is None, process.stdout.read()
+        assert time.time() < deadline
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (log.parent / "summary.json").exists()  # it died mid-run
+    output = select(user_files, "killed")
+    resumed = re.search(r"resuming at round (\d+) with (\d+) cached calls", output)
+    assert resumed and int(resumed.group(1)) >= 2 and int(resumed.group(2)) >= plan["warmup_documents"] + 3, output
+    assert read_jsonl(user_files / "killed" / "pairs.jsonl") == pairs
+    again = json.loads((user_files / "killed" / "cost.json").read_text())
+    assert {k: again[k] for k in ("llm_calls", "tokens")} == {k: cost[k] for k in ("llm_calls", "tokens")}
+    # no call answered before the kill was made again: the re-run's new calls are exactly the ones it lacked
+    summary = json.loads((log.parent / "summary.json").read_text())
+    stored = len(CallCache(user_files / "killed" / "work" / "llm_calls.sqlite"))
+    assert summary["new_llm_calls"] == stored - int(resumed.group(2))
