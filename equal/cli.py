@@ -163,6 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     except EqualError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        # every answered call is in the cache and every finished round in the log: nothing is lost
+        print("\ninterrupted — run the same command again to resume where it stopped", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
