@@ -80,14 +80,15 @@ def _export_answers(args: argparse.Namespace) -> int:
     if not model_id:
         raise EqualError(f"--model-id is needed for a {llm['kind']} extractor")
     out = Path(args.out or REPO_ROOT / "answers" / f"{profile['name']}.jsonl.gz")
-    done = export_answers(llm_cache_path(args.cache), out, model_id, PROMPT_VERSION)
+    version = profile["common"].get("extraction", {}).get("prompt_version", PROMPT_VERSION)
+    done = export_answers(llm_cache_path(args.cache), out, model_id, version)
     relative = out.resolve().relative_to(REPO_ROOT) if out.resolve().is_relative_to(REPO_ROOT) else out
     line = f"llm_answers: {{file: {relative}, sha256: {done['sha256']}}}"
     path = PARAMS_DIR / f"{profile['name']}.yaml"
     text = path.read_text(encoding="utf-8")
     text, replaced = re.subn(r"(?m)^llm_answers:.*$", line, text)
     path.write_text(text if replaced else text.rstrip("\n") + "\n" + line + "\n", encoding="utf-8")
-    print(f"{done['answers']:,} answers of {model_id} ({PROMPT_VERSION}) → {out}\nsha256 {done['sha256']} "
+    print(f"{done['answers']:,} answers of {model_id} ({version}) → {out}\nsha256 {done['sha256']} "
           f"written to {path.name}")  # fmt: skip
     return 0
 

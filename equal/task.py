@@ -10,6 +10,17 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+#: The final-answer line every problem's solution ends with: training pairs (the extraction prompt asks for it),
+#: D_r, the D_r control and the evaluation gold text share it, so that no set is favoured by its format.
+FINAL_ANSWER = "The answer is:"
+
+
+def with_final_answer(solution: str, answer: str) -> str:
+    """``solution`` ending with the final-answer line (added when it has none)."""
+    solution = solution.rstrip()
+    return solution if FINAL_ANSWER.lower() in solution.lower() else f"{solution}\n{FINAL_ANSWER} {answer}".lstrip()
+
+
 METRICS = ("numeric", "boxed", "code_tests", "code_function", "multiple_choice", "free_text")
 #: Fields a record must have after mapping, per metric (``solution`` is what bits per byte scores).
 REQUIRED_FIELDS = {

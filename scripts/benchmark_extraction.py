@@ -1,11 +1,15 @@
-"""Benchmark the extraction backends on real corpus documents (a script, not a test).
+"""Benchmark the extractors on real corpus documents: speed and the quality of the pairs (a script, not a test).
 
     .venv/bin/python scripts/benchmark_extraction.py [--docs 50] [--backends batched single transformers]
+        [--prompt-versions qa-extract-v1 qa-extract-v2] [--repeat-penalties 1.0 1.1] [--max-tokens 320]
 
-Every backend extracts the same seeded sample of documents from the default profile's corpus,
-with a fresh cache, so every call is real. Prints docs/min, tokens/s, the share of well-formed
-answers, the share of documents with at least one pair and five sample pairs per backend, and
-writes ``results/benchmarks/extraction.json``.
+Every backend × prompt × decoding setting extracts the same seeded *pilot* sample of documents from the
+default profile's corpus, with a fresh cache, so every call is real: decoding is chosen on these pairs' quality,
+never on a method comparison.
+Per setting it reports docs/min and tokens/s; the share of documents whose answer stopped at the token
+limit, was not valid JSON, or had its pairs dropped as degenerate; pairs per document; and the automatic
+checks of :mod:`equal.llm.quality` (self-contained, steps, final answer, code parses, not truncated, not
+degenerate) on a seeded sample of up to 100 pairs. Writes ``results/benchmarks/extraction.json``.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ import json
 import random
 import tempfile
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 from equal.data.corpus import CorpusConfig, prepare_data
@@ -24,6 +27,8 @@ from equal.llm.backends import make_backend
 from equal.llm.cache import CallCache
 from equal.llm.extract import ExtractionConfig, ExtractionReport, QAExtractor, pairs_records
 from equal.llm.ledger import CostLedger
+from equal.llm.prompts import PROMPT_VERSION, PROMPTS
+from equal.llm.quality import CHECKS, pair_checks, passes
 from equal.paths import REPO_ROOT, data_dir, raw_data_dir
 from equal.provenance import sidecar
 from equal.weights import dequantized_model_dir
@@ -52,12 +57,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--backends", nargs="*", default=["batched", "single", "transformers"], choices=list(BACKENDS))
     parser.add_argument("--max-pairs", type=int, default=3)
-    parser.add_argument("--max-tokens", type=int, default=320)
+    parser.add_argument("--max-tokens", type=int, nargs="*", default=[320])
+    parser.add_argument("--prompt-versions", nargs="*", default=[PROMPT_VERSION], choices=sorted(PROMPTS))
+    parser.add_argument("--repeat-penalties", type=float, nargs="*", default=[1.0])
+    parser.add_argument("--quality-sample", type=int, default=100, help="pairs checked per setting")
     parser.add_argument("--out", default=str(REPO_ROOT / "results" / "benchmarks" / "extraction.json"))
     parser.add_argument("--append", action="store_true", help="keep the other backends' rows already in --out")
     args = parser.parse_args()
     docs = sample_documents(args.docs, args.seed)
-    config = ExtractionConfig(max_pairs=args.max_pairs, max_tokens=args.max_tokens)
+    settings = [(v, rp, mt) for v in args.prompt_versions for rp in args.repeat_penalties for mt in args.max_tokens]
     rows = []
     for name in args.backends:
         spec = dict(BACKENDS[name])
@@ -68,55 +76,73 @@ def main() -> None:
         except Exception as exc:  # e.g. the optional 1.5B packages are not installed
             print(f"[{name}] skipped: {exc}")
             continue
-        with tempfile.TemporaryDirectory() as tmp:
-            extractor = QAExtractor(backend, CallCache(Path(tmp) / "calls.sqlite"), config)
-            ledger, report = CostLedger(), ExtractionReport()
-            started = time.perf_counter()
-            results = extractor.extract(docs, method=name, ledger=ledger, report=report)
-            wall = time.perf_counter() - started
-        calls = ledger.frame()
-        tokens = int(calls["prompt_tokens"].sum() + calls["completion_tokens"].sum())
-        with_pairs = sum(1 for r in results if r.pairs) / len(results)
-        row = {
-            "backend": name,
-            "kind": backend.kind,
-            "model": backend.model_id,
-            "n_params": backend.n_params,
-            "documents": len(docs),
-            "calls": len(calls),
-            "wall_s": round(wall, 1),
-            "docs_per_min": round(len(docs) / wall * 60, 2),
-            "tokens_per_s": round(tokens / wall, 1),
-            "prompt_tokens": int(calls["prompt_tokens"].sum()),
-            "completion_tokens": int(calls["completion_tokens"].sum()),
-            "well_formed_share": round(report.well_formed_share, 4),
-            "docs_with_pairs_share": round(with_pairs, 4),
-            "outcomes": dict(report.outcomes),
-            "pairs": report.pairs,
-            "spec": {k: str(v) for k, v in spec.items()},
-        }
-        rows.append(row)
-        print(
-            f"\n[{name}] {row['model']}: {row['docs_per_min']} docs/min, {row['tokens_per_s']} tokens/s, "
-            f"well-formed {row['well_formed_share']:.0%}, documents with ≥1 pair {with_pairs:.0%}, {row['outcomes']}"
-        )
-        for record in random.Random(args.seed).sample(pairs_records(results, docs, name), k=min(5, report.pairs)):
-            print(f"  Q: {record['question'][:160]}\n  A: {record['answer'][:160]}")
+        for version, penalty, max_tokens in settings:
+            config = ExtractionConfig(max_pairs=args.max_pairs, max_tokens=max_tokens, prompt_version=version,
+                                      repeat_penalty=penalty)  # fmt: skip
+            rows.append(measure(f"{name}/{version}/rp{penalty:g}/mt{max_tokens}", backend, spec, config, docs, args))
     if args.append and Path(args.out).is_file():
         measured = {row["backend"] for row in rows}
         earlier = json.loads(Path(args.out).read_text())["rows"]
         rows = [row for row in earlier if row["backend"] not in measured] + rows
-    write_json_atomic(
-        args.out,
-        {
-            "rows": rows,
-            "config": asdict(config),
-            **sidecar(
-                {"docs": args.docs, "seed": args.seed, "max_pairs": args.max_pairs, "max_tokens": args.max_tokens}
-            ),
-        },
-    )
+    parameters = {"docs": args.docs, "seed": args.seed, "max_pairs": args.max_pairs, "max_tokens": args.max_tokens,
+                  "prompt_versions": args.prompt_versions, "repeat_penalties": args.repeat_penalties,
+                  "quality_sample": args.quality_sample}  # fmt: skip
+    write_json_atomic(args.out, {"rows": rows, **sidecar(parameters)})
     print(f"\nwrote {args.out}")
+
+
+def measure(name: str, backend, spec: dict, config: ExtractionConfig, docs: list[dict], args) -> dict:
+    """Extract ``docs`` with a fresh cache; speed, outcomes and pair quality of one setting."""
+    with tempfile.TemporaryDirectory() as tmp:
+        extractor = QAExtractor(backend, CallCache(Path(tmp) / "calls.sqlite"), config)
+        ledger, report = CostLedger(), ExtractionReport()
+        started = time.perf_counter()
+        results = extractor.extract(docs, method=name, ledger=ledger, report=report)
+        wall = time.perf_counter() - started
+    calls = ledger.frame()
+    tokens = int(calls["prompt_tokens"].sum() + calls["completion_tokens"].sum())
+    records = pairs_records(results, docs, name)
+    sample = random.Random(args.seed).sample(records, k=min(args.quality_sample, len(records)))
+    checked = [pair_checks(r["question"], r["answer"], r["hit_token_limit"]) for r in sample]
+    applicable = {c: [x[c] for x in checked if x[c] is not None] for c in CHECKS}
+    n = len(docs)
+    row = {
+        "backend": name,
+        "kind": backend.kind,
+        "model": backend.model_id,
+        "n_params": backend.n_params,
+        "prompt_version": config.prompt_version,
+        "repeat_penalty": config.repeat_penalty,
+        "max_tokens": config.max_tokens,
+        "documents": n,
+        "calls": len(calls),
+        "wall_s": round(wall, 1),
+        "docs_per_min": round(n / wall * 60, 2),
+        "tokens_per_s": round(tokens / wall, 1),
+        "prompt_tokens": int(calls["prompt_tokens"].sum()),
+        "completion_tokens": int(calls["completion_tokens"].sum()),
+        "token_limit_share": round(report.token_limit_documents / n, 4),
+        "invalid_json_share": round((report.outcomes["repaired"] + report.outcomes["malformed"]) / n, 4),
+        "degenerate_pairs": report.degenerate_pairs,
+        "well_formed_share": round(report.well_formed_share, 4),
+        "docs_with_pairs_share": round(sum(1 for r in results if r.pairs) / n, 4),
+        "pairs_per_doc": round(report.pairs / n, 3),
+        "answers_under_20_chars_share": round(sum(len(r["answer"]) < 20 for r in records) / max(len(records), 1), 4),
+        "outcomes": dict(report.outcomes),
+        "pairs": report.pairs,
+        "quality_sample": len(sample),
+        "checks_pass_share": {c: (round(sum(v) / len(v), 4) if v else None) for c, v in applicable.items()},
+        "checks_applicable": {c: len(v) for c, v in applicable.items()},
+        "all_checks_pass_share": round(sum(passes(x) for x in checked) / max(len(checked), 1), 4),
+        "spec": {k: str(v) for k, v in spec.items()},
+    }
+    print(f"\n[{name}] {row['model']}: {row['docs_per_min']} docs/min, token limit {row['token_limit_share']:.0%}, "
+          f"invalid JSON {row['invalid_json_share']:.0%}, degenerate pairs {row['degenerate_pairs']}, "
+          f"{row['pairs_per_doc']} pairs/doc, all checks pass {row['all_checks_pass_share']:.0%} "
+          f"({row['checks_pass_share']}), {row['outcomes']}")  # fmt: skip
+    for record in sample[:5]:
+        print(f"  Q: {record['question'][:160]}\n  A: {record['answer'][:240]}")
+    return row
 
 
 if __name__ == "__main__":

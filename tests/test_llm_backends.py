@@ -218,3 +218,20 @@ def test_refinement_pass_is_charged_and_keeps_pairs(smollm, tmp_path):
     refined_docs = set(calls.loc[calls["stage"] == "refine", "doc_id"])
     assert refined_docs == {r.doc_id for r in with_pairs}  # one refinement call per document with pairs
     assert all(r.pairs for r in with_pairs)  # a failed refinement keeps the first-pass pairs
+
+
+def test_a_repeat_penalty_changes_the_batched_decoding_and_keeps_json_valid():
+    backend = make_backend({"kind": "llama_cpp", "model": "smollm2-135m-instruct", "n_parallel": 2, "n_ctx": 1024})
+    messages = [extraction_messages(d["text"], 1) for d in DOCS]
+    plain = backend.chat(messages, GenerationParams(max_tokens=96, json_schema=qa_schema(1)))
+    penalised = backend.chat(messages, GenerationParams(max_tokens=96, json_schema=qa_schema(1), repeat_penalty=1.5))
+    assert all(c.error is None for c in plain + penalised)
+    assert [c.text for c in plain] != [c.text for c in penalised]  # the sampler chain applies it
+    for completion in penalised:
+        if completion.finish_reason == "stop":
+            assert set(json.loads(completion.text)) == {"pairs"}
+    # the cache key names the penalty only when it is set: answers cached before it existed keep their keys
+    assert (
+        "repeat_penalty" not in GenerationParams().key()
+        and GenerationParams(repeat_penalty=1.1).key()["repeat_penalty"]
+    )

@@ -1,6 +1,7 @@
 """Every selection method through the real extraction engine (SmolLM2 GGUF in llama.cpp) on real task text."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -137,9 +138,7 @@ def recomputed(runs) -> set[str]:
     return {name for name, run in runs.items() if not run.reused}
 
 
-def test_run_fingerprints_recompute_exactly_the_runs_whose_inputs_changed(world, monkeypatch):
-    import equal.select.runner as runner_module
-
+def test_run_fingerprints_recompute_exactly_the_runs_whose_inputs_changed(world):
     setup = world["setup"]
     first = run_grid(setup("fingerprints"))
     assert recomputed(first) == {m for m, _ in GRID}
@@ -168,10 +167,10 @@ def test_run_fingerprints_recompute_exactly_the_runs_whose_inputs_changed(world,
         "EQUAL", "EQUAL w/o warm-up", "EQUAL (authors' code)"}  # fmt: skip
     run_grid(setup("fingerprints"))
 
-    # the prompt version: every run (their QA pairs would come from another prompt)
-    monkeypatch.setattr(runner_module, "PROMPT_VERSION", "qa-extract-test")
-    assert recomputed(run_grid(setup("fingerprints"))) == {m for m, _ in GRID}
-    monkeypatch.undo()
+    # the prompt version: every run (their QA pairs come from another prompt, through new LLM calls)
+    other = world["extractor"]
+    other = QAExtractor(other.backend, other.cache, replace(other.config, prompt_version="qa-extract-v2"))
+    assert recomputed(run_grid(setup("fingerprints", extractor=other))) == {m for m, _ in GRID}
     run_grid(setup("fingerprints"))
 
     # the corpus content at the same length: every run

@@ -21,6 +21,13 @@ def test_gsm8k_final_number():
     assert not scoring.gsm8k_correct("I do not know.", "18")
 
 
+def test_the_final_answer_line_comes_first():
+    assert scoring.gsm8k_correct("3 + 4 = 7 then 7 * 2 = 14.\nThe answer is: 14", "14")
+    assert not scoring.gsm8k_correct("It is 14, or 15.\nThe answer is: 15\nThanks, 14", "14")  # the line wins
+    assert scoring.math_correct(r"So x = 1/2." + "\nThe answer is: $\\frac{1}{2}$", r"\frac{1}{2}")
+    assert scoring.math_correct(r"The answer is: \boxed{7}.", "7")
+
+
 def test_math_boxed_answer():
     assert scoring.math_correct(r"So $r = 3$ and the point is $\boxed{\left( 3, \dfrac{\pi}{2} \right)}$.",
                                 r"\left( 3, \frac{\pi}{2} \right)")  # fmt: skip

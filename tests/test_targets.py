@@ -1,6 +1,6 @@
 import pytest
 
-from equal.data.targets import gsm8k_final_answer, shared_questions, strip_calculator
+from equal.data.targets import gsm8k_final_answer, gsm8k_solution, shared_questions, strip_calculator
 from equal.data.tasks import declared_tasks, select_tasks, split_tasks
 from equal.errors import ConfigError
 
@@ -9,6 +9,7 @@ def test_gsm8k_answer_parsing():
     solution = "She sold 48/2 = <<48/2=24>>24 clips in May.\n#### 1,072"
     assert gsm8k_final_answer(solution) == "1072"
     assert strip_calculator(solution).startswith("She sold 48/2 = 24 clips")
+    assert gsm8k_solution(solution) == "She sold 48/2 = 24 clips in May.\nThe answer is: 1072"  # the shared format
 
 
 def test_targets_have_the_standard_splits(builtin_tasks):
@@ -22,6 +23,9 @@ def test_targets_have_the_standard_splits(builtin_tasks):
     assert {int(i["id"].split("-")[1]) for i in builtin_tasks["mbpp"]["test"]} == set(range(11, 511))
     assert all("\r" not in i["solution"] for i in builtin_tasks["mbpp"]["train"])
     assert builtin_tasks["humaneval"]["test"][0]["entry_point"]
+    for task in ("gsm8k", "math500"):  # maths solutions end with the final-answer line, like the training pairs
+        item = builtin_tasks[task]["test"][0]
+        assert item["solution"].endswith(f"The answer is: {item['answer']}") and "####" not in item["solution"]
 
 
 def test_reference_sets_are_seeded_and_disjoint_from_every_evaluation_item(builtin_tasks):

@@ -55,7 +55,8 @@ def test_every_benchmark_has_a_generative_and_a_bpb_task(tasks):
 def test_gsm8k_yaml_scores_a_right_and_a_wrong_answer(tasks):
     task = tasks["equal_gsm8k"]
     doc = _only_doc(task)
-    assert "farmers' market" in task.doc_to_text(doc) and "####" in task.doc_to_text(doc)
+    assert "farmers' market" in task.doc_to_text(doc) and "'The answer is: N'" in task.doc_to_text(doc)
+    assert task.process_results(doc, ["9 eggs are left.\n9 * 2 = 18.\nThe answer is: 18"]) == {"exact_match": 1.0}
     assert task.process_results(doc, ["16 - 3 - 4 = 9 eggs, 9 * 2 = 18.\n#### 18"]) == {"exact_match": 1.0}
     assert task.process_results(doc, ["16 - 3 = 13 eggs, 13 * 2 = 26.\n#### 26"]) == {"exact_match": 0.0}
 

@@ -1,7 +1,9 @@
 """Readers of the built-in benchmarks' raw files (GSM8K, MATH-500, MBPP, HumanEval); params/tasks.yaml names them.
 
 Records are normalised to ``id, task, split, question, solution, answer`` plus what the task
-needs to be scored (MBPP's ``test_list``, HumanEval's ``prompt``/``test``/``entry_point``).
+needs to be scored (MBPP's ``test_list``, HumanEval's ``prompt``/``test``/``entry_point``). Maths solutions end
+with the shared final-answer line (``The answer is: N``, :data:`equal.task.FINAL_ANSWER`): GSM8K's ``#### N``
+is rewritten to it and MATH-500's solutions get it appended.
 """
 
 from __future__ import annotations
@@ -12,9 +14,16 @@ from pathlib import Path
 
 from equal.data.dedup import normalized_words
 from equal.data.reading import ReadContext, iter_jsonl, require_str
+from equal.task import with_final_answer
 
 #: MBPP's standard split by task_id (Austin et al. 2021).
 MBPP_SPLITS = {"prompt": range(1, 11), "test": range(11, 511), "validation": range(511, 601), "train": range(601, 975)}
+
+
+def gsm8k_solution(solution: str) -> str:
+    """A GSM8K solution in the shared answer format: no calculator notes, ``#### N`` → the final-answer line."""
+    body = strip_calculator(solution.rsplit("####", 1)[0]).rstrip()
+    return with_final_answer(body, gsm8k_final_answer(solution))
 
 
 def gsm8k_final_answer(solution: str) -> str:
@@ -41,7 +50,7 @@ def read_gsm8k(path: Path, split: str, ctx: ReadContext, rel: str | None = None)
                     "task": "gsm8k",
                     "split": split,
                     "question": question,
-                    "solution": strip_calculator(solution),
+                    "solution": gsm8k_solution(solution),
                     "answer": gsm8k_final_answer(solution),
                 }
             )
@@ -61,7 +70,7 @@ def read_math500(path: Path, ctx: ReadContext, rel: str | None = None) -> list[d
                     "task": "math500",
                     "split": "test",
                     "question": problem,
-                    "solution": str(obj.get("solution", "")),
+                    "solution": with_final_answer(str(obj.get("solution", "")), str(obj.get("answer", ""))),
                     "answer": str(obj.get("answer", "")),
                     "subject": obj.get("subject"),
                     "level": obj.get("level"),

@@ -36,7 +36,7 @@ from equal.data.reading import ReadContext, iter_jsonl, require_str
 from equal.errors import ConfigError, DataFormatError
 from equal.paths import resource_dir
 from equal.profiles import deep_merge
-from equal.task import METRICS, REQUIRED_FIELDS, TaskSpec
+from equal.task import METRICS, REQUIRED_FIELDS, TaskSpec, with_final_answer
 
 MANIFEST_PREFIX = "manifest:"
 
@@ -148,6 +148,8 @@ def read_jsonl_task(spec: TaskSpec, split: str, path: Path, ctx: ReadContext) ->
             item["answer"] = answer
             item.setdefault("solution", f"The answer is {answer}.")
         item.setdefault("answer", item.get("solution", ""))
+        if spec.metric in ("numeric", "boxed"):  # one answer format for every set (equal.task.FINAL_ANSWER)
+            item["solution"] = with_final_answer(item["solution"], item["answer"])
         items.append({"id": item_id, **item, **{k: v for k, v in obj.items() if k in ("subject", "level")}})
     return items
 

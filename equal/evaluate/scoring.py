@@ -1,9 +1,10 @@
 """Scoring a model's answer against a benchmark item (used by the lm-eval task YAMLs in ``tasks/``).
 
-* GSM8K: exact match on the final number (the number after ``####`` if the answer has one, else the
-  last number it writes — lm-eval's "flexible extract").
-* MATH-500: exact match on the final answer (the last ``\\boxed{...}``, else the last number), after
-  a light LaTeX normalisation.
+* GSM8K (numeric): exact match on the final number — the number on the final-answer line
+  (``The answer is: N``, :data:`equal.task.FINAL_ANSWER`), else after ``####``, else the last number the
+  response writes (lm-eval's "flexible extract").
+* MATH-500 (boxed): exact match on the final answer — the final-answer line, else the last
+  ``\\boxed{...}``, else the last number — after a light LaTeX normalisation.
 * MBPP / HumanEval: pass@1 — the answer's code is run with the benchmark's tests in
   :mod:`equal.evaluate.sandbox` and passes if the program exits cleanly within the timeout.
 """
@@ -14,6 +15,7 @@ import ast
 import re
 
 from equal.evaluate.sandbox import run_python
+from equal.task import FINAL_ANSWER
 
 CODE_TIMEOUT_S = 10.0
 
@@ -32,8 +34,21 @@ def normalize_number(text: str) -> str | None:
     return value or "0"
 
 
+def final_answer_line(response: str) -> str | None:
+    """What follows the last final-answer line (``The answer is: ...``), or ``None``."""
+    at = response.lower().rfind(FINAL_ANSWER.lower())
+    if at < 0:
+        return None
+    return response[at + len(FINAL_ANSWER) :].strip().splitlines()[0].strip() if response[at:].strip() else None
+
+
 def gsm8k_final_number(response: str) -> str | None:
-    """The number after the last ``####``, else the last number in the response."""
+    """The number on the final-answer line, else after the last ``####``, else the last number in the response."""
+    line = final_answer_line(response)
+    if line:
+        found = normalize_number(line)
+        if found is not None:
+            return found
     if "####" in response:
         found = normalize_number(response.rsplit("####", 1)[1])
         if found is not None:
@@ -81,7 +96,12 @@ def normalize_math_answer(answer: str) -> str:
 
 
 def math_final_answer(response: str) -> str | None:
-    """The last boxed expression, else the last number."""
+    """The final-answer line (its boxed expression if it has one), else the last boxed expression, else the last
+    number."""
+    line = final_answer_line(response)
+    if line:
+        inner = last_boxed(line)
+        return inner if inner is not None else line.rstrip(".").strip().strip("$")
     boxed = last_boxed(response)
     if boxed is not None:
         return boxed

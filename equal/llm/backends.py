@@ -81,6 +81,7 @@ class LlamaCppBackend:
                     temperature=params.temperature,
                     top_p=params.top_p,
                     seed=params.seed,
+                    repeat_penalty=params.repeat_penalty,
                     response_format=(
                         {"type": "json_object", "schema": params.json_schema} if params.json_schema else None
                     ),
@@ -151,6 +152,7 @@ class TransformersBackend:
                     do_sample=sample,
                     temperature=params.temperature if sample else None,
                     top_p=params.top_p if sample else None,
+                    repetition_penalty=params.repeat_penalty if params.repeat_penalty != 1.0 else None,
                     pad_token_id=self.tokenizer.pad_token_id,
                 )
         except Exception as exc:
@@ -241,6 +243,8 @@ class OpenAIBackend:
         start = time.perf_counter()
         try:
             kwargs = self._constraint(params.json_schema)
+            if params.repeat_penalty != 1.0:  # not in the OpenAI API; vLLM and llama.cpp servers read it here
+                kwargs["extra_body"] = {**kwargs.get("extra_body", {}), "repetition_penalty": params.repeat_penalty}
             response = self._client.chat.completions.create(
                 model=self.model,
                 messages=messages,

@@ -12,7 +12,7 @@ from equal.llm.backends import make_backend
 from equal.llm.cache import CallCache
 from equal.llm.extract import ExtractionConfig, ExtractionReport, QAExtractor, pairs_records
 from equal.llm.ledger import REFERENCE_PARAMS, CostLedger
-from equal.llm.prompts import PROMPT_VERSION
+from equal.llm.prompts import PROMPT_VERSION, PROMPTS
 from equal.paths import llm_cache_path
 from equal.weights import TINY_CHAT_MODEL, build_tiny_chat_model
 
@@ -55,13 +55,16 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-retries", type=int, default=1)
     parser.add_argument("--refine", action="store_true", help="second pass that fixes and completes the pairs")
     parser.add_argument("--no-json-constraint", action="store_true")
+    parser.add_argument("--prompt-version", default=PROMPT_VERSION, choices=sorted(PROMPTS))
+    parser.add_argument("--repeat-penalty", type=float, default=1.0, help="> 1 discourages repetition loops")
     parser.add_argument("--seed", type=int, default=0)
 
 
 def extraction_spec(args: argparse.Namespace) -> dict:
     """Decoding parameters from the command line (:class:`~equal.llm.extract.ExtractionConfig` without the seed)."""
     return {"max_pairs": args.max_pairs, "max_tokens": args.max_tokens, "max_retries": args.max_retries,
-            "refine": args.refine, "constrain_json": not args.no_json_constraint}  # fmt: skip
+            "refine": args.refine, "constrain_json": not args.no_json_constraint,
+            "prompt_version": args.prompt_version, "repeat_penalty": args.repeat_penalty}  # fmt: skip
 
 
 def backend_spec(args: argparse.Namespace) -> dict:
@@ -127,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
         {
             "report": report.as_dict(),
             "backend": backend.model_id,
-            "prompt_version": PROMPT_VERSION,
+            "prompt_version": config.prompt_version,
             "config": asdict(config),
         },
     )

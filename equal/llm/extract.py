@@ -17,7 +17,15 @@ from pathlib import Path
 from equal.llm.cache import CallCache, call_key
 from equal.llm.ledger import CallRecord, CostLedger
 from equal.llm.parsing import ParsedAnswer, parse_pairs
-from equal.llm.prompts import PROMPT_VERSION, extraction_messages, prompt_overhead, qa_schema, refinement_messages
+from equal.llm.prompts import (
+    PROMPT_VERSION,
+    extraction_messages,
+    get_prompt,
+    prompt_overhead,
+    qa_schema,
+    refinement_messages,
+)
+from equal.llm.quality import is_degenerate
 from equal.llm.types import Completion, GenerationParams, Messages
 from equal.progress import tqdm
 
@@ -34,6 +42,8 @@ class ExtractionConfig:
     max_retries: int = 1  # extra calls for a malformed answer
     refine: bool = False  # the paper's second pass (fix format, fill answers, correct errors)
     max_document_tokens: int | None = None  # None: whatever fits the context
+    repeat_penalty: float = 1.0  # decoding: > 1 discourages the repetition loops small models fall into
+    prompt_version: str = PROMPT_VERSION  # which prompt of equal.llm.prompts.PROMPTS
 
 
 @dataclass
@@ -42,12 +52,14 @@ class DocumentResult:
 
     doc_id: str
     pairs: list[dict]
-    status: str  # ok | repaired | empty | malformed | error
+    status: str  # ok | repaired | empty | degenerate | malformed | error
     reason: str = ""
     calls: int = 0
     cached_calls: int = 0
-    truncated: bool = False
+    truncated: bool = False  # the document was cut to fit the context
     refined: bool = False
+    hit_limit: bool = False  # the call that produced the pairs stopped at the token limit
+    degenerate_pairs: int = 0  # pairs dropped for runaway repetition (equal.llm.quality.is_degenerate)
 
 
 @dataclass
@@ -61,6 +73,8 @@ class ExtractionReport:
     cached_calls: int = 0
     new_tokens: int = 0
     wall_s: float = 0.0
+    degenerate_pairs: int = 0  # dropped: runaway repetition
+    token_limit_documents: int = 0  # documents whose answer stopped at the token limit
 
     @property
     def well_formed_share(self) -> float:
@@ -76,6 +90,11 @@ class ExtractionReport:
         return {**asdict(self), "outcomes": dict(self.outcomes), "well_formed_share": round(self.well_formed_share, 4)}
 
 
+#: Bump when the way answers become pairs changes (parsing, dropping degenerate pairs): finished method runs,
+#: whose pairs were made the old way, are then recomputed from the cached answers.
+PAIRS_VERSION = 2  # 2: pairs with runaway repetition are dropped and counted
+
+
 class QAExtractor:
     """Extract QA pairs from documents with one backend, one cache and one configuration."""
 
@@ -89,9 +108,11 @@ class QAExtractor:
             temperature=self.config.temperature,
             seed=self.config.seed,
             json_schema=schema,
+            repeat_penalty=self.config.repeat_penalty,
         )
         # Room for the document: context minus completion, instruction and a margin for the chat template.
-        overhead = backend.count_tokens(prompt_overhead(self.config.max_pairs)) + 64
+        get_prompt(self.config.prompt_version)  # an unknown version fails here, before any call
+        overhead = backend.count_tokens(prompt_overhead(self.config.max_pairs, self.config.prompt_version)) + 64
         room = backend.context_length - self.config.max_tokens - overhead
         if self.config.max_document_tokens:
             room = min(room, self.config.max_document_tokens)
@@ -102,7 +123,8 @@ class QAExtractor:
     # -------------------------------------------------------------- calls
 
     def _key(self, stage: str, messages: Messages, params: GenerationParams) -> str:
-        return call_key(self.backend.kind, self.backend.model_id, f"{PROMPT_VERSION}/{stage}", params, messages)
+        version = self.config.prompt_version
+        return call_key(self.backend.kind, self.backend.model_id, f"{version}/{stage}", params, messages)
 
     def _calls(self, stage: str, requests: list[Messages], params: GenerationParams) -> list[tuple[Completion, bool]]:
         """Answer each request from the cache or the backend (in backend-sized batches)."""
@@ -116,7 +138,8 @@ class QAExtractor:
         for start in range(0, len(missing), size):
             chunk = missing[start : start + size]
             for index, completion in zip(chunk, self.backend.chat([requests[i] for i in chunk], params), strict=True):
-                self.cache.put(keys[index], completion, self.backend.kind, self.backend.model_id, PROMPT_VERSION, stage)
+                self.cache.put(keys[index], completion, self.backend.kind, self.backend.model_id,
+                               self.config.prompt_version, stage)  # fmt: skip
                 answers[index] = (completion, False)
         return answers  # type: ignore[return-value]
 
@@ -158,7 +181,8 @@ class QAExtractor:
             stage = "extract" if attempt == 0 else "retry"
             # A retry changes the seed and adds a note to the prompt: a different, cacheable call.
             params = self._params if attempt == 0 else replace(self._params, seed=self._params.seed + attempt)
-            requests = [extraction_messages(fitted[i][0], self.config.max_pairs, retry=attempt > 0) for i in pending]
+            version = self.config.prompt_version
+            requests = [extraction_messages(fitted[i][0], self.config.max_pairs, attempt > 0, version) for i in pending]
             still = []
             for i, (completion, cached) in zip(pending, self._calls(stage, requests, params), strict=True):
                 if completion.error is not None:
@@ -170,7 +194,12 @@ class QAExtractor:
                 result = results[i]
                 result.calls += 1
                 result.cached_calls += int(cached)
-                result.pairs, result.status, result.reason = answer.pairs, status, answer.reason
+                kept = [p for p in answer.pairs if not (is_degenerate(p["question"]) or is_degenerate(p["answer"]))]
+                result.degenerate_pairs = len(answer.pairs) - len(kept)
+                if answer.pairs and not kept:  # every pair was a repetition loop: paid for, kept out
+                    status, answer.reason = "degenerate", "every pair repeats itself (equal.llm.quality)"
+                result.pairs, result.status, result.reason = kept, status, answer.reason
+                result.hit_limit = completion.finish_reason == "length"
                 if status in ("error", "malformed"):
                     still.append(i)
             pending = still
@@ -181,14 +210,17 @@ class QAExtractor:
 
     def _refine(self, docs, fitted, results: list[DocumentResult], method: str, ledger) -> None:
         todo = [i for i, r in enumerate(results) if r.pairs]
-        requests = [refinement_messages(fitted[i][0], results[i].pairs) for i in todo]
+        requests = [refinement_messages(fitted[i][0], results[i].pairs, self.config.prompt_version) for i in todo]
         for i, (completion, cached) in zip(todo, self._calls("refine", requests, self._params), strict=True):
             answer = parse_pairs(completion.text) if completion.error is None else ParsedAnswer(reason=completion.error)
             self._charge(ledger, method, docs[i]["id"], "refine", completion, cached, answer.status)
             results[i].calls += 1
             results[i].cached_calls += int(cached)
-            if answer.pairs:  # a failed refinement keeps the first-pass pairs
-                results[i].pairs, results[i].refined = answer.pairs, True
+            kept = [p for p in answer.pairs if not (is_degenerate(p["question"]) or is_degenerate(p["answer"]))]
+            results[i].degenerate_pairs += len(answer.pairs) - len(kept)
+            if kept:  # a failed refinement keeps the first-pass pairs
+                results[i].pairs, results[i].refined = kept, True
+                results[i].hit_limit = completion.finish_reason == "length"
 
     def extract(
         self,
@@ -214,6 +246,8 @@ class QAExtractor:
                 report.documents += 1
                 report.outcomes[result.status] += 1
                 report.pairs += len(result.pairs)
+                report.degenerate_pairs += result.degenerate_pairs
+                report.token_limit_documents += int(result.hit_limit)
                 report.new_calls += result.calls - result.cached_calls
                 report.cached_calls += result.cached_calls
             if ledger is not None:  # only this batch's records: no rescanning of the whole ledger
@@ -248,6 +282,7 @@ def pairs_records(results: list[DocumentResult], docs: list[dict], method: str) 
                     "source": doc.get("source"),
                     "domain": doc.get("domain"),
                     "refined": result.refined,
+                    "hit_token_limit": result.hit_limit,
                 }
             )
     return records

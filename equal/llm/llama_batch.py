@@ -49,6 +49,8 @@ class _SequenceSampler:
         if params.json_schema is not None:
             text = backend._grammar_text(params.json_schema)
             self.grammar = llama_cpp.llama_sampler_init_grammar(backend._model.vocab, text.encode(), b"root")
+        if params.repeat_penalty != 1.0:  # over the last 64 tokens, as llama.cpp's default window
+            self.chain.add_penalties(backend._n_vocab, 64, params.repeat_penalty, 0.0, 0.0)
         if params.temperature > 0:
             self.chain.add_top_p(params.top_p, 1)
             self.chain.add_temp(params.temperature)

@@ -17,10 +17,14 @@ class GenerationParams:
     top_p: float = 1.0
     seed: int = 0
     json_schema: dict | None = field(default=None, hash=False)  # constrain the output where supported
+    repeat_penalty: float = 1.0  # > 1 discourages repeating recent tokens (small models loop without it)
 
     def key(self) -> dict:
-        """A JSON-able form for cache keys."""
-        return asdict(self)
+        """A JSON-able form for cache keys (``repeat_penalty`` only when set, so older answers keep their keys)."""
+        fields = asdict(self)
+        if fields["repeat_penalty"] == 1.0:
+            del fields["repeat_penalty"]
+        return fields
 
 
 @dataclass

@@ -34,9 +34,8 @@ from equal.embed.warmup import qa_text
 from equal.errors import ConfigError
 from equal.fingerprint import Fingerprint, arrays_digest, changed_parts, fingerprint
 from equal.io import read_jsonl, write_json_atomic, write_jsonl_atomic
-from equal.llm.extract import QAExtractor, pairs_records
+from equal.llm.extract import PAIRS_VERSION, ExtractionReport, QAExtractor, pairs_records
 from equal.llm.ledger import CallRecord, CostLedger
-from equal.llm.prompts import PROMPT_VERSION
 from equal.select.loop import ClusterPool
 from equal.select.methods import Method, gamma_label, get_method
 from equal.select.perplexity import PerplexityScorer
@@ -118,6 +117,7 @@ class MethodRunner:
             "warmup": records_digest([*self.warmup_pairs, *self.warmup_ledger]),
         }
         self._clustering_digests: dict[str, str] = {}
+        self._report: ExtractionReport | None = None
 
     @classmethod
     def from_artifacts(
@@ -205,7 +205,7 @@ class MethodRunner:
         """Extract QA pairs from corpus documents ``indices``, charging ``ledger``; one record per pair."""
         docs = [self.corpus[i] for i in indices]
         show = self.progress if progress is None else progress
-        results = self.extractor.extract(docs, method=method, ledger=ledger, progress=show)
+        results = self.extractor.extract(docs, method=method, ledger=ledger, progress=show, report=self._report)
         return pairs_records(results, docs, method)
 
     @property
@@ -257,7 +257,8 @@ class MethodRunner:
             "extractor": self.extractor.backend.model_id,
             "answers": getattr(self.extractor.cache, "identity", ""),  # local calls or a profile's shipped answers
             "extraction": self.extractor.config,
-            "prompt_version": PROMPT_VERSION,
+            "prompt_version": self.extractor.config.prompt_version,
+            "pairs_version": PAIRS_VERSION,
         }
         if not spec.shared:
             parts |= {"target": target, "gamma": gamma, "seed": seed}
@@ -318,6 +319,7 @@ class MethodRunner:
                 labels = self.labels[spec.clustering]
                 warm_pairs = [{**p, "method": method, "cluster": int(labels[self._index[p["doc_id"]]]), "round": -1}
                               for p in self.warmup_pairs if p["doc_id"] in self._index]  # fmt: skip
+        self._report = ExtractionReport()  # this run's extraction outcomes (replayed rounds count again: same run)
         selection = spec.select(self, request, ledger)
         pairs = selection.pairs
         if selection.pulls is None:  # provenance like the bandit's: the document's (tuned) cluster, no round
@@ -349,6 +351,8 @@ class MethodRunner:
             "wall_s": round(time.perf_counter() - tick, 2),
             "loop_documents": len(selection.indices),
             "documents_by_domain": dict(sorted(Counter(domains).items())),
+            "degenerate_pairs_dropped": self._report.degenerate_pairs,
+            "token_limit_documents": self._report.token_limit_documents,
             **selection.extra,
         }
         summary["documents_extracted"] = summary["loop_documents"] + summary["warmup_documents"]

@@ -282,7 +282,8 @@ def _write_outputs(config: SelectConfig, out: Path, run, cost: dict, prep_meta: 
     write_json_atomic(out / "cost.json", cost)
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items() if k != "progress"}
     settings["corpus"] = [str(p) for p in config.corpus]
-    write_json_atomic(out / "select.json", {"settings": settings, "plan": plan, "prompt_version": PROMPT_VERSION})
+    prompt = config.extraction.get("prompt_version", PROMPT_VERSION)
+    write_json_atomic(out / "select.json", {"settings": settings, "plan": plan, "prompt_version": prompt})
     write_text_atomic(out / "README.md", dataset_card(config, run, cost, prep_meta))
 
 
@@ -294,7 +295,8 @@ def dataset_card(config: SelectConfig, run, cost: dict, prep_meta: dict) -> str:
 {len(run.pairs):,} question–answer pairs extracted by `{cost["extractor"]}` from {cost["documents_extracted"]:,} of
 {prep_meta["documents"]:,} corpus documents, chosen by **{run.method}** at budget γ = {config.budget:g}
 (seed {config.seed}) for the reference set `{Path(config.reference).name}` ({task["reference"]} items).
-Made with `equal select` (EQUAL, arXiv 2505.12250), prompt version `{PROMPT_VERSION}`.
+Made with `equal select` (EQUAL, arXiv 2505.12250), prompt version
+`{config.extraction.get("prompt_version", PROMPT_VERSION)}`.
 
 | | |
 |---|---|

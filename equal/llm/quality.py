@@ -1,0 +1,109 @@
+"""Automatic checks of an extracted QA pair: is it fit to train on?
+
+A pair is checked for what a reader of an instruction-tuning set would reject at a glance:
+
+* ``not_degenerate`` — no runaway repetition (``"2 \\times 3 \\times 3 \\times 3 …"``, ``"1.1.1.1.1…"``):
+  small models under a JSON grammar fall into loops that run to the token limit. Such pairs are dropped
+  by the extractor in every run (:func:`is_degenerate`) and counted.
+* ``self_contained`` — the question does not point at a text the reader cannot see ("the document",
+  "the passage above", "the shorter piece" without saying which).
+* ``has_steps`` — where the question is a problem, the answer works it out in at least two steps.
+* ``final_answer`` — where the question is a maths problem, the answer ends with the final-answer line
+  (:data:`FINAL_ANSWER`, the one convention shared by training pairs, D_r and evaluation gold text).
+* ``code_parses`` — where the answer holds Python code, it parses.
+* ``not_truncated`` — the call that produced the pair stopped on its own, not at the token limit.
+
+A check that does not apply to a pair is ``None``; :func:`passes` is true when no check is ``False``.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+
+from equal.task import FINAL_ANSWER  # the final-answer line every problem's solution ends with
+
+CHECKS = ("not_degenerate", "self_contained", "has_steps", "final_answer", "code_parses", "not_truncated")
+
+_REPEATED_CHARS = re.compile(r"(.{1,8}?)\1{7,}", re.S)  # a short unit 8+ times in a row: "1.1.1.1.1.1.1.1."
+_DANGLING = re.compile(
+    r"\b(?:(?:the|this|that|above|below|following|given|provided|attached)\s+"
+    r"(?:document|text|passage|article|excerpt|section|paragraph|page|snippet|table|figure|source|context))\b"
+    r"|\baccording to the\b|\b(?:mentioned|described|shown|given) (?:above|below|earlier)\b"
+    r"|\bthe (?:shorter|longer|first|second|other) (?:piece|one|part)\b",
+    re.IGNORECASE,
+)
+_PROBLEM = re.compile(
+    r"\b(?:how (?:many|much|long|far|old)|what is|what was|what's|calculate|compute|find|solve|evaluate|simplify|"
+    r"determine|prove|show that|write (?:a|an) (?:function|program|script|class|method)|implement)\b",
+    re.IGNORECASE,
+)
+_CODE_TASK = re.compile(r"\b(?:function|program|script|class|method|python|code|implement)\b", re.IGNORECASE)
+_FENCED = re.compile(r"```(?:python|py)?\s*\n(.*?)```", re.S | re.IGNORECASE)
+_CODE_LINE = re.compile(r"^\s*(?:def |class |import |from \S+ import |for .+:$|while .+:$|if .+:$|return\b)", re.M)
+_STEP_SPLIT = re.compile(r"(?:\n+|(?<=[.!?])\s+(?=[A-Z0-9]))")
+
+
+def _longest_repeat(words: list[str], n: int) -> int:
+    """The most times an ``n``-word group repeats back to back in ``words``."""
+    best = 1
+    for start in range(n):
+        run, previous = 1, None
+        for i in range(start, len(words) - n + 1, n):
+            group = tuple(words[i : i + n])
+            run = run + 1 if group == previous else 1
+            best, previous = max(best, run), group
+    return best
+
+
+def is_degenerate(text: str) -> bool:
+    """Runaway repetition: a short unit repeated 8+ times, a 1-4 word group 5+ times back to back, or a long
+    text made of few distinct words."""
+    if _REPEATED_CHARS.search(text):
+        return True
+    words = text.split()
+    if any(_longest_repeat(words, n) >= 5 for n in (1, 2, 3, 4)):
+        return True
+    return len(words) >= 40 and len(set(words)) / len(words) < 0.2
+
+
+def code_blocks(answer: str) -> list[str]:
+    """The Python code in an answer: its fenced blocks, else the answer itself when it reads as code."""
+    fenced = _FENCED.findall(answer)
+    if fenced:
+        return fenced
+    return [answer] if len(_CODE_LINE.findall(answer)) >= 1 and "\n" in answer else []
+
+
+def _steps(answer: str) -> int:
+    text = _FENCED.sub(" code ", answer)
+    return len([part for part in _STEP_SPLIT.split(text) if len(part.strip()) >= 3])
+
+
+def pair_checks(question: str, answer: str, truncated: bool = False) -> dict[str, bool | None]:
+    """Every check of :data:`CHECKS` on one pair (``None``: the check does not apply)."""
+    code = code_blocks(answer)
+    problem = bool(_PROBLEM.search(question))
+    code_task = problem and bool(_CODE_TASK.search(question))
+    parses = None
+    if code:
+        parses = True
+        for block in code:
+            try:
+                ast.parse(block)
+            except (SyntaxError, ValueError):
+                parses = False
+                break
+    return {
+        "not_degenerate": not (is_degenerate(question) or is_degenerate(answer)),
+        "self_contained": not _DANGLING.search(question),
+        "has_steps": (_steps(answer) >= 2 or bool(code)) if problem else None,
+        "final_answer": (FINAL_ANSWER.lower() in answer.lower()) if problem and not code_task else None,
+        "code_parses": parses,
+        "not_truncated": not truncated,
+    }
+
+
+def passes(checks: dict[str, bool | None]) -> bool:
+    """Whether a pair fails no check."""
+    return all(value is not False for value in checks.values())
