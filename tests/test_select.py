@@ -27,7 +27,7 @@ from equal.paths import REPO_ROOT
 #: Appended to the README's command: the smoke profile's extractor, decoding and embedder (last flag wins).
 SMOKE_FLAGS = ["--model", "smollm2-135m-instruct", "--n-parallel", "8", "--n-ctx", "1024", "--max-pairs", "1",
                "--max-tokens", "64", "--embedder", "tiny-random-bert", "--warmup-fraction", "0.15",
-               "--budget", "0.4", "--arms-per-round", "6", "--quiet"]  # fmt: skip
+               "--budget", "0.5", "--arms-per-round", "4", "--quiet"]  # fmt: skip
 
 
 def readme_command() -> list[str]:
@@ -42,15 +42,15 @@ def readme_command() -> list[str]:
 
 @pytest.fixture(scope="module")
 def user_files(raw_dir, tmp_path_factory):
-    """my_docs.jsonl (60 documents) and my_task.jsonl (30 problems with solutions), made from the shipped data."""
+    """my_docs.jsonl (40 documents) and my_task.jsonl (30 problems with solutions), made from the shipped data."""
     from lxml import etree
 
     folder = tmp_path_factory.mktemp("own")
     root = etree.parse(str(raw_dir / "raw/asdiv/ASDiv.xml")).getroot()
     problems = [f"{p.findtext('Body')} {p.findtext('Question')} Solution: {p.findtext('Formula')}"
-                for p in list(root.iter("Problem"))[1000:1030]]  # fmt: skip
+                for p in list(root.iter("Problem"))[1000:1025]]  # fmt: skip
     wiki = [p.strip() for p in (raw_dir / "raw/wikitext2/valid.txt").read_text(encoding="utf-8").split("\n \n")
-            if len(p.strip()) > 400 and not p.strip().startswith("=")][:30]  # fmt: skip
+            if len(p.strip()) > 400 and not p.strip().startswith("=")][:15]  # fmt: skip
     write_jsonl_atomic(folder / "my_docs.jsonl", [{"url": f"doc{i}", "text": t} for i, t in enumerate(problems + wiki)])
     gsm8k = read_jsonl(raw_dir / "raw/gsm8k/train.jsonl")[:30]
     write_jsonl_atomic(folder / "my_task.jsonl", [{"question": g["question"], "solution": g["answer"]} for g in gsm8k])
@@ -75,8 +75,8 @@ def test_equal_select_writes_a_dataset_and_resumes_after_kill(user_files):
     printed = select(user_files, "dry", "--dry-run")
     assert "no LLM call" in printed
     plan = json.loads(printed[printed.index("{") :])
-    n = plan["corpus_documents"]  # 60 records, long paragraphs split into units of at most 2,000 characters
-    assert n >= 60 and plan["selected_documents"] == round(0.4 * n) and plan["warmup_documents"] == round(0.15 * n)
+    n = plan["corpus_documents"]  # 40 records, long paragraphs split into units of at most 2,000 characters
+    assert n >= 40 and plan["selected_documents"] == round(0.5 * n) and plan["warmup_documents"] == round(0.15 * n)
     assert plan["reference_flops_72b"] > plan["extractor_flops"] > 0
     assert not (user_files / "dry" / "pairs.jsonl").exists()
     assert len(CallCache(user_files / "dry" / "work" / "llm_calls.sqlite")) == 0
@@ -96,7 +96,7 @@ def test_equal_select_writes_a_dataset_and_resumes_after_kill(user_files):
 
     # kill -9 in the middle of the bandit, then run again in the same folder
     process = select(user_files, "killed", wait=False)
-    log = user_files / "killed" / "work" / "selection" / "my_task" / "gamma40" / "equal" / "seed0" / "rounds.jsonl"
+    log = user_files / "killed" / "work" / "selection" / "my_task" / "gamma50" / "equal" / "seed0" / "rounds.jsonl"
     deadline = time.time() + 600
     while not (log.is_file() and len(log.read_text().splitlines()) >= 3):  # header + 2 rounds
         assert process.poll() is None, process.stdout.read()
