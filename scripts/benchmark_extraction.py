@@ -79,7 +79,8 @@ def main() -> None:
         for version, penalty, max_tokens in settings:
             config = ExtractionConfig(max_pairs=args.max_pairs, max_tokens=max_tokens, prompt_version=version,
                                       repeat_penalty=penalty)  # fmt: skip
-            rows.append(measure(f"{name}/{version}/rp{penalty:g}/mt{max_tokens}", backend, spec, config, docs, args))
+            label = f"{name}/{version}/rp{penalty:g}/mt{max_tokens}/mp{args.max_pairs}"
+            rows.append(measure(label, backend, spec, config, docs, args))
     if args.append and Path(args.out).is_file():
         measured = {row["backend"] for row in rows}
         earlier = json.loads(Path(args.out).read_text())["rows"]
@@ -114,6 +115,7 @@ def measure(name: str, backend, spec: dict, config: ExtractionConfig, docs: list
         "prompt_version": config.prompt_version,
         "repeat_penalty": config.repeat_penalty,
         "max_tokens": config.max_tokens,
+        "max_pairs": config.max_pairs,
         "documents": n,
         "calls": len(calls),
         "wall_s": round(wall, 1),
