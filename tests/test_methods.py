@@ -94,7 +94,14 @@ def test_budgets_warm_up_charges_and_outputs(world):
     uniform = setup.run("Uniform", "math", 0.25, 0)
     assert sorted(uniform.pulls["arm"].value_counts().tolist()) == [1, 1, 2, 2]
     assert setup.run("Uniform", "math", 0.25, 0).summary == uniform.summary  # read back, not re-run
-    assert set(METHODS) >= {"EQUAL", "Random", "All", "Uniform", "Avg-sim", "Perplexity-MAB"}
+    assert set(METHODS) >= {"EQUAL", "Random", "All", "Uniform", "Avg-sim", "Perplexity-MAB", "Oracle (extracted)"}
+    # the extracted oracle: the budget from the clusters with the best oracle reward, All's calls from the cache
+    oracle = setup.run("Oracle (extracted)", "math", 0.25, 0)
+    rewards = setup.cluster_oracles(setup.run("All", "math", 0.25, 0).pairs, ["math"])["math", "tuned"]
+    assert oracle.summary["loop_documents"] == 6 and oracle.summary["new_llm_calls"] == 0
+    assert oracle.summary["oracle_clusters"] == sorted(np.argsort(-rewards, kind="stable")[:1].tolist())  # 6 fit in one
+    assert {world["labels"][i] for i in range(24) if world["corpus"][i]["id"] in {p["doc_id"] for p in oracle.pairs}} \
+        <= set(oracle.summary["oracle_clusters"])  # fmt: skip
 
 
 def test_an_interrupted_method_resumes_without_repeating_calls_and_matches_a_straight_run(world, monkeypatch):
