@@ -78,6 +78,7 @@ def test_the_whole_pipeline_runs_in_smoke_profile(tmp_path):
         "downstream_bpb_vs_cost",
         "downstream_accuracy_vs_cost",
         "ablations",
+        "link_ot_vs_bpb",
     ):
         assert {f"{name}.png", f"{name}.pdf"} <= figures
     retrieval = (results / "warmup_retrieval.csv").read_text().splitlines()
@@ -118,6 +119,9 @@ def test_the_whole_pipeline_runs_in_smoke_profile(tmp_path):
     assert list(main["model"][:3]) == ["Base", "D_r (control)", "All"] and "GSM8K bpb ↓ (n=6)" in main.columns
     assert set(pd.read_csv(results / "ablation_table.csv")["model"]) == {
         "EQUAL · 20%", "EQUAL w/o warm-up · 20%", "EQUAL w/o MAB · 20%", "EQUAL w/o exploration · 20%"}  # fmt: skip
+    link = pd.read_csv(results / "link.csv")  # every trained selection × the math benchmarks (the target's domain)
+    assert set(link["benchmark"]) == {"gsm8k", "math500"} and len(link) == 2 * (len(trained) - 1)
+    assert set(pd.read_csv(results / "link_correlation.csv")["benchmark"]) == {"gsm8k", "math500"}
     costs = pd.read_csv(results / "cost_table.csv").set_index("model")
     assert costs.loc["All", "total / All (72B)"] == 1.0 and costs.loc["EQUAL · 20%", "total / All (72B)"] < 1.0
     # 07 redrew the figures from results/ only: its executed notebook exists and nothing failed

@@ -43,3 +43,26 @@ def test_cost_table_ratio_to_all():
     ])  # fmt: skip
     table = cost_table(runs, ["EQUAL", "All"]).set_index("method")
     assert table.loc["EQUAL", "ratio_to_all"] == 0.1 and table.loc["All", "ratio_to_all"] == 1.0
+
+
+def test_the_link_pairs_each_model_with_its_training_sets_distance_and_correlates_them():
+    from equal.report.link import link_correlations, link_table, target_of_benchmark
+
+    targets = target_of_benchmark({"gsm8k": "math", "math500": "math", "mbpp": "code"}, ["gsm8k"])
+    assert targets == {"gsm8k": "gsm8k", "math500": "gsm8k"}  # mbpp has no target of its domain here
+    two = target_of_benchmark({"a": "math", "b": "math", "math500": "math"}, ["a", "b"])
+    assert two == {"a": "a", "b": "b"}  # a target is its own benchmark; math500 has two candidates: left out
+    selection = pd.DataFrame({"method": ["EQUAL", "EQUAL", "Random", "All"], "target": ["gsm8k"] * 4,
+                              "gamma": [0.05, 0.05, 0.05, 0.05], "seed": [0, 1, 0, 0],
+                              "ot_heldout": [0.30, 0.35, 0.50, 0.45]})  # fmt: skip
+    evaluated = pd.DataFrame({"model": ["EQUAL 0", "EQUAL 1", "Random 0", "All", "Base", "EQUAL 0"],
+                              "method": ["EQUAL", "EQUAL", "Random", "All", "Base", "EQUAL"],
+                              "gamma": [0.05, 0.05, 0.05, 1.0, 0.0, 0.05], "seed": [0, 1, 0, 0, 0, 0],
+                              "benchmark": ["gsm8k"] * 5 + ["mbpp"], "metric": ["bits_per_byte"] * 6,
+                              "value": [0.70, 0.72, 0.80, 0.78, 0.9, 0.5]})  # fmt: skip
+    link = link_table(selection, evaluated, targets)
+    assert list(link["model"]) == ["EQUAL 0", "EQUAL 1", "Random 0", "All"]  # Base and the targetless mbpp row out
+    assert list(link["ot_heldout"]) == [0.30, 0.35, 0.50, 0.45]  # All matched whatever its γ
+    (row,) = link_correlations(link).to_dict("records")
+    assert row["models"] == 4 and row["pearson_r"] > 0.9 and row["r_ci_low"] < row["pearson_r"] < row["r_ci_high"]
+    assert row["slope"] > 0 and row["spearman_rho"] == 1.0

@@ -1,0 +1,70 @@
+"""The link the method relies on, measured: does a training set closer to the target make a better target model?
+
+EQUAL's bandit rewards clusters whose QA pairs are close (optimal transport) to the reference set. That only
+helps if sets closer to the target make better models. :func:`link_table` pairs, for every fine-tuned model and
+benchmark, the OT distance of the model's training set to held-out items of the benchmark's target
+(``ot_heldout`` of notebook 04's selection run) with the model's bits per byte on that benchmark (notebook 06);
+:func:`link_correlations` gives the correlation per benchmark. The method assumes a *positive* correlation
+(lower distance, lower bits per byte).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+LINK_COLUMNS = ["model", "method", "gamma", "seed", "benchmark", "target", "ot_heldout", "bits_per_byte"]
+
+
+def target_of_benchmark(domains: dict[str, str], targets: list[str]) -> dict[str, str]:
+    """Each benchmark's target: itself when it is a target, else the one target of its domain (``domains``: task →
+    domain); a benchmark with none, or several, is left out."""
+    mapping = {}
+    for task, domain in domains.items():
+        same = [t for t in targets if domains.get(t) == domain]
+        if task in targets:
+            mapping[task] = task
+        elif len(same) == 1:
+            mapping[task] = same[0]
+    return mapping
+
+
+def link_table(
+    selection_runs: pd.DataFrame, eval_runs: pd.DataFrame, benchmark_targets: dict[str, str]
+) -> pd.DataFrame:
+    """One row per fine-tuned model × benchmark: its training set's ``ot_heldout`` for the benchmark's target and its
+    bits per byte. Models without a selection (Base, the D_r control) have no row; All matches its one run."""
+    bpb = eval_runs[eval_runs["metric"] == "bits_per_byte"]
+    rows = []
+    for r in bpb.itertuples(index=False):
+        target = benchmark_targets.get(r.benchmark)
+        if target is None:
+            continue
+        runs = selection_runs[(selection_runs["method"] == r.method) & (selection_runs["target"] == target)]
+        if r.method != "All":  # All does not depend on γ or the seed
+            runs = runs[(runs["gamma"] == r.gamma) & (runs["seed"] == r.seed)]
+        if runs.empty:
+            continue
+        distance = float(runs["ot_heldout"].iloc[0])
+        rows.append({"model": r.model, "method": r.method, "gamma": r.gamma, "seed": r.seed, "benchmark": r.benchmark,
+                     "target": target, "ot_heldout": distance, "bits_per_byte": r.value})  # fmt: skip
+    return pd.DataFrame(rows, columns=LINK_COLUMNS)
+
+
+def link_correlations(table: pd.DataFrame) -> pd.DataFrame:
+    """Per benchmark: models, Pearson r with its 95 % confidence interval and p-value, Spearman ρ, and the
+    least-squares slope (bits per byte per unit of OT distance). The method assumes r > 0."""
+    rows = []
+    for bench, part in table.groupby("benchmark", sort=False):
+        row = {"benchmark": bench, "models": len(part)}
+        x, y = part["ot_heldout"].to_numpy(float), part["bits_per_byte"].to_numpy(float)
+        if len(part) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0:
+            pearson = stats.pearsonr(x, y)
+            low, high = pearson.confidence_interval(0.95)
+            row |= {"pearson_r": float(pearson.statistic), "r_ci_low": float(low), "r_ci_high": float(high),
+                    "p_value": float(pearson.pvalue), "spearman_rho": float(stats.spearmanr(x, y).statistic),
+                    "slope": float(np.polyfit(x, y, 1)[0])}  # fmt: skip
+        rows.append(row)
+    columns = ["benchmark", "models", "pearson_r", "r_ci_low", "r_ci_high", "p_value", "spearman_rho", "slope"]
+    return pd.DataFrame(rows).reindex(columns=columns)
