@@ -16,6 +16,8 @@ def test_every_notebook_has_a_parameters_cell():
         nb = nbformat.read(path, as_version=4)
         tagged = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
         assert len(tagged) == 1, path
+        assert all("id" in c for c in json.loads(path.read_text())["cells"]), f"{path.name}: a cell has no id"
+        nbformat.validate(nb)
 
 
 def parameters_cell(path) -> dict:
