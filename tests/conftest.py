@@ -27,3 +27,9 @@ def builtin_tasks(raw_dir):
     from equal.paths import REPO_ROOT
 
     return {name: load_task(spec, raw_dir, REPO_ROOT) for name, spec in declared_tasks().items()}
+
+
+@pytest.fixture(scope="session")
+def builtin_splits(builtin_tasks):
+    """The same splits keyed ``<task>_<split>`` (``gsm8k_train``, ``mbpp_test``, ...)."""
+    return {f"{task}_{split}": items for task, splits in builtin_tasks.items() for split, items in splits.items()}

@@ -19,9 +19,9 @@ from equal.weights import TINY_EMBEDDER
 
 
 @pytest.fixture(scope="module")
-def world(builtin_tasks, tmp_path_factory):
+def world(builtin_splits, tmp_path_factory):
     """24 real documents (GSM8K and MBPP problems with solutions) in 4 clusters, a real warm-up of 4."""
-    targets = {f"{task}_{split}": items for task, splits in builtin_tasks.items() for split, items in splits.items()}
+    targets = builtin_splits
     math_items, code_items = targets["gsm8k_train"][:12], targets["mbpp_train"][:12]
     corpus = [{"id": i["id"], "domain": domain, "source": i["task"], "title": "",
                "text": f"{i['question']}\n\nSolution: {i['solution']}"}

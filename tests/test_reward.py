@@ -62,12 +62,12 @@ def test_cumulative_reward_scores_the_whole_history_and_per_pull_only_the_new_it
         RewardConfig(metric="manhattan")
 
 
-def test_real_math_questions_score_higher_than_code_against_a_gsm8k_reference(builtin_tasks):
+def test_real_math_questions_score_higher_than_code_against_a_gsm8k_reference(builtin_splits):
     """With the real embedder: a set drawn like D_r (other GSM8K problems) beats MBPP problems."""
     from equal.embed.embedding import load_embedder
     from equal.embed.warmup import qa_text
 
-    targets = {f"{task}_{split}": items for task, splits in builtin_tasks.items() for split, items in splits.items()}
+    targets = builtin_splits
     model = load_embedder()
 
     def embed(items):

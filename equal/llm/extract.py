@@ -25,7 +25,7 @@ from equal.llm.prompts import (
     qa_schema,
     refinement_messages,
 )
-from equal.llm.quality import is_degenerate
+from equal.llm.quality import without_degenerate
 from equal.llm.types import Completion, GenerationParams, Messages
 from equal.progress import tqdm
 
@@ -194,7 +194,7 @@ class QAExtractor:
                 result = results[i]
                 result.calls += 1
                 result.cached_calls += int(cached)
-                kept = [p for p in answer.pairs if not (is_degenerate(p["question"]) or is_degenerate(p["answer"]))]
+                kept = without_degenerate(answer.pairs)
                 result.degenerate_pairs = len(answer.pairs) - len(kept)
                 if answer.pairs and not kept:  # every pair was a repetition loop: paid for, kept out
                     status, answer.reason = "degenerate", "every pair repeats itself (equal.llm.quality)"
@@ -216,7 +216,7 @@ class QAExtractor:
             self._charge(ledger, method, docs[i]["id"], "refine", completion, cached, answer.status)
             results[i].calls += 1
             results[i].cached_calls += int(cached)
-            kept = [p for p in answer.pairs if not (is_degenerate(p["question"]) or is_degenerate(p["answer"]))]
+            kept = without_degenerate(answer.pairs)
             results[i].degenerate_pairs += len(answer.pairs) - len(kept)
             if kept:  # a failed refinement keeps the first-pass pairs
                 results[i].pairs, results[i].refined = kept, True

@@ -67,6 +67,11 @@ def is_degenerate(text: str) -> bool:
     return len(words) >= 40 and len(set(words)) / len(words) < 0.2
 
 
+def without_degenerate(pairs: list[dict]) -> list[dict]:
+    """The pairs whose question and answer are both free of runaway repetition."""
+    return [p for p in pairs if not (is_degenerate(p["question"]) or is_degenerate(p["answer"]))]
+
+
 def code_blocks(answer: str) -> list[str]:
     """The Python code in an answer: its fenced blocks, else the answer itself when it reads as code."""
     fenced = _FENCED.findall(answer)

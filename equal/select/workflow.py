@@ -104,8 +104,9 @@ def task_declaration(config: SelectConfig) -> dict:
 def _policies() -> tuple[dict, dict, dict]:
     from equal.profiles import load_profile, notebook_parameters
 
-    params = notebook_parameters(load_profile(SELECT_PROFILE), "04_bandit_extraction")
-    warmup = notebook_parameters(load_profile(SELECT_PROFILE), "02_contrastive_training")
+    profile = load_profile(SELECT_PROFILE)
+    params = notebook_parameters(profile, "04_bandit_extraction")
+    warmup = notebook_parameters(profile, "02_contrastive_training")
     return params["policies"], params["reward"], warmup
 
 
@@ -170,8 +171,9 @@ def _cluster(config: SelectConfig, art: Artifacts, corpus: list[dict], budget_do
 
     key = fingerprint(corpus=records_digest(corpus), tuned=info.tuned_identity, base=info.base_identity,
                       cap=cap, seed=config.seed).digest  # fmt: skip
-    if stamp.is_file() and json.loads(stamp.read_text()).get("key") == key:
-        return int(json.loads(stamp.read_text())["k"])
+    recorded = json.loads(stamp.read_text()) if stamp.is_file() else {}
+    if recorded.get("key") == key:
+        return int(recorded["k"])
     embeddings = {
         "tuned": embed_texts(
             SentenceTransformer(str(info.tuned), device="cpu"), texts, info.tuned_identity, progress=config.progress
