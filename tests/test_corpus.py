@@ -8,14 +8,20 @@ from equal.profiles import load_profile, notebook_parameters
 PREP_KEYS = set(CorpusConfig.__dataclass_fields__) - {"raw_dir", "out_dir", "progress", "builtin_tasks"}
 
 
-def test_default_profile_keeps_2000_documents_from_three_domains(tmp_path, raw_dir):
+def test_default_profile_keeps_1000_documents_with_target_style_documents_a_minority(tmp_path, raw_dir):
     params = notebook_parameters(load_profile("default"), "01_data_prep")
     config = CorpusConfig(raw_dir=raw_dir, out_dir=tmp_path, progress=False, **{k: params[k] for k in PREP_KEYS})
     prepared = prepare_data(config)
     corpus = prepared.corpus()
-    assert len(corpus) >= 2000
+    assert len(corpus) == 1000
     assert set(corpus["domain"]) == {"math", "code", "general"}
-    assert corpus["domain"].value_counts().min() >= 200
+    per_source = corpus["source"].value_counts()
+    for source, share in config.source_quotas.items():  # a quota is a ceiling, never exceeded
+        assert per_source.get(source, 0) <= round(share * 1000), source
+    word_problems = per_source[["asdiv", "math_eval_collections", "khan_exercises", "openstax_prealgebra"]].sum()
+    assert 50 <= word_problems <= 100  # GSM8K-style documents: a minority, as in a web crawl
+    stats = prepared.stats.set_index("source")
+    assert stats.loc["asdiv", "over_quota"] > 0 and stats["share"].between(0, 1).all()
     assert corpus["id"].is_unique
     assert corpus["text"].str.len().max() <= config.max_unit_chars
     assert {"id", "source", "domain", "title", "text", "file", "locator", "n_tokens", "license"} <= set(corpus.columns)
@@ -26,6 +32,20 @@ def test_default_profile_keeps_2000_documents_from_three_domains(tmp_path, raw_d
         assert prepared.file(f"{name}.jsonl").is_file()
     assert not prepared.file("reference_math500.jsonl").exists()  # a benchmark without a reference set
     assert prepared.meta["tasks"]["gsm8k"] == {"reference": 100, "heldout": 200, "evaluation": 1319, "excluded": 0}
+
+
+def test_source_quotas_are_checked():
+    import pytest
+
+    from equal.data.corpus import source_caps
+    from equal.errors import ConfigError
+
+    assert source_caps({"asdiv": 0.04}, 1000, ["asdiv", "conala"]) == {"asdiv": 40}
+    assert source_caps(None, 1000, ["asdiv"]) == {}
+    with pytest.raises(ConfigError, match=r"unknown sources \['nope'\]"):
+        source_caps({"nope": 0.1}, 1000, ["asdiv"])
+    with pytest.raises(ConfigError, match=r"sum to 1\.200"):
+        source_caps({"asdiv": 0.6, "conala": 0.6}, 1000, ["asdiv", "conala"])
 
 
 def test_second_run_is_cached_and_identical(tmp_path, raw_dir):

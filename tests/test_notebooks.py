@@ -81,10 +81,15 @@ def test_the_whole_pipeline_runs_in_smoke_profile(tmp_path):
         "downstream_accuracy_vs_cost",
         "ablations",
         "link_ot_vs_bpb",
+        "comparisons",
+        "warmup_cohesion",
     ):
         assert {f"{name}.png", f"{name}.pdf"} <= figures
     retrieval = (results / "warmup_retrieval.csv").read_text().splitlines()
-    assert retrieval[0].startswith("model,held_out_pairs") and len(retrieval) == 3
+    assert retrieval[0].startswith("model,pairs,held_out_pairs") and 3 <= len(retrieval) <= 5  # per model × subset
+    cohesion = pd.read_csv(results / "warmup_cohesion_summary.csv").set_index("clustering")
+    assert {"tuned", "untuned", "random (same sizes)"} <= set(cohesion.index)
+    assert cohesion.loc["random (same sizes)", "vs_random"] == 1.0
     summary = (results / "clustering_summary.csv").read_text()
     assert "warm-up tuned" in summary and "untuned (no warm-up)" in summary
     for slug in ("tuned", "untuned"):
@@ -98,23 +103,31 @@ def test_the_whole_pipeline_runs_in_smoke_profile(tmp_path):
     assert runs["ot_heldout"].notna().all() and (runs["ot_heldout"] > 0).all()
     curves = pd.read_csv(results / "selection_curves.csv")
     assert (curves.groupby(["method", "seed"])["regret"].diff().dropna() >= -1e-9).all()  # regret never decreases
-    # 05: EQUAL, its ablations, Random and All on seed 0, EQUAL and Random on both seeds, the D_r control; same steps
+    # 05: a model per target — EQUAL, its ablations, Random on seed 0, EQUAL and Random on both seeds, the D_r
+    # control — and All once; the same regime for every model
     trained = pd.read_csv(results / "finetune_runs.csv")
     planned = [("EQUAL", 0), ("EQUAL", 1), ("Random", 0), ("Random", 1), ("EQUAL w/o warm-up", 0),
                ("EQUAL w/o MAB", 0), ("EQUAL w/o exploration", 0)]  # fmt: skip
-    expected = ["All · 100%", "D_r (control)"] + [f"{m} · 20% · seed {s}" for m, s in planned]
+    expected = ["All · 100%", "D_r (control) · gsm8k"] + [f"{m} · gsm8k · 20% · seed {s}" for m, s in planned]
     assert sorted(trained["model"]) == sorted(expected)
     assert (trained["steps"] == 2).all() and (trained["pairs"] > 0).all()
     control = trained.set_index("method").loc["D_r (control)"]
     assert control["pairs"] == 20 and control["documents_extracted"] == 0  # the 20 D_r problems, nothing extracted
     assert (trained["method"] == "All").sum() == 1
-    # 06: the base model and every trained model on every task, with the paper's tables
+    # 06: the base model and All on every task, each target's models on its benchmarks (GSM8K, MATH-500)
     evaluated = pd.read_csv(results / "eval_runs.csv")
     assert set(evaluated["model"]) == {"Base", *trained["model"]}
-    assert (
-        len(evaluated) == (len(trained) + 1) * 8
-        and (evaluated["metric"] == "bits_per_byte").sum() == (len(trained) + 1) * 4
-    )
+    per_model = evaluated.groupby("model")["benchmark"].agg(set)
+    assert per_model["Base"] == per_model["All · 100%"] == {"gsm8k", "math500", "mbpp", "humaneval"}
+    assert all(per_model[m] == {"gsm8k", "math500"} for m in trained["model"] if m != "All · 100%")
+    assert len(evaluated) == 2 * 8 + (len(trained) - 1) * 4
+    items = pd.read_csv(results / "eval_items.csv.gz")
+    assert set(items["model"]) == set(evaluated["model"]) and (items["weight"] > 0).all()
+    again = items[items["metric"] == "bits_per_byte"].groupby(["model", "benchmark"]).sum(numeric_only=True)
+    recomputed = (again["value"] / again["weight"]).rename("value").reset_index()  # items add up to the metric
+    merged = evaluated[evaluated["metric"] == "bits_per_byte"].merge(recomputed, on=["model", "benchmark"])
+    assert len(merged) == (evaluated["metric"] == "bits_per_byte").sum()
+    assert (merged["value_x"] - merged["value_y"]).abs().max() < 1e-6
     bpb = evaluated[evaluated["metric"] == "bits_per_byte"]["value"]
     assert (bpb > 0).all() and bpb.nunique() > 1  # real log-likelihoods that differ between models
     main = pd.read_csv(results / "main_table.csv")
@@ -124,6 +137,13 @@ def test_the_whole_pipeline_runs_in_smoke_profile(tmp_path):
     link = pd.read_csv(results / "link.csv")  # every trained selection × the math benchmarks (the target's domain)
     assert set(link["benchmark"]) == {"gsm8k", "math500"} and len(link) == 2 * (len(trained) - 1)
     assert set(pd.read_csv(results / "link_correlation.csv")["benchmark"]) == {"gsm8k", "math500"}
+    comparisons = pd.read_csv(results / "comparisons.csv")
+    assert {("EQUAL", "Random"), ("EQUAL", "All")} <= set(zip(comparisons["a"], comparisons["b"], strict=True))
+    assert (comparisons["ci_low"] <= comparisons["ci_high"]).all()
+    assert "EQUAL − Random (95 % CI)" in set(main["model"])
+    assert not pd.read_csv(results / "power.csv").empty
+    # no extracted-oracle model in smoke: the verdict says the design's power is unknown rather than a result
+    assert pd.read_csv(results / "verdict.csv")["verdict"].str.startswith("no extracted-oracle models").all()
     costs = pd.read_csv(results / "cost_table.csv").set_index("model")
     assert costs.loc["All", "total / All (72B)"] == 1.0 and costs.loc["EQUAL · 20%", "total / All (72B)"] < 1.0
     # 07 redrew the figures from results/ only: its executed notebook exists and nothing failed

@@ -37,7 +37,7 @@ from equal.progress import tqdm
 from equal.task import TaskSpec, spec_record
 
 #: Bump when the preparation logic changes, so cached outputs are rebuilt.
-PREP_VERSION = 2  # 2: target tasks declared as data (equal.data.tasks)
+PREP_VERSION = 3  # 2: target tasks declared as data (equal.data.tasks); 3: per-source quotas
 
 
 @dataclass
@@ -50,6 +50,9 @@ class CorpusConfig:
     sources: list[str] | None = None  # corpus sources to use; None = every corpus source of the manifest
     user_corpus: list[dict] = field(default_factory=list)  # [{"path": ..., "name": ..., "domain": ...}]
     max_documents: int | None = 2000  # documents kept after filtering; None = all
+    # At most this share of max_documents from a source ({name: share}); unnamed sources fill the rest. Keeps
+    # target-style documents a minority, as in a web crawl (params/default.yaml says which and why).
+    source_quotas: dict[str, float] | None = field(default_factory=dict)
     max_files_per_source: int | None = None  # read only the first N files of multi-file sources (smoke)
     min_unit_chars: int = 200  # a unit closes at a section boundary once it is this long
     max_unit_chars: int = 2000  # no unit is longer than this
@@ -189,6 +192,20 @@ def _task_file_digests(specs: dict[str, TaskSpec], raw_dir: Path) -> list[str]:
     return [sha256_of(path) for path in files if path.is_file()]
 
 
+def source_caps(quotas: dict[str, float] | None, limit: int, sources: list[str]) -> dict[str, int]:
+    """Documents allowed per source: ``round(share × limit)`` for each source named in ``quotas``."""
+    quotas = quotas or {}
+    unknown = sorted(set(quotas) - set(sources))
+    if unknown:
+        raise ConfigError(f"source_quotas names unknown sources {unknown}; known: {sorted(sources)}")
+    bad = {name: share for name, share in quotas.items() if not 0 <= float(share) <= 1}
+    if bad:
+        raise ConfigError(f"source_quotas must be shares between 0 and 1, got {bad}")
+    if sum(quotas.values()) > 1 + 1e-9:
+        raise ConfigError(f"source_quotas sum to {sum(quotas.values()):.3f} > 1")
+    return {name: round(float(share) * limit) for name, share in quotas.items()}
+
+
 def _filter_and_sample(units_by_source, tasks: dict[str, TaskItems], config: CorpusConfig):
     """Offer units in a seeded random order; keep the new, clean ones until max_documents."""
     pool = [u for name in sorted(units_by_source) for u in units_by_source[name]]
@@ -203,11 +220,16 @@ def _filter_and_sample(units_by_source, tasks: dict[str, TaskItems], config: Cor
     kept: list[dict] = []
     contaminated: list[dict] = []
     limit = config.max_documents or len(pool)
+    caps = source_caps(config.source_quotas, limit, list(units_by_source))
+    taken: Counter = Counter()
     bar = tqdm(total=limit, desc="dedup + decontaminate", unit="doc", disable=not config.progress)
     for unit in pool:
         if len(kept) >= limit:
             break
         tally = counts[unit["source"]]
+        if taken[unit["source"]] >= caps.get(unit["source"], limit):
+            tally["over_quota"] += 1  # not examined: the source has its share
+            continue
         tally["examined"] += 1
         hit = decontam.match(unit["text"])
         if hit is not None:
@@ -221,6 +243,7 @@ def _filter_and_sample(units_by_source, tasks: dict[str, TaskItems], config: Cor
             tally[f"{duplicate}_duplicates"] += 1
             continue
         kept.append(unit)
+        taken[unit["source"]] += 1
         bar.update(1)
     bar.close()
     if config.max_documents and len(kept) < config.max_documents:
@@ -247,6 +270,7 @@ def _stats_table(units_by_source, info, counts, kept) -> pd.DataFrame:
                 "truncated_documents": report.truncated,
                 "units": len(units),
                 "too_short": info[name]["too_short"],
+                "over_quota": counts[name]["over_quota"],
                 "examined": counts[name]["examined"],
                 "exact_duplicates": counts[name]["exact_duplicates"],
                 "near_duplicates": counts[name]["near_duplicates"],
@@ -262,6 +286,7 @@ def _stats_table(units_by_source, info, counts, kept) -> pd.DataFrame:
     total = table[numeric].sum().to_frame().T.assign(source="(all)", domain="(all)")
     out = pd.concat([table, per_domain, total], ignore_index=True)[["source", "domain", *numeric]]
     out[numeric] = out[numeric].astype(int)
+    out["share"] = (out["documents"] / max(int(total["documents"].iloc[0]), 1)).round(4)  # of the kept corpus
     return out
 
 

@@ -15,6 +15,7 @@ Results are cached per model (hash of its weights), task, items and settings in
 from __future__ import annotations
 
 import json
+import math
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -105,6 +106,48 @@ def template_names(cfg: dict) -> list[str]:
     return cfg.get("metadata", {}).get("templates", [])
 
 
+def _model_id(model_dir: str | Path) -> str:
+    """A model's identity in the cache: its weights' bytes."""
+    model_dir = Path(model_dir)
+    return file_fingerprint([*model_dir.glob("*.safetensors"), *model_dir.glob("*.bin")])
+
+
+def _cache_path(model_id: str, cfg: dict, n: int, config: EvalConfig, cache_dir: Path) -> Path:
+    key = _cache_key(model_id, cfg, n, Path(cfg["dataset_kwargs"]["data_files"]["test"]), config)
+    return Path(cache_dir) / f"{key}.json"
+
+
+def item_scores(
+    model_dir: str | Path,
+    eval_files: dict[str, Path],
+    config: EvalConfig,
+    cache_dir: Path,
+    specs: dict[str, TaskSpec],
+) -> list[dict]:
+    """Every evaluation item's score for one model, read from the cache :func:`evaluate_model` filled: ``value``
+    and ``weight`` such that a metric over any set of items is sum(value) / sum(weight) — bits of the gold
+    solution and its UTF-8 bytes for bits per byte, the 0/1 score and 1 otherwise. Paired comparisons between
+    models (bootstrap over items) are built from these."""
+    model_id = _model_id(model_dir)
+    rows = []
+    for bench, cfg, n in task_configs(eval_files, config, specs):
+        path = _cache_path(model_id, cfg, n, config, cache_dir)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no cached evaluation of {model_dir} on {cfg['task']} — evaluate first")
+        cached = json.loads(path.read_text())
+        metric = cached["row"]["metric"]
+        items = read_jsonl(cfg["dataset_kwargs"]["data_files"]["test"]) if metric == "bits_per_byte" else []
+        for sample in cached["samples"]:
+            if metric == "bits_per_byte":  # the sample's score is the log-likelihood (nats) of the gold solution
+                value = -float(sample["score"]) / math.log(2)
+                weight = len(items[sample["doc_id"]]["solution"].encode("utf-8"))
+            else:
+                value, weight = float(sample["score"]), 1
+            rows.append({"benchmark": bench, "metric": metric, "item": sample["doc_id"], "value": value,
+                         "weight": weight})  # fmt: skip
+    return rows
+
+
 def evaluate_model(
     model_dir: str | Path,
     eval_files: dict[str, Path],
@@ -114,14 +157,11 @@ def evaluate_model(
 ) -> list[dict]:
     """Evaluate one model on every task (cached per task); one row per task with the metric and item count
     (``label``: the benchmark's name in tables)."""
-    model_dir = Path(model_dir)
-    # the model's identity in the cache: its weights' bytes
-    model_id = file_fingerprint([*model_dir.glob("*.safetensors"), *model_dir.glob("*.bin")])
+    model_id = _model_id(model_dir)
     planned = task_configs(eval_files, config, specs)
     rows, todo = [], []
     for bench, cfg, n in planned:
-        key = _cache_key(model_id, cfg, n, Path(cfg["dataset_kwargs"]["data_files"]["test"]), config)
-        path = Path(cache_dir) / f"{key}.json"
+        path = _cache_path(model_id, cfg, n, config, cache_dir)
         if path.is_file():
             cached = json.loads(path.read_text())["row"]
             rows.append({name: cached[name] for name in ROW_FIELDS})  # the column order of a fresh row

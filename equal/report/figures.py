@@ -359,3 +359,48 @@ def link_figure(table: pd.DataFrame, correlations: pd.DataFrame, labels: dict[st
     axes[0][-1].legend(fontsize=7, frameon=False, bbox_to_anchor=(1.02, 1), loc="upper left")
     fig.tight_layout()
     return fig
+
+
+def comparison_figure(comparisons: pd.DataFrame, mde: dict[str, float]) -> plt.Figure:
+    """Differences of mean bits per byte (first − second) with their 95 % bootstrap intervals, one panel per
+    benchmark; the shaded band is ± the minimum detectable effect where it is known (lower is better: a bar left
+    of zero means the first method is better)."""
+    apply_style()
+    benches = list(dict.fromkeys(comparisons["benchmark"])) if len(comparisons) else []
+    fig, axes = plt.subplots(1, max(1, len(benches)), figsize=(4.8 * max(1, len(benches)), 0.45 * 8 + 1.2),
+                             squeeze=False, sharey=True)  # fmt: skip
+    for ax, bench in zip(axes[0], benches, strict=False):
+        part = comparisons[comparisons["benchmark"] == bench].reset_index(drop=True)
+        labels = [f"{a} − {b}" for a, b in zip(part["a"], part["b"], strict=True)]
+        y = np.arange(len(part))
+        errors = np.vstack([part["difference"] - part["ci_low"], part["ci_high"] - part["difference"]])
+        colours = [_method_color(a) for a in part["a"]]
+        for i in range(len(part)):
+            ax.errorbar(part["difference"][i], y[i], xerr=errors[:, i : i + 1], fmt="o", color=colours[i], capsize=3)
+        if bench in mde and mde[bench] == mde[bench]:
+            ax.axvspan(-mde[bench], mde[bench], color="#DDDDDD", alpha=0.6, label="± minimum detectable effect")
+            ax.legend(fontsize=7, loc="lower right")
+        ax.axvline(0, color="#444444", linewidth=1)
+        ax.set_yticks(y, labels)
+        ax.invert_yaxis()
+        title = part["label"].iloc[0] if "label" in part.columns else bench
+        ax.set(title=title, xlabel="Δ bits per byte (negative: first is better)")
+    fig.tight_layout()
+    return fig
+
+
+def cohesion_figure(table: pd.DataFrame) -> plt.Figure:
+    """Split-half OT distance of every cluster's QA pairs per clustering (lower: a cluster's documents yield more
+    similar pairs); the random partition is the floor a useful clustering should beat."""
+    apply_style()
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    order = list(dict.fromkeys(table["clustering"]))
+    sns.boxplot(data=table, x="split_half_ot", y="clustering", order=order, color="#DDDDDD", ax=ax, fliersize=0)
+    sns.stripplot(data=table, x="split_half_ot", y="clustering", order=order, size=4, color="#4C72B0", ax=ax)
+    ax.set(
+        xlabel="OT distance between the QA pairs of a cluster's two random halves (lower: more alike)",
+        ylabel="",
+        title="Do a cluster's documents yield similar QA pairs?",
+    )
+    fig.tight_layout()
+    return fig

@@ -63,6 +63,23 @@ def main_table(summary: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
     return pd.DataFrame([row for _, row in rows])
 
 
+def with_differences(table: pd.DataFrame, comparisons: pd.DataFrame, pairs: list[tuple[str, str]]) -> pd.DataFrame:
+    """The main table with one row per ``(a, b)`` pair: the difference of mean bits per byte, a − b, with its
+    paired-bootstrap 95 % interval (``comparisons``, :func:`equal.report.stats.paired_bootstrap` rows) in each
+    benchmark's bits-per-byte column."""
+    rows = []
+    for a, b in pairs:
+        row = {"model": f"{a} − {b} (95 % CI)"}
+        for r in comparisons[(comparisons["a"] == a) & (comparisons["b"] == b)].itertuples():
+            column = next((c for c in table.columns if c.startswith(f"{r.label} {METRIC_LABELS['bits_per_byte']}")),
+                          None)  # fmt: skip
+            if column:
+                row[column] = f"{r.difference:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]"
+        if len(row) > 1:
+            rows.append(row)
+    return pd.concat([table, pd.DataFrame(rows)], ignore_index=True) if rows else table
+
+
 def ablation_table(summary: pd.DataFrame, gamma: float) -> pd.DataFrame:
     """EQUAL against its ablations at one γ: bits per byte per benchmark and the change from EQUAL."""
     bpb = summary[(summary["metric"] == "bits_per_byte") & (summary["gamma"] == gamma)]

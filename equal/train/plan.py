@@ -1,17 +1,21 @@
-"""Which models are fine-tuned (method × γ × selection seed), on which QA pairs, and what each set cost.
+"""Which models are fine-tuned (method × target × γ × selection seed), on which QA pairs, and what each set cost.
 
-One model per (method, γ, seed) is trained on the union of that method's QA sets for every target
-(in the default profile: the selections of notebook 04 against GSM8K's and MBPP's reference sets), so a
-single model is evaluated on every benchmark — the paper's table 1 shape. ``All`` does not
-depend on γ or seed and is trained once.
+As in the paper, one model per target: the math model trains on the set a method selected against GSM8K's
+reference set and is evaluated on the math benchmarks, the code model likewise. ``All`` depends on neither
+target, γ nor seed: one model on every pair it extracted, evaluated on every benchmark. The D_r control trains
+one model per target on that target's reference set.
 
-The cost of a training set is what building it cost: the distinct extraction calls of the union
-of its targets' ledgers (a document chosen for both targets, or the shared warm-up, counts once),
-converted to FLOPs for our extractor (2·N·tokens) and for the paper's 72B extractor.
+Every model trains on every pair of its set for the same number of epochs; its fine-tuning seed follows its
+selection seed (``train_seed``, a separate value only in the variance pilot), so seed replicates differ in both.
+
+The cost of a training set is what building it cost: the distinct extraction calls of its ledger, converted to
+FLOPs for our extractor (2·N·tokens) and for the paper's 72B extractor. :func:`method_costs` adds a method's
+targets up (a document chosen for both, or the shared warm-up, counts once).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from collections import Counter
@@ -36,97 +40,109 @@ REFERENCE_CONTROL = "D_r (control)"
 
 @dataclass(frozen=True)
 class TrainingRun:
-    """One model to fine-tune: a method's selection at budget γ with selection seed ``seed``."""
+    """One model to fine-tune: a method's selection for ``target`` at budget γ with selection seed ``seed``
+    (``target`` None: a shared selection such as All); ``train_seed`` None means the selection seed."""
 
     method: str
     gamma: float
     seed: int
+    target: str | None = None
+    train_seed: int | None = None
 
     @property
     def is_control(self) -> bool:
-        """Whether this is the D_r control (trained on the reference sets, not on a selection)."""
+        """Whether this is the D_r control (trained on a reference set, not on a selection)."""
         return self.method == REFERENCE_CONTROL
 
     @property
     def is_shared(self) -> bool:
-        """Whether the method's selection depends on neither γ nor seed (All)."""
+        """Whether the method's selection depends on neither target, γ nor seed (All)."""
         return not self.is_control and get_method(self.method).shared
 
     @property
+    def fine_tuning_seed(self) -> int:
+        """The offset added to the regime's seed: the train seed, else the selection seed."""
+        return self.seed if self.train_seed is None else self.train_seed
+
+    @property
     def label(self) -> str:
-        """``"EQUAL · 5% · seed 0"`` (All: ``"All · 100%"``)."""
+        """``"EQUAL · gsm8k · 5% · seed 0"`` (All: ``"All · 100%"``; the control: ``"D_r (control) · gsm8k"``)."""
         if self.is_control:
-            return REFERENCE_CONTROL
+            return f"{REFERENCE_CONTROL} · {self.target}"
         if self.is_shared:
             return f"{self.method} · 100%"
-        return f"{self.method} · {gamma_label(self.gamma)} · seed {self.seed}"
+        label = f"{self.method} · {self.target} · {gamma_label(self.gamma)} · seed {self.seed}"
+        return label + ("" if self.train_seed in (None, self.seed) else f" · train seed {self.train_seed}")
 
     def folder(self, artifacts: Artifacts) -> Path:
         """Where its checkpoints, training log and model live."""
-        return artifacts.finetune_run_dir(self.method, self.gamma, self.seed, self.is_shared, self.is_control)
+        return artifacts.finetune_run_dir(self.method, self.gamma, self.seed, self.target, self.train_seed,
+                                          self.is_shared, self.is_control)  # fmt: skip
 
     def model_dir(self, artifacts: Artifacts) -> Path:
         """The fine-tuned model."""
-        return artifacts.finetuned_model_dir(self.method, self.gamma, self.seed, self.is_shared, self.is_control)
+        return self.folder(artifacts) / "model"
 
-    def selection_folders(self, artifacts: Artifacts, targets: list[str]) -> list[Path]:
-        """The notebook-04 run folders whose QA sets make up its training set."""
+    def selection_folder(self, artifacts: Artifacts) -> Path | None:
+        """The notebook-04 run folder whose QA set is its training set (None for the D_r control)."""
         if self.is_control:
-            return []
-        if self.is_shared:
-            return [artifacts.selection_run_dir(self.method, targets[0], self.gamma, self.seed, shared=True)]
-        return [artifacts.selection_run_dir(self.method, t, self.gamma, self.seed) for t in targets]
+            return None
+        return artifacts.selection_run_dir(self.method, str(self.target), self.gamma, self.seed, shared=self.is_shared)
 
 
-def plan_runs(groups: list[dict], methods: list[str], gammas: list[float], seeds: list[int]) -> list[TrainingRun]:
-    """Expand the profile's ``runs`` groups (``{methods: [...] | all, gammas: [...] | all, seeds: [...] | all}``)
-    into distinct training runs, in method order (shared runs such as All once)."""
+def plan_runs(groups: list[dict], methods: list[str], gammas: list[float], seeds: list[int],
+              targets: list[str]) -> list[TrainingRun]:  # fmt: skip
+    """Expand the profile's ``runs`` groups (``{methods: [...] | all, gammas: [...] | all, seeds: [...] | all,
+    targets: [...] | all, train_seeds: [...]}``) into distinct training runs, one per target (shared runs such as
+    All once), in target, γ, method and seed order. ``train_seeds`` (the variance pilot) crosses every selection
+    seed with these fine-tuning seeds."""
     runs: list[TrainingRun] = []
+
+    def chosen(group: dict, key: str, known: list) -> list:
+        values = known if group.get(key, "all") == "all" else group[key]
+        for value in values:
+            if value not in known:
+                what = {"methods": "method", "gammas": "γ =", "seeds": "seed", "targets": "target"}[key]
+                raise ConfigError(f"fine-tuning run names {what} {value!r}, which notebook 04 did not run: {known}")
+        return values
+
     for group in groups:
-        group_methods = methods if group.get("methods", "all") == "all" else group["methods"]
-        group_gammas = gammas if group.get("gammas", "all") == "all" else group["gammas"]
-        group_seeds = seeds if group.get("seeds", "all") == "all" else group["seeds"]
-        for method in group_methods:
-            if method not in methods:
-                raise ConfigError(f"fine-tuning run names method {method!r}, which notebook 04 did not run: {methods}")
-            for gamma in group_gammas:
-                if gamma not in gammas:
-                    raise ConfigError(f"fine-tuning run names γ = {gamma}, which notebook 04 did not run: {gammas}")
-                for seed in group_seeds:
-                    if seed not in seeds:
-                        raise ConfigError(f"fine-tuning run names seed {seed}, which notebook 04 did not run: {seeds}")
-                    if get_method(method).shared:
-                        gamma, seed = 1.0, 0
-                    run = TrainingRun(method, gamma, seed)
-                    if run not in runs:
-                        runs.append(run)
+        for method in chosen(group, "methods", methods):
+            if get_method(method).shared:
+                runs.append(TrainingRun(method, 1.0, 0))
+                continue
+            for target in chosen(group, "targets", targets):
+                for gamma in chosen(group, "gammas", gammas):
+                    for seed in chosen(group, "seeds", seeds):
+                        for train_seed in group.get("train_seeds") or [None]:
+                            runs.append(TrainingRun(method, gamma, seed, target, train_seed))
     order = {m: i for i, m in enumerate(methods)}
-    return sorted(runs, key=lambda r: (r.gamma, order[r.method], r.seed))
+    target_order = {t: i for i, t in enumerate(targets)}
+    distinct = list(dict.fromkeys(runs))
+    return sorted(distinct, key=lambda r: (r.target is not None, target_order.get(r.target, -1), r.gamma,
+                                           order[r.method], r.seed, r.fine_tuning_seed))  # fmt: skip
 
 
-def training_pairs(run: TrainingRun, artifacts: Artifacts, targets: list[str]) -> list[dict]:
-    """The union of the run's QA sets over targets (a pair from the same document and position once).
+def control_runs(targets: list[str]) -> list[TrainingRun]:
+    """The D_r control: one model per target on its reference set."""
+    return [TrainingRun(REFERENCE_CONTROL, 0.0, 0, target) for target in targets]
 
-    For the D_r control: the reference sets of notebook 01, each problem with its gold solution.
-    """
+
+def training_pairs(run: TrainingRun, artifacts: Artifacts) -> list[dict]:
+    """The run's QA set; for the D_r control, its target's reference set (each problem with its gold solution)."""
     if run.is_control:
-        tasks = artifacts.load_tasks()
-        return [{"question": r["question"], "answer": r["solution"], "domain": tasks[target].domain}
-                for target in targets for r in artifacts.load_reference(target)]  # fmt: skip
-    pairs, seen = [], set()
-    for folder in run.selection_folders(artifacts, targets):
-        for pair in artifacts.load_selection(folder).pairs:
-            key = (pair.get("doc_id"), pair.get("pair_index"), pair["question"])
-            if key not in seen:
-                seen.add(key)
-                pairs.append({"question": pair["question"], "answer": pair["answer"], "domain": pair.get("domain")})
-    return pairs
+        spec = artifacts.load_tasks()[str(run.target)]
+        return [{"question": r["question"], "answer": r["solution"], "domain": spec.domain}
+                for r in artifacts.load_reference(str(run.target))]  # fmt: skip
+    pairs = artifacts.load_selection(run.selection_folder(artifacts)).pairs
+    return [{"question": p["question"], "answer": p["answer"], "domain": p.get("domain")} for p in pairs]
 
 
-def extraction_cost(run: TrainingRun, artifacts: Artifacts, targets: list[str]) -> dict:
-    """Documents, calls, tokens and FLOPs (ours and the 72B reference) of building the run's training set."""
+def ledger_cost(folders: list[Path], artifacts: Artifacts) -> dict:
+    """Documents, calls, tokens and FLOPs (ours and the 72B reference) of the distinct extraction calls in the
+    ledgers of these selection folders (a call in several of them, such as the shared warm-up, counts once)."""
     rows, seen = [], set()
-    for folder in run.selection_folders(artifacts, targets):
+    for folder in folders:
         for row in artifacts.load_selection(folder).ledger():
             stage = row["stage"].removeprefix("warmup-")
             key = (row["doc_id"], stage, row["prompt_tokens"], row["completion_tokens"])
@@ -145,6 +161,29 @@ def extraction_cost(run: TrainingRun, artifacts: Artifacts, targets: list[str]) 
     }
 
 
+def extraction_cost(run: TrainingRun, artifacts: Artifacts) -> dict:
+    """What building the run's training set cost (nothing for the D_r control)."""
+    folder = run.selection_folder(artifacts)
+    return ledger_cost([folder] if folder else [], artifacts)
+
+
+def method_costs(runs: list[TrainingRun], artifacts: Artifacts, trained: pd.DataFrame) -> pd.DataFrame:
+    """One row per method × γ × selection seed: the extraction cost of all its targets' sets together (distinct
+    calls) and the training FLOPs of all its models (``trained``: notebook 05's table, ``model`` and
+    ``train_flops``), so that a method with one model per target is charged for every target, as All is."""
+    flops = dict(zip(trained["model"], trained["train_flops"], strict=True))
+    groups: dict[tuple, list[TrainingRun]] = {}
+    for run in runs:
+        if not run.is_control and run.train_seed in (None, run.seed):
+            groups.setdefault((run.method, run.gamma, run.seed), []).append(run)
+    rows = []
+    for (method, gamma, seed), members in groups.items():
+        cost = ledger_cost([r.selection_folder(artifacts) for r in members], artifacts)
+        rows.append({"method": method, "gamma": gamma, "seed": seed, "models": len(members), **cost,
+                     "train_flops": float(sum(flops[r.label] for r in members))})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def model_identity(model_dir: Path) -> str:
     """A model folder's identity: the digest of its weight files."""
     model_dir = Path(model_dir)
@@ -159,21 +198,22 @@ def training_fingerprint(base_identity: str, config: FinetuneConfig, pairs: list
 def train_runs(
     runs: list[TrainingRun],
     artifacts: Artifacts,
-    targets: list[str],
     base_model_dir: Path,
     config: FinetuneConfig,
     progress: bool = True,
 ) -> pd.DataFrame:
     """Fine-tune every run (a finished run with the same base weights, regime and pairs is read back;
-    an interrupted one resumes from its last checkpoint); one row per run."""
+    an interrupted one resumes from its last checkpoint); one row per run. Each run trains with the regime's
+    seed plus its :attr:`TrainingRun.fine_tuning_seed`."""
     rows = []
     base_identity = model_identity(base_model_dir)
     bar = tqdm(runs, desc="fine-tuning", unit="model", disable=not progress)
     for run in bar:
         bar.set_postfix_str(run.label)
         folder = run.folder(artifacts)
-        pairs = training_pairs(run, artifacts, targets)
-        stamp_value = training_fingerprint(base_identity, config, pairs)
+        pairs = training_pairs(run, artifacts)
+        run_config = dataclasses.replace(config, seed=config.seed + run.fine_tuning_seed)
+        stamp_value = training_fingerprint(base_identity, run_config, pairs)
         info_path, stamp = folder / "train_info.json", folder / "fingerprint.txt"
         reuse = info_path.is_file() and (folder / "model" / "config.json").is_file()
         if not (stamp.is_file() and stamp.read_text().strip() == stamp_value):
@@ -182,15 +222,17 @@ def train_runs(
             stamp.write_text(stamp_value + "\n")
             reuse = False
         if not reuse:
-            finetune(base_model_dir, pairs, folder, config, progress=progress)
+            finetune(base_model_dir, pairs, folder, run_config, progress=progress)
         info = json.loads(info_path.read_text())
         losses = [row["loss"] for row in info["losses"]]
         rows.append(
             {
                 "model": run.label,
                 "method": run.method,
+                "target": run.target,
                 "gamma": run.gamma,
                 "seed": run.seed,
+                "train_seed": run.fine_tuning_seed,
                 "pairs": len(pairs),
                 **{f"{domain}_pairs": n for domain, n in sorted(Counter(p["domain"] for p in pairs).items())},
                 "steps": info["steps"],
@@ -219,5 +261,6 @@ def loss_curves(runs: list[TrainingRun], artifacts: Artifacts) -> pd.DataFrame:
         frame.insert(1, "method", run.method)
         frame.insert(2, "gamma", run.gamma)
         frame.insert(3, "seed", run.seed)
+        frame.insert(4, "target", run.target)
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)

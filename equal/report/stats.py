@@ -1,0 +1,163 @@
+"""Statistics of the downstream comparison: paired bootstrap intervals, seed variance and power.
+
+The input is the item table of notebook 06 (``eval_items.csv.gz``): one row per model × benchmark × item with
+``value`` and ``weight`` such that a model's metric over any set of items is sum(value) / sum(weight) (bits and
+bytes for bits per byte, the 0/1 score and 1 otherwise), and the model's method, γ, selection seed and
+fine-tuning seed.
+
+* :func:`paired_bootstrap` — the difference of two methods' mean metric with a 95 % interval, resampling the
+  evaluation items (the same draw for both methods: the comparison is paired over items) and each method's seed
+  replicates (independently: the seeds of two methods share nothing).
+* :func:`variance_components` — how much a model's metric moves with the selection seed, the fine-tuning seed
+  and the particular item (per-item noise), from replicate models of one method.
+* :func:`minimum_detectable_effect` / :func:`power_table` — the smallest true difference between two methods that
+  a design with ``n`` seed replicates per method and ``m`` items detects with 80 % power at α = 0.05 (two-sided
+  Welch-style t approximation): MDE = (t₁₋α/₂ + t₁₋β) · √(2 (σ²_seed + σ²_item / m) / n).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+ALPHA = 0.05
+POWER = 0.8
+MODEL_KEYS = ["model", "method", "gamma", "seed", "train_seed"]
+
+
+def model_matrix(items: pd.DataFrame, method: str, gamma: float, benchmark: str, metric: str = "bits_per_byte"
+                 ) -> tuple[np.ndarray, np.ndarray, list[str]]:  # fmt: skip
+    """(values, weights, model names): one row per replicate model of ``method`` at ``gamma`` on ``benchmark``,
+    one column per item (the item order is shared by every model of the benchmark)."""
+    part = items[(items["method"] == method) & (items["benchmark"] == benchmark) & (items["metric"] == metric)]
+    if method not in ("Base", "All") and not method.startswith("D_r"):
+        part = part[np.isclose(part["gamma"], gamma)]
+    if part.empty:
+        return np.zeros((0, 0)), np.zeros((0, 0)), []
+    values = part.pivot_table(index="model", columns="item", values="value", aggfunc="first").sort_index(axis=1)
+    weights = part.pivot_table(index="model", columns="item", values="weight", aggfunc="first").sort_index(axis=1)
+    if values.isna().any().any():
+        raise ValueError(f"{method} on {benchmark}: the models were not evaluated on the same items")
+    return values.to_numpy(float), weights.to_numpy(float), list(values.index)
+
+
+def _metric_rows(values: np.ndarray, weights: np.ndarray, counts: np.ndarray | None = None) -> np.ndarray:
+    """Each model's metric over the items, each item counted ``counts`` times (all once by default)."""
+    counts = np.ones(values.shape[1]) if counts is None else counts
+    return (values @ counts) / (weights @ counts)
+
+
+def paired_bootstrap(items: pd.DataFrame, a: tuple[str, float], b: tuple[str, float], benchmark: str,
+                     metric: str = "bits_per_byte", n_boot: int = 2000, seed: int = 0) -> dict:  # fmt: skip
+    """Mean metric of method ``a`` minus that of ``b`` (each ``(method, γ)``) on ``benchmark``, with its 95 %
+    percentile interval: items resampled once per draw for both (paired), each side's replicates resampled on
+    their own. A side with one model contributes item noise only. Empty dict when either side has no model."""
+    va, wa, models_a = model_matrix(items, *a, benchmark, metric)
+    vb, wb, models_b = model_matrix(items, *b, benchmark, metric)
+    if not models_a or not models_b:
+        return {}
+    if va.shape[1] != vb.shape[1]:
+        raise ValueError(f"{a[0]} and {b[0]} were evaluated on different numbers of {benchmark} items")
+    rng = np.random.default_rng(seed)
+    n_items = va.shape[1]
+    diffs = np.empty(n_boot)
+    for i in range(n_boot):
+        counts = np.bincount(rng.integers(0, n_items, n_items), minlength=n_items).astype(float)
+        rows_a = _metric_rows(va, wa, counts)[rng.integers(0, len(models_a), len(models_a))]
+        rows_b = _metric_rows(vb, wb, counts)[rng.integers(0, len(models_b), len(models_b))]
+        diffs[i] = rows_a.mean() - rows_b.mean()
+    observed = _metric_rows(va, wa).mean() - _metric_rows(vb, wb).mean()
+    low, high = np.percentile(diffs, [2.5, 97.5])
+    return {"benchmark": benchmark, "metric": metric, "a": a[0], "b": b[0], "n_a": len(models_a),
+            "n_b": len(models_b), "items": n_items, "difference": float(observed), "ci_low": float(low),
+            "ci_high": float(high), "excludes_zero": bool(low > 0 or high < 0)}  # fmt: skip
+
+
+def variance_components(items: pd.DataFrame, method: str, gamma: float, benchmark: str,
+                        metric: str = "bits_per_byte") -> dict:  # fmt: skip
+    """Spread of ``method``'s replicate models on ``benchmark``.
+
+    * ``replicate_std`` — std of the models' metric on these items (what a seed replicate varies by);
+    * ``fine_tuning_std`` / ``selection_std`` — its two sources, where selection seeds were crossed with
+      fine-tuning seeds (the variance pilot): within-selection-seed variance, and the variance of the
+      selection-seed means beyond it;
+    * ``item_std`` — per-item noise: the std across models of one item's score (bits per byte of that item),
+      averaged over items; it enters a replicate's variance divided by the number of items;
+    * ``seed_std`` — the replicate spread without that item noise (what more items cannot reduce).
+    """
+    part = items[(items["method"] == method) & (items["benchmark"] == benchmark) & (items["metric"] == metric)
+                 & np.isclose(items["gamma"], gamma)]  # fmt: skip
+    values, weights, models = model_matrix(part, method, gamma, benchmark, metric)
+    if len(models) < 2:
+        return {}
+    per_model = pd.Series(_metric_rows(values, weights), index=models)
+    replicate_var = float(per_model.var(ddof=1))
+    per_item = values / weights  # each item's own metric
+    item_var = float(np.mean(per_item.var(axis=0, ddof=1) * (weights.mean(axis=0) / weights.mean()) ** 2))
+    n_items = values.shape[1]
+    seed_var = max(replicate_var - item_var / n_items, 0.0)
+    out = {"method": method, "benchmark": benchmark, "models": len(models), "items": n_items,
+           "mean": float(per_model.mean()), "replicate_std": math.sqrt(replicate_var),
+           "item_std": math.sqrt(item_var), "seed_std": math.sqrt(seed_var)}  # fmt: skip
+    seeds = part.drop_duplicates("model").set_index("model").loc[models, ["seed", "train_seed"]]
+    if seeds["train_seed"].nunique() > 1 and seeds["seed"].nunique() > 1:
+        grouped = per_model.groupby(seeds["seed"].to_numpy())
+        within = float(grouped.var(ddof=1).mean())
+        per_selection = float(grouped.size().mean())
+        between = float(grouped.mean().var(ddof=1)) - within / per_selection
+        out |= {"fine_tuning_std": math.sqrt(within), "selection_std": math.sqrt(max(between, 0.0))}
+    return out
+
+
+def minimum_detectable_effect(seed_std: float, item_std: float, n_seeds: int, n_items: int,
+                              alpha: float = ALPHA, power: float = POWER) -> float:  # fmt: skip
+    """The smallest true difference between two methods with ``n_seeds`` replicates each, evaluated on the same
+    ``n_items`` items, that a two-sided test at ``alpha`` detects with probability ``power``."""
+    df = max(2 * n_seeds - 2, 1)
+    multiplier = stats.t.ppf(1 - alpha / 2, df) + stats.t.ppf(power, df)
+    return float(multiplier * math.sqrt(2 * (seed_std**2 + item_std**2 / n_items) / n_seeds))
+
+
+def power_table(components: dict, control_effect: float, seeds: list[int], item_counts: list[int]) -> pd.DataFrame:
+    """MDE of an EQUAL − Random comparison for each design (seeds × items) from measured ``components``
+    (:func:`variance_components`), against a quarter of the D_r control's effect (``control_effect``: base
+    metric minus control metric) — the largest MDE at which a selection effect of plausible size is visible."""
+    rows = []
+    for n in seeds:
+        for m in item_counts:
+            mde = minimum_detectable_effect(components["seed_std"], components["item_std"], n, m)
+            ratio = mde / control_effect if control_effect else float("nan")
+            rows.append({"benchmark": components["benchmark"], "seeds": n, "items": m, "mde": mde,
+                         "control_effect": control_effect, "mde_over_control_effect": ratio,
+                         "meets_quarter": bool(mde <= control_effect / 4)})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def verdict(oracle_vs_random: dict, mde: float, equal_vs_random: dict, equal_vs_all: dict,
+            lower_is_better: bool = True) -> str:  # fmt: skip
+    """The plain sentence a target's result deserves. The comparison is only a test of the claim when the
+    extracted oracle beats Random by more than the minimum detectable effect; otherwise the design cannot
+    test it, whatever EQUAL − Random shows."""
+    sign = -1.0 if lower_is_better else 1.0  # improvement = sign × difference
+    if not oracle_vs_random:
+        return "no extracted-oracle models: the design's power to test the claim is unknown"
+    gain = sign * oracle_vs_random["difference"]
+    if not gain > mde:
+        return (
+            f"this design cannot test the claim: the extracted oracle improves on Random by {gain:+.4f}, "
+            f"not more than the minimum detectable effect {mde:.4f}"
+        )
+    parts = []
+    for name, result in (("Random", equal_vs_random), ("All", equal_vs_all)):
+        if not result:
+            continue
+        better = sign * result["difference"]
+        interval = f"{result['difference']:+.4f} [{result['ci_low']:+.4f}, {result['ci_high']:+.4f}]"
+        if not result["excludes_zero"]:
+            parts.append(f"no detectable difference from {name} ({interval})")
+        else:
+            parts.append(f"{'better' if better > 0 else 'worse'} than {name} ({interval})")
+    return "EQUAL is " + "; ".join(parts) if parts else "no EQUAL models"

@@ -1,0 +1,84 @@
+"""Paired bootstrap intervals, variance components, power and the verdict (equal.report.stats)."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from equal.report.stats import (
+    minimum_detectable_effect,
+    paired_bootstrap,
+    power_table,
+    variance_components,
+    verdict,
+)
+
+N_ITEMS = 60
+
+
+def _items(method: str, seeds: list[int], shift: float, rng: np.random.Generator, train_seeds=(None,),
+           selection_noise: float = 0.0, training_noise: float = 0.0) -> list[dict]:  # fmt: skip
+    """Bits-per-byte items: a per-item difficulty shared by every model (seeded once), plus the method's shift and
+    each replicate's own noise."""
+    difficulty = np.random.default_rng(123).uniform(0.5, 1.0, N_ITEMS)
+    weights = np.random.default_rng(456).integers(50, 400, N_ITEMS)
+    rows = []
+    for seed in seeds:
+        selection = rng.normal(0, selection_noise)
+        for train_seed in train_seeds:
+            offset = selection + rng.normal(0, training_noise) + shift
+            bpb = difficulty + offset + rng.normal(0, 0.05, N_ITEMS)
+            model = f"{method} · seed {seed}" + ("" if train_seed is None else f" · train {train_seed}")
+            rows += [{"model": model, "method": method, "gamma": 0.05, "seed": seed,
+                      "train_seed": seed if train_seed is None else train_seed, "benchmark": "gsm8k",
+                      "metric": "bits_per_byte", "item": i, "value": bpb[i] * weights[i], "weight": weights[i]}
+                     for i in range(N_ITEMS)]  # fmt: skip
+    return rows
+
+
+def test_a_real_difference_gets_an_interval_without_zero_and_no_difference_one_with_it():
+    rng = np.random.default_rng(0)
+    items = pd.DataFrame(_items("EQUAL", range(5), -0.05, rng, selection_noise=0.005)
+                         + _items("Random", range(5), 0.0, rng, selection_noise=0.005)
+                         + _items("Uniform", range(5), 0.0, rng, selection_noise=0.005))  # fmt: skip
+    better = paired_bootstrap(items, ("EQUAL", 0.05), ("Random", 0.05), "gsm8k", n_boot=500)
+    assert better["difference"] == pytest.approx(-0.05, abs=0.01)
+    assert better["ci_high"] < 0 and better["excludes_zero"] and better["n_a"] == better["n_b"] == 5
+    same = paired_bootstrap(items, ("Uniform", 0.05), ("Random", 0.05), "gsm8k", n_boot=500)
+    assert same["ci_low"] < 0 < same["ci_high"] and not same["excludes_zero"]
+    assert paired_bootstrap(items, ("EQUAL", 0.05), ("Random", 0.05), "gsm8k", n_boot=500) == better  # seeded
+    assert paired_bootstrap(items, ("All", 0.05), ("Random", 0.05), "gsm8k") == {}  # no such models
+
+
+def test_variance_components_separate_selection_from_fine_tuning_seeds():
+    rng = np.random.default_rng(1)
+    items = pd.DataFrame(_items("Random", range(6), 0.0, rng, train_seeds=(0, 1), selection_noise=0.03,
+                                training_noise=0.003))  # fmt: skip
+    parts = variance_components(items, "Random", 0.05, "gsm8k")
+    assert parts["models"] == 12 and parts["items"] == N_ITEMS
+    assert parts["selection_std"] > 3 * parts["fine_tuning_std"]
+    assert parts["item_std"] == pytest.approx(0.05, rel=0.3)  # the per-item noise put in
+    assert parts["seed_std"] < parts["replicate_std"]
+
+
+def test_minimum_detectable_effect_shrinks_with_seeds_and_items_and_meets_a_quarter_of_the_control():
+    assert minimum_detectable_effect(0.01, 0.1, 5, 200) > minimum_detectable_effect(0.01, 0.1, 10, 200)
+    assert minimum_detectable_effect(0.01, 0.3, 5, 100) > minimum_detectable_effect(0.01, 0.3, 5, 800)
+    # large-sample limit: (1.96 + 0.84) · sqrt(2 σ² / n)
+    assert minimum_detectable_effect(0.01, 0.0, 2000, 100) == pytest.approx(2.80 * 0.01 * math.sqrt(2 / 2000), rel=0.01)
+    table = power_table({"benchmark": "gsm8k", "seed_std": 0.01, "item_std": 0.2}, 0.1, [3, 5, 10], [100, 400])
+    assert len(table) == 6
+    assert table.loc[(table["seeds"] == 10) & (table["items"] == 400), "meets_quarter"].item()
+    assert not table.loc[(table["seeds"] == 3) & (table["items"] == 100), "meets_quarter"].item()
+
+
+def test_the_verdict_refuses_a_comparison_the_oracle_says_cannot_be_seen():
+    weak_oracle = {"difference": -0.004}
+    equal = {"difference": -0.02, "ci_low": -0.03, "ci_high": -0.01, "excludes_zero": True}
+    assert verdict(weak_oracle, 0.01, equal, {}).startswith("this design cannot test the claim")
+    strong_oracle = {"difference": -0.05}
+    text = verdict(strong_oracle, 0.01, equal, {**equal, "difference": 0.01, "ci_low": -0.01, "ci_high": 0.03,
+                                               "excludes_zero": False})  # fmt: skip
+    assert text.startswith("EQUAL is better than Random") and "no detectable difference from All" in text
+    assert verdict({}, 0.01, equal, {}).startswith("no extracted-oracle models")
