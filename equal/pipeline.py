@@ -99,6 +99,24 @@ def _answers_cache(profile: dict) -> Path | None:
     return cache
 
 
+def stage_times(executed: Path) -> dict[str, float]:
+    """Seconds per stage of an executed notebook: papermill's per-cell durations, summed under the section heading
+    (the last Markdown heading) each cell belongs to; cells before the first heading are "setup"."""
+    if not executed.is_file():
+        return {}
+    stages: dict[str, float] = {}
+    stage = "setup"
+    for cell in json.loads(executed.read_text(encoding="utf-8")).get("cells", []):
+        source = "".join(cell.get("source", []))
+        headings = [line.lstrip("#").strip() for line in source.splitlines() if line.startswith("#")]
+        if cell.get("cell_type") == "markdown" and headings:
+            stage = headings[-1]
+        duration = (cell.get("metadata", {}).get("papermill") or {}).get("duration")
+        if cell.get("cell_type") == "code" and duration:
+            stages[stage] = round(stages.get(stage, 0.0) + float(duration), 1)
+    return stages
+
+
 def _run_notebooks(profile: dict, only, overrides: dict, notebooks_dir: Path, log_output: bool, answers) -> dict:
     out_dir = results_dir(profile["name"], overrides.get("results_dir"))
     (out_dir / "notebooks").mkdir(parents=True, exist_ok=True)
@@ -145,6 +163,7 @@ def _run_notebooks(profile: dict, only, overrides: dict, notebooks_dir: Path, lo
             raise NotebookFailed(_failure_message(notebook, output, error)) from None
         finally:
             record["wall_time_s"] = round(time.perf_counter() - tick, 1)
+            record["stages_s"] = stage_times(output)  # where the time went (the slow stages of a cold run)
             info["notebooks"][notebook.stem] = record
             info["finished"] = now()
             info["last_run_wall_time_s"] = round(time.perf_counter() - run_started, 1)

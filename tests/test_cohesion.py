@@ -36,3 +36,15 @@ def test_lexical_overlap_tells_a_paraphrase_from_a_copy():
     assert lexical_overlap("When does the train that leaves Boston arrive in Chicago?", document) > 0.5
     assert lexical_overlap("What time is departure from Massachusetts' capital?", document) < 0.5
     assert lexical_overlap("?", document) == 1.0
+
+
+def test_heldout_retrieval_uses_only_documents_the_warm_up_never_saw():
+    from equal.embed.cohesion import heldout_retrieval
+
+    topics = ["apples", "python", "history"]
+    corpus = [{"id": f"d{i}", "text": f"A page on {topics[i]} and more."} for i in range(3)]
+    pairs = [{"doc_id": f"d{i}", "question": f"Which {topics[i]}?", "answer": "This one."} for i in range(3)]
+    table = heldout_retrieval(pairs, corpus, {"tuned": TopicStore(), "untuned": TopicStore()}, exclude={"d0"})
+    assert list(table["embedder"].unique()) == ["tuned", "untuned"]
+    assert (table.loc[table["pairs"] == "unseen documents' pairs", "queries"] == 2).all()  # d0 was a warm-up document
+    assert (table["recall@1"] == 1.0).all()

@@ -62,6 +62,8 @@ def test_the_whole_pipeline_runs_in_smoke_profile(tmp_path):
     run_info = json.loads((results / "run_info.json").read_text())
     assert run_info["profile"] == "smoke" and run_info["seed"] == 0
     assert "pandas" in run_info["packages"] and "commit" in run_info["git"]
+    stages = run_info["notebooks"]["04_bandit_extraction"]["stages_s"]  # per-stage times of every notebook
+    assert stages["Extracting everything once: the *All* baseline"] > 0
     assert (results / "notebooks" / "01_data_prep.ipynb").is_file()
     stats = (results / "corpus_stats.csv").read_text()
     assert "(all)" in stats and "contaminated" in stats
@@ -90,6 +92,8 @@ def test_the_whole_pipeline_runs_in_smoke_profile(tmp_path):
     cohesion = pd.read_csv(results / "warmup_cohesion_summary.csv").set_index("clustering")
     assert {"tuned", "untuned", "random (same sizes)"} <= set(cohesion.index)
     assert cohesion.loc["random (same sizes)", "vs_random"] == 1.0
+    heldout = pd.read_csv(results / "warmup_heldout_retrieval.csv")
+    assert set(heldout["embedder"]) == {"warm-up tuned", "untuned"} and (heldout["queries"] > 0).all()
     summary = (results / "clustering_summary.csv").read_text()
     assert "warm-up tuned" in summary and "untuned (no warm-up)" in summary
     for slug in ("tuned", "untuned"):

@@ -76,3 +76,28 @@ def cohesion_summary(table: pd.DataFrame) -> pd.DataFrame:
     floor = summary.loc[summary["clustering"] == RANDOM_PARTITION, "mean_split_half_ot"]
     summary["vs_random"] = summary["mean_split_half_ot"] / float(floor.iloc[0]) if len(floor) else float("nan")
     return summary
+
+
+def heldout_retrieval(all_pairs: list[dict], corpus: list[dict], stores: dict[str, object], exclude: set[str]
+                      ) -> pd.DataFrame:  # fmt: skip
+    """Document retrieval from QA pairs the warm-up never trained on (All's pairs of every document outside
+    ``exclude``, the warm-up's documents), per embedder in ``stores`` (name → embedding store), over the whole
+    corpus: every such pair, and those whose question paraphrases its document (word overlap below
+    :data:`~equal.embed.warmup.PARAPHRASE_OVERLAP`) — where copying the document's words cannot help."""
+    from equal.embed.warmup import PARAPHRASE_OVERLAP, lexical_overlap, retrieval_metrics
+
+    text = {d["id"]: d["text"] for d in corpus}
+    pairs = [p for p in all_pairs if p.get("doc_id") in text and p["doc_id"] not in exclude]
+    paraphrased = [p for p in pairs if lexical_overlap(p["question"], text[p["doc_id"]]) < PARAPHRASE_OVERLAP]
+    subsets = {"unseen documents' pairs": pairs, f"paraphrased (word overlap < {PARAPHRASE_OVERLAP:g})": paraphrased}
+    doc_ids = [d["id"] for d in corpus]
+    rows = []
+    for name, store in stores.items():
+        doc_vectors = np.asarray(store.get([d["text"] for d in corpus]))
+        for subset, chosen in subsets.items():
+            if not chosen:
+                continue
+            qa_vectors = np.asarray(store.get([qa_text(p) for p in chosen]))
+            metrics = retrieval_metrics(doc_vectors, doc_ids, qa_vectors, [p["doc_id"] for p in chosen])
+            rows.append({"embedder": name, "pairs": subset, "queries": len(chosen), **metrics})
+    return pd.DataFrame(rows)

@@ -28,6 +28,12 @@ DOC_TABLES = (
     ("clustering", "Clustering (notebook 03)", "clustering_summary"),
     ("selection", "Selection (notebook 04)", "selection_table"),
     ("downstream", "Downstream: the main table (notebooks 05-06)", "main_table"),
+    ("verdict", "The verdict per target", "verdict"),
+    ("comparisons", "Differences with 95 % confidence intervals", "comparisons"),
+    ("power", "Power: the minimum detectable difference per design", "power"),
+    ("variance", "Seed and item variance (Random's replicates)", "variance_components"),
+    ("link", "The link: OT distance against bits per byte", "link_correlation"),
+    ("warm-up-cohesion", "Does the warm-up group documents that yield similar pairs?", "warmup_cohesion_summary"),
     ("resolution", "Does the metric resolve differences?", "metric_resolution"),
     ("cost", "Cost", "cost_table"),
     ("ablations", "Ablations", "ablation_table"),
@@ -89,12 +95,36 @@ def _downstream_lines(art: Artifacts) -> list[str]:
     return lines
 
 
+def _verdict_lines(art: Artifacts) -> list[str]:
+    """The verdict per target, the differences it rests on and the power behind it (absent in older results)."""
+    if not art.table("verdict").is_file():
+        return []
+    verdicts = pd.read_csv(art.table("verdict"))
+    comparisons = pd.read_csv(art.table("comparisons"))
+    lines = ["**Verdict** (notebook 06; bits per byte on each target's own benchmark, first − second: negative means "
+             "the first is better; 95 % paired-bootstrap intervals over items and seeds; `verdict.csv`, "
+             "`comparisons.csv`, `power.csv`):", ""]  # fmt: skip
+    rows = []
+    for v in verdicts.itertuples():
+        part = comparisons[(comparisons["benchmark"] == v.benchmark)
+                           & comparisons["a"].isin(["EQUAL", "Oracle (extracted)"])]  # fmt: skip
+        for c in part.itertuples():
+            rows.append({"benchmark": c.label, "comparison": f"{c.a} − {c.b}", "seeds": f"{c.n_a} vs {c.n_b}",
+                         "items": c.items, "difference [95 % CI]": f"{c.difference:+.4f} [{c.ci_low:+.4f}, "
+                         f"{c.ci_high:+.4f}]", "minimum detectable": f"{v.mde:.4f}"})  # fmt: skip
+    if rows:
+        lines += [pd.DataFrame(rows).to_markdown(index=False), ""]
+    lines += [f"* **{v.benchmark}**: {v.verdict}." for v in verdicts.itertuples()]
+    return lines
+
+
 def results_summary(art: Artifacts) -> str:
     """The generated Markdown block (without markers) for ``art``'s results."""
     lines = [f"Generated from `results/{art.profile}/` (profile `{art.profile}`)."]
-    for section in (_selection_lines, _cost_lines, _downstream_lines):
+    for section in (_selection_lines, _cost_lines, _downstream_lines, _verdict_lines):
         try:
-            lines += ["", *section(art)]
+            part = section(art)
+            lines += ["", *part] if part else []
         except FileNotFoundError as missing:
             lines += ["", f"(not available: {Path(missing.filename).name} is missing)"]
     return "\n".join(lines)
