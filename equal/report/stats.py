@@ -80,12 +80,15 @@ def variance_components(items: pd.DataFrame, method: str, gamma: float, benchmar
                         metric: str = "bits_per_byte") -> dict:  # fmt: skip
     """Spread of ``method``'s replicate models on ``benchmark``.
 
-    * ``replicate_std`` — std of the models' metric on these items (what a seed replicate varies by);
+    * ``replicate_std`` — std of the models' metric on these items: what an independent seed replicate (its own
+      selection and fine-tuning seed) varies by;
     * ``fine_tuning_std`` / ``selection_std`` — its two sources, where selection seeds were crossed with
-      fine-tuning seeds (the variance pilot): within-selection-seed variance, and the variance of the
-      selection-seed means beyond it;
-    * ``item_std`` — per-item noise: the std across models of one item's score (bits per byte of that item),
-      averaged over items; it enters a replicate's variance divided by the number of items;
+      fine-tuning seeds (the variance pilot): the within-selection-seed variance, and the variance of the
+      selection-seed means beyond it; there, ``replicate_std`` is their sum (models that share a selection
+      seed are not independent replicates);
+    * ``item_std`` — per-item noise: the std across models of one item's score (bits per byte of that item)
+      after each model's overall level is removed, averaged over items (weighted by bytes); it enters a
+      replicate's variance divided by the number of items;
     * ``seed_std`` — the replicate spread without that item noise (what more items cannot reduce).
     """
     part = items[(items["method"] == method) & (items["benchmark"] == benchmark) & (items["metric"] == metric)
@@ -95,21 +98,22 @@ def variance_components(items: pd.DataFrame, method: str, gamma: float, benchmar
         return {}
     per_model = pd.Series(_metric_rows(values, weights), index=models)
     replicate_var = float(per_model.var(ddof=1))
-    per_item = values / weights  # each item's own metric
-    item_var = float(np.mean(per_item.var(axis=0, ddof=1) * (weights.mean(axis=0) / weights.mean()) ** 2))
+    residual = values / weights - per_model.to_numpy()[:, None]  # each item's metric beyond its model's level
+    item_var = float(np.mean(residual.var(axis=0, ddof=1) * (weights.mean(axis=0) / weights.mean()) ** 2))
     n_items = values.shape[1]
-    seed_var = max(replicate_var - item_var / n_items, 0.0)
-    out = {"method": method, "benchmark": benchmark, "models": len(models), "items": n_items,
-           "mean": float(per_model.mean()), "replicate_std": math.sqrt(replicate_var),
-           "item_std": math.sqrt(item_var), "seed_std": math.sqrt(seed_var)}  # fmt: skip
+    extra = {}
     seeds = part.drop_duplicates("model").set_index("model").loc[models, ["seed", "train_seed"]]
     if seeds["train_seed"].nunique() > 1 and seeds["seed"].nunique() > 1:
         grouped = per_model.groupby(seeds["seed"].to_numpy())
         within = float(grouped.var(ddof=1).mean())
         per_selection = float(grouped.size().mean())
-        between = float(grouped.mean().var(ddof=1)) - within / per_selection
-        out |= {"fine_tuning_std": math.sqrt(within), "selection_std": math.sqrt(max(between, 0.0))}
-    return out
+        between = max(float(grouped.mean().var(ddof=1)) - within / per_selection, 0.0)
+        extra = {"fine_tuning_std": math.sqrt(within), "selection_std": math.sqrt(between)}
+        replicate_var = within + between  # an independent replicate draws both seeds afresh
+    seed_var = max(replicate_var - item_var / n_items, 0.0)
+    return {"method": method, "benchmark": benchmark, "models": len(models), "items": n_items,
+            "mean": float(per_model.mean()), "replicate_std": math.sqrt(replicate_var),
+            "item_std": math.sqrt(item_var), "seed_std": math.sqrt(seed_var), **extra}  # fmt: skip
 
 
 def minimum_detectable_effect(seed_std: float, item_std: float, n_seeds: int, n_items: int,
