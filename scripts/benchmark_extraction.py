@@ -28,7 +28,7 @@ from equal.llm.cache import CallCache
 from equal.llm.extract import ExtractionConfig, ExtractionReport, QAExtractor, pairs_records
 from equal.llm.ledger import CostLedger
 from equal.llm.prompts import PROMPT_VERSION, PROMPTS
-from equal.llm.quality import CHECKS, pair_checks, passes
+from equal.llm.quality import quality_summary
 from equal.paths import REPO_ROOT, data_dir, raw_data_dir
 from equal.provenance import sidecar
 from equal.weights import dequantized_model_dir
@@ -103,9 +103,8 @@ def measure(name: str, backend, spec: dict, config: ExtractionConfig, docs: list
     calls = ledger.frame()
     tokens = int(calls["prompt_tokens"].sum() + calls["completion_tokens"].sum())
     records = pairs_records(results, docs, name)
+    quality = quality_summary(records, args.quality_sample, args.seed)
     sample = random.Random(args.seed).sample(records, k=min(args.quality_sample, len(records)))
-    checked = [pair_checks(r["question"], r["answer"], r["hit_token_limit"]) for r in sample]
-    applicable = {c: [x[c] for x in checked if x[c] is not None] for c in CHECKS}
     n = len(docs)
     row = {
         "backend": name,
@@ -129,13 +128,9 @@ def measure(name: str, backend, spec: dict, config: ExtractionConfig, docs: list
         "well_formed_share": round(report.well_formed_share, 4),
         "docs_with_pairs_share": round(sum(1 for r in results if r.pairs) / n, 4),
         "pairs_per_doc": round(report.pairs / n, 3),
-        "answers_under_20_chars_share": round(sum(len(r["answer"]) < 20 for r in records) / max(len(records), 1), 4),
         "outcomes": dict(report.outcomes),
         "pairs": report.pairs,
-        "quality_sample": len(sample),
-        "checks_pass_share": {c: (round(sum(v) / len(v), 4) if v else None) for c, v in applicable.items()},
-        "checks_applicable": {c: len(v) for c, v in applicable.items()},
-        "all_checks_pass_share": round(sum(passes(x) for x in checked) / max(len(checked), 1), 4),
+        **quality,
         "spec": {k: str(v) for k, v in spec.items()},
     }
     print(f"\n[{name}] {row['model']}: {row['docs_per_min']} docs/min, token limit {row['token_limit_share']:.0%}, "

@@ -103,3 +103,20 @@ def test_prompts_are_versioned_and_the_new_one_asks_for_the_final_answer_line():
         extraction_messages("A document.", 2, version=v)[1]["content"] for v in (PROMPT_VERSION, "qa-extract-v2")
     )
     assert old != new and f"'{FINAL_ANSWER} <final answer>'" in new and new.endswith("Document:\nA document.")
+
+
+def test_quality_summary_checks_a_seeded_sample():
+    from equal.llm.quality import quality_summary
+
+    good = {
+        "question": "Tom has 3 apples and buys 4 more. How many apples does he have?",
+        "answer": "He starts with 3 apples. He buys 4 more, so 3 + 4 = 7.\nThe answer is: 7",
+        "hit_token_limit": False,
+    }
+    terse = {**good, "answer": "7"}
+    records = [good] * 30 + [terse] * 10
+    summary = quality_summary(records, sample_size=40, seed=0)
+    assert summary["quality_sample"] == 40 and summary["all_checks_pass_share"] == 0.75
+    assert summary["checks_pass_share"]["final_answer"] == 0.75 and summary["checks_applicable"]["code_parses"] == 0
+    assert summary["answers_under_20_chars_share"] == 0.25
+    assert quality_summary(records, sample_size=10, seed=1) == quality_summary(records, sample_size=10, seed=1)

@@ -112,3 +112,21 @@ def pair_checks(question: str, answer: str, truncated: bool = False) -> dict[str
 def passes(checks: dict[str, bool | None]) -> bool:
     """Whether a pair fails no check."""
     return all(value is not False for value in checks.values())
+
+
+def quality_summary(records: list[dict], sample_size: int = 200, seed: int = 0) -> dict:
+    """Every check on a seeded sample of ``sample_size`` extracted pairs (``question``, ``answer``,
+    ``hit_token_limit``): the pass share of each check where it applies, how often it applies, the share of pairs
+    passing all, and the share of answers under 20 characters (over every record)."""
+    import random
+
+    sample = random.Random(seed).sample(records, k=min(sample_size, len(records)))
+    checked = [pair_checks(r["question"], r["answer"], bool(r.get("hit_token_limit"))) for r in sample]
+    applicable = {c: [x[c] for x in checked if x[c] is not None] for c in CHECKS}
+    return {
+        "quality_sample": len(sample),
+        "all_checks_pass_share": round(sum(passes(x) for x in checked) / max(len(checked), 1), 4),
+        "checks_pass_share": {c: (round(sum(v) / len(v), 4) if v else None) for c, v in applicable.items()},
+        "checks_applicable": {c: len(v) for c, v in applicable.items()},
+        "answers_under_20_chars_share": round(sum(len(r["answer"]) < 20 for r in records) / max(len(records), 1), 4),
+    }
