@@ -8,6 +8,7 @@ import pytest
 
 from equal.artifacts import Artifacts
 from equal.embed.embedding import EmbeddingStore, load_embedder
+from equal.embed.warmup import qa_text
 from equal.io import read_jsonl
 from equal.llm.backends import make_backend
 from equal.llm.cache import CallCache
@@ -207,3 +208,31 @@ def test_every_round_of_a_bandit_replays_from_its_log(world):
                                 runner.arms_per_round, runner.distances["tuned"])  # fmt: skip
             assert why["chosen"].sum() == len(run.pulls[run.pulls["round"] == step])
             assert (why["chosen"] == why["logged"]).all(), (method, step)
+
+
+def test_perplexity_methods_charge_their_scoring_and_keep_the_most_predictable_pairs(world, tmp_path):
+    from equal.select.perplexity import PerplexityScorer
+    from equal.weights import TINY_CHAT_MODEL
+
+    scorer = PerplexityScorer(TINY_CHAT_MODEL, cache=tmp_path / "ppl")
+    policies = {**world["policies"], "Perplexity-MAB": {"name": "ucb"}}
+    setup = world["setup"]("perplexity", perplexity=scorer, policies=policies)
+    everything = setup.run("All", "math", 0.25, 0)
+    matched = setup.run("EQUAL", "math", 0.25, 0).summary["pairs"]
+    kept = setup.run("Perplexity", "math", 0.25, 0)
+    assert kept.summary["pairs"] == min(matched, everything.summary["pairs"])  # EQUAL's budget in pairs
+    nll = {(p["doc_id"], p["question"]): -p["perplexity"] for p in kept.pairs}
+    others = [p for p in everything.pairs if (p["doc_id"], p["question"]) not in nll]
+    if others:  # nothing left out scores better than what was kept
+        assert max(nll.values()) <= min(scorer.score([qa_text(p) for p in others])) + 1e-9
+    ledger = read_jsonl(kept.folder / "ledger.jsonl")
+    scored = [r for r in ledger if r["stage"] == "score-perplexity"]
+    assert len(scored) == everything.summary["pairs"] and all(r["reference"] == "base" for r in scored)
+    # it pays All's LLM calls and, on top, the base model's forward passes (no extra LLM call)
+    assert kept.summary["llm_calls"] == everything.summary["llm_calls"] and kept.summary["new_llm_calls"] == 0
+    assert kept.summary["flops_reference"] > everything.summary["flops_reference"]
+    assert setup.run("Perplexity", "math", 0.25, 0).summary == kept.summary  # read back: deterministic
+    bandit = setup.run("Perplexity-MAB", "math", 0.25, 0)
+    charged = [r for r in read_jsonl(bandit.folder / "ledger.jsonl") if r["stage"] == "score-perplexity"]
+    pulled = [p for p in bandit.pairs if p.get("round", -1) >= 0]
+    assert len(charged) == len(pulled) > 0  # every pulled pair scored once, and charged

@@ -4,6 +4,10 @@ FLOPs are estimated as ``2 · N_params · tokens`` (forward pass, prompt + compl
 for the model that ran and for a reference model size (default 72e9, the paper's extractor), so
 costs compare across backends. A call answered from the cache still charges its original tokens
 to the method that uses it; ``new_calls`` and ``new_wall_s`` say what this run actually spent.
+
+Compute that is not the extractor's — a selection method scoring pairs with the base model (perplexity,
+gradients) — is charged in the same ledger: its record says ``reference="base"`` (priced at the paper's base
+model, :data:`BASE_REFERENCE_PARAMS`) and ``flops_factor`` (3 for a forward and backward pass).
 """
 
 from __future__ import annotations
@@ -21,9 +25,25 @@ from equal.io import write_json_atomic
 REFERENCE_PARAMS = 72.7e9
 
 
+#: Parameters of the paper's base model, LLaMA-3.1-8B: the reference size of compute done by the model being
+#: tuned (perplexity and gradient scores), where REFERENCE_PARAMS prices the extractor's.
+BASE_REFERENCE_PARAMS = 8.03e9
+REFERENCES = {"extractor": REFERENCE_PARAMS, "base": BASE_REFERENCE_PARAMS}
+
+
 def inference_flops(n_params: float, tokens: float) -> float:
     """Forward-pass FLOPs of ``tokens`` tokens through a model of ``n_params`` parameters: 2·N·tokens."""
     return 2.0 * n_params * tokens
+
+
+def call_flops(record: dict, reference_params: float = REFERENCE_PARAMS) -> tuple[float, float]:
+    """(FLOPs of the model that ran, FLOPs at the paper's size) of one ledger record: 2·N·tokens times its
+    ``flops_factor``; the paper's size is the extractor's (``reference_params``) or, for ``reference="base"``
+    records, the base model's."""
+    tokens = record["prompt_tokens"] + record["completion_tokens"]
+    factor = float(record.get("flops_factor", 1.0))
+    reference = BASE_REFERENCE_PARAMS if record.get("reference", "extractor") == "base" else reference_params
+    return factor * inference_flops(record["n_params"], tokens), factor * inference_flops(reference, tokens)
 
 
 @dataclass
@@ -41,6 +61,8 @@ class CallRecord:
     wall_s: float
     cached: bool
     status: str = ""  # parse outcome of the answer
+    flops_factor: float = 1.0  # 1: a forward pass; 3: forward and backward (gradient scores)
+    reference: str = "extractor"  # which of the paper's models prices it: "extractor" (72B) or "base" (8B)
 
 
 class CostLedger:
@@ -84,21 +106,28 @@ class CostLedger:
                     "new_wall_s",
                 ]
             )
+        flops = [call_flops(r, self.reference_params) for r in calls.to_dict("records")]
+        calls["flops_model"] = [model for model, _ in flops]
+        calls["flops_reference"] = [reference for _, reference in flops]
+        # documents, calls and tokens are the LLM's; a method's scoring with the base model only adds FLOPs
+        llm = (calls["reference"] == "extractor").astype(int)
+        calls["doc_id"] = calls["doc_id"].where(llm.astype(bool))
+        for column in ("prompt_tokens", "completion_tokens"):
+            calls[column] = calls[column] * llm
         calls["tokens"] = calls["prompt_tokens"] + calls["completion_tokens"]
-        calls["flops_model"] = inference_flops(calls["n_params"], calls["tokens"])
-        calls["flops_reference"] = inference_flops(self.reference_params, calls["tokens"])
+        calls["llm_call"], calls["new_call"] = llm, llm * (~calls["cached"]).astype(int)
         calls["new_wall_s"] = calls["wall_s"].where(~calls["cached"], 0.0)
         grouped = calls.groupby(by)
         return pd.DataFrame(
             {
                 "documents": grouped["doc_id"].nunique(),
-                "calls": grouped.size(),
+                "calls": grouped["llm_call"].sum(),
                 "prompt_tokens": grouped["prompt_tokens"].sum(),
                 "completion_tokens": grouped["completion_tokens"].sum(),
                 "tokens": grouped["tokens"].sum(),
                 "flops_model": grouped["flops_model"].sum(),
                 "flops_reference": grouped["flops_reference"].sum(),
-                "new_calls": grouped["cached"].apply(lambda c: int((~c).sum())),
+                "new_calls": grouped["new_call"].sum(),
                 "new_wall_s": grouped["new_wall_s"].sum().round(2),
             }
         ).reset_index()
@@ -109,7 +138,7 @@ class CostLedger:
             path,
             {
                 "reference_params": self.reference_params,
-                "flops_formula": "2 * n_params * (prompt_tokens + completion_tokens)",
+                "flops_formula": "flops_factor * 2 * n_params * (prompt_tokens + completion_tokens)",
                 "methods": self.summary().to_dict(orient="records"),
                 **(extra or {}),
             },

@@ -22,6 +22,8 @@ Random                     γ·|D_c| documents drawn at random
 All                        every document (its cost does not depend on γ or the seed)
 Avg-sim                    All's pairs, keeping the ones most similar to D_r (mean cosine), as many
                            as EQUAL extracted at the same γ and seed; costs what All costs
+Perplexity                 All's pairs, keeping those of lowest perplexity under the base model, as many as
+                           EQUAL's; costs All plus a base-model forward pass per pair
 Oracle (extracted)         a control: the budget's documents from the clusters with the best oracle
                            reward (All's pairs of each cluster against D_r), best cluster first
 =========================  ===========================================================================
@@ -96,14 +98,17 @@ class BanditMethod(Method):
         return {
             "reference": runner.reference_digest(request.target) if self.reward == "ot" else None,
             "policy": runner.policy_config(self.name),
-            "reward": runner.reward_config if self.reward == "ot" else f"perplexity:{runner.perplexity_identity()}",
+            # perplexity: ":charged" since its scoring is charged as base-model forward passes
+            "reward": runner.reward_config
+            if self.reward == "ot"
+            else f"perplexity:{runner.perplexity_identity()}:charged",
             "docs_per_pull": runner.docs_per_pull,
             "arms_per_round": runner.arms_per_round,
             "clustering": runner.clustering_digest(self.clustering),
             "embedder": getattr(store, "identity", ""),
         }
 
-    def _reward_function(self, runner: MethodRunner, target: str):
+    def _reward_function(self, runner: MethodRunner, target: str, ledger: CostLedger):
         store = runner.stores[self.clustering]
         if self.reward == "ot":
             ot_reward = OTReward(store.get(runner.reference_texts(target)), runner.reward_config)
@@ -117,7 +122,9 @@ class BanditMethod(Method):
         history: dict[int, list[float]] = {}
 
         def reward(arm: int, items: list[dict], cumulative: bool) -> float:
-            scores = list(runner.perplexity.score([qa_text(p) for p in items]))
+            texts = [qa_text(p) for p in items]
+            runner.perplexity.charge(ledger, self.name, items, texts)  # each pull's pairs are scored once
+            scores = list(runner.perplexity.score(texts))
             if cumulative:
                 scores = history.setdefault(arm, []) + scores
                 history[arm] = scores
@@ -143,7 +150,7 @@ class BanditMethod(Method):
         config = LoopConfig(runner.budget(request.gamma), runner.docs_per_pull, runner.arms_per_round, request.seed)
         run = run_loop(
             make_policy(runner.policy_config(self.name)), labels, config, pull,
-            self._reward_function(runner, request.target),
+            self._reward_function(runner, request.target, ledger),
             n_arms=int(labels.max()) + 1,
             distances=runner.distances[self.clustering],
             excluded=runner.warmup_mask() if self.uses_warmup else None,
@@ -189,22 +196,47 @@ class AllMethod(Method):
 
 
 @dataclass(frozen=True)
-class AvgSimMethod(Method):
-    """A filter after extracting everything: All's pairs most similar to D_r (mean cosine, tuned embedder),
-    as many as ``matched`` extracted at the same γ and seed; it pays All's extraction."""
+class FilterMethod(Method):
+    """Extract everything, score every pair, keep the best-scored ones — as many as ``matched`` extracted at the
+    same γ and seed. It pays All's extraction and its own scoring compute.
+
+    ``score``: ``avg_sim`` — mean cosine to D_r with the tuned embedder (Avg-sim); ``perplexity`` — the lowest mean
+    token NLL under the base model first (the pairs it finds most predictable), charged as base-model forward
+    passes. Per-sample scores like these are what the paper argues against: they treat pairs as independent.
+    """
 
     uses_warmup: bool = False
     source: str = "All"
     matched: str = "EQUAL"
-    kind: ClassVar[str] = "avg_sim"
+    score: str = "avg_sim"
+    kind: ClassVar[str] = "filter"
 
     def fingerprint_parts(self, runner: MethodRunner, request: RunRequest) -> dict:
-        return {
+        parts = {
             "source": runner.fingerprint(self.source, request.target, request.gamma, request.seed).digest,
             "matched": runner.fingerprint(self.matched, request.target, request.gamma, request.seed).digest,
-            "reference": runner.reference_digest(request.target),
-            "embedder": getattr(runner.stores["tuned"], "identity", ""),
+            "score": self.score,
         }
+        if self.score == "avg_sim":
+            parts |= {"reference": runner.reference_digest(request.target),
+                      "embedder": getattr(runner.stores["tuned"], "identity", "")}  # fmt: skip
+        else:
+            parts["scorer"] = runner.perplexity_identity()
+        return parts
+
+    def _scores(self, runner: MethodRunner, request: RunRequest, pairs: list[dict], ledger: CostLedger) -> np.ndarray:
+        """One score per pair, higher = kept first (scoring compute charged to ``ledger``)."""
+        texts = [qa_text(p) for p in pairs]
+        if self.score == "avg_sim":
+            store = runner.stores["tuned"]
+            reference = store.get(runner.reference_texts(request.target))
+            return (store.get(texts) @ reference.T).mean(axis=1)
+        if self.score == "perplexity":
+            if runner.perplexity is None:
+                raise ConfigError(f"{self.name} needs a perplexity scorer (parameter perplexity_model)")
+            runner.perplexity.charge(ledger, self.name, pairs, texts)
+            return -runner.perplexity.score(texts)
+        raise ConfigError(f"{self.name}: unknown score {self.score!r}")
 
     def select(self, runner: MethodRunner, request: RunRequest, ledger: CostLedger) -> Selection:
         everything = runner.run(self.source, request.target, request.gamma, request.seed)
@@ -215,11 +247,10 @@ class AvgSimMethod(Method):
         pairs = everything.pairs
         if not pairs:
             return Selection(indices, [])
-        store = runner.stores["tuned"]
-        reference = store.get(runner.reference_texts(request.target))
-        score = (store.get([qa_text(p) for p in pairs]) @ reference.T).mean(axis=1)
+        score = self._scores(runner, request, pairs, ledger)
         order = np.argsort(-score, kind="stable")[:keep]
-        chosen = [{**pairs[i], "method": self.name, "avg_sim": round(float(score[i]), 6)} for i in sorted(order)]
+        column = self.score
+        chosen = [{**pairs[i], "method": self.name, column: round(float(score[i]), 6)} for i in sorted(order)]
         return Selection(indices, chosen)
 
 
@@ -276,7 +307,8 @@ METHODS: dict[str, Method] = {
         BanditMethod("Perplexity-MAB", "#9467bd", reward="perplexity"),
         RandomMethod("Random", "#c5b0d5"),
         AllMethod("All", "#8c564b"),
-        AvgSimMethod("Avg-sim", "#c49c94"),
+        FilterMethod("Avg-sim", "#c49c94"),
+        FilterMethod("Perplexity", "#e377c2", score="perplexity"),
         OracleMethod("Oracle (extracted)", "#7f7f7f"),
     )
 }

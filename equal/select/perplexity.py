@@ -66,6 +66,34 @@ class PerplexityScorer:
         per_text = (nll * mask).sum(1) / mask.sum(1).clamp(min=1)
         return per_text.tolist()
 
+    def known(self, text: str) -> bool:
+        """Whether ``text``'s score is in the cache (computed by an earlier run)."""
+        return self._key(text) in self._scores
+
+    @property
+    def n_params(self) -> int:
+        """Parameters of the scoring model (loads it)."""
+        if self._model is None:
+            self._load()
+        return int(self._model.num_parameters())
+
+    def token_counts(self, texts: list[str]) -> list[int]:
+        """Tokens each text is scored on (truncated at ``max_tokens``): what a score costs."""
+        if self._tokenizer is None:
+            self._load()
+        return [min(len(ids), self.max_tokens) for ids in self._tokenizer(texts)["input_ids"]]
+
+    def charge(self, ledger, method: str, pairs: list[dict], texts: list[str]) -> None:
+        """Charge the scoring of ``texts`` (one per pair of ``pairs``) to ``ledger``: a forward pass of the base
+        model over each text, priced at the paper's base model (``reference="base"``)."""
+        from equal.llm.ledger import CallRecord
+
+        counts = self.token_counts(texts)
+        for pair, text, tokens in zip(pairs, texts, counts, strict=True):
+            ledger.add(CallRecord(method, str(pair.get("doc_id", "")), "score-perplexity", "transformers",
+                                  self.identity, self.n_params, tokens, 0, 0.0, self.known(text), "ok",
+                                  flops_factor=1.0, reference="base"))  # fmt: skip
+
     def score(self, texts: list[str], progress: bool = False) -> np.ndarray:
         """Mean per-token NLL (nats) of each text; lower = more predictable to the model."""
         missing = sorted({t for t in texts if self._key(t) not in self._scores}, key=len)  # similar lengths batch well

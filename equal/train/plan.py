@@ -27,7 +27,7 @@ import pandas as pd
 from equal.artifacts import Artifacts
 from equal.errors import ConfigError
 from equal.fingerprint import fingerprint
-from equal.llm.ledger import REFERENCE_PARAMS, inference_flops
+from equal.llm.ledger import call_flops
 from equal.progress import tqdm
 from equal.select.methods import gamma_label, get_method
 from equal.train.finetune import FinetuneConfig, finetune
@@ -139,8 +139,9 @@ def training_pairs(run: TrainingRun, artifacts: Artifacts) -> list[dict]:
 
 
 def ledger_cost(folders: list[Path], artifacts: Artifacts) -> dict:
-    """Documents, calls, tokens and FLOPs (ours and the 72B reference) of the distinct extraction calls in the
-    ledgers of these selection folders (a call in several of them, such as the shared warm-up, counts once)."""
+    """Documents, LLM calls, tokens and FLOPs (ours, and at the paper's model sizes) of the distinct records in the
+    ledgers of these selection folders (a call in several of them, such as the shared warm-up, counts once).
+    FLOPs include a method's scoring compute with the base model; documents, calls and tokens are the LLM's."""
     rows, seen = [], set()
     for folder in folders:
         for row in artifacts.load_selection(folder).ledger():
@@ -149,15 +150,15 @@ def ledger_cost(folders: list[Path], artifacts: Artifacts) -> dict:
             if key not in seen:
                 seen.add(key)
                 rows.append(row)
-    tokens = sum(r["prompt_tokens"] + r["completion_tokens"] for r in rows)
+    llm_rows = [r for r in rows if r.get("reference", "extractor") == "extractor"]  # not the base model's scoring
+    tokens = sum(r["prompt_tokens"] + r["completion_tokens"] for r in llm_rows)
+    flops = [call_flops(r) for r in rows]
     return {
-        "documents_extracted": len({r["doc_id"] for r in rows}),
-        "llm_calls": len(rows),
+        "documents_extracted": len({r["doc_id"] for r in llm_rows}),
+        "llm_calls": len(llm_rows),
         "tokens": tokens,
-        "extractor_flops": float(
-            sum(inference_flops(r["n_params"], r["prompt_tokens"] + r["completion_tokens"]) for r in rows)
-        ),
-        "reference_flops": inference_flops(REFERENCE_PARAMS, tokens),
+        "extractor_flops": float(sum(model for model, _ in flops)),
+        "reference_flops": float(sum(reference for _, reference in flops)),
     }
 
 
