@@ -1,9 +1,9 @@
-"""The warm-up's claim, measured: split-half OT distance of a cluster's QA pairs (equal.embed.cohesion)."""
+"""The warm-up's claim, measured: split-half OT distance of a cluster's QA pairs (equal.select.cohesion)."""
 
 import numpy as np
 
-from equal.embed.cohesion import RANDOM_PARTITION, cohesion_summary, cohesion_table
 from equal.embed.warmup import lexical_overlap
+from equal.select.cohesion import RANDOM_PARTITION, cohesion_summary, cohesion_table
 
 
 class TopicStore:
@@ -39,7 +39,7 @@ def test_lexical_overlap_tells_a_paraphrase_from_a_copy():
 
 
 def test_heldout_retrieval_uses_only_documents_the_warm_up_never_saw():
-    from equal.embed.cohesion import heldout_retrieval
+    from equal.select.cohesion import heldout_retrieval
 
     topics = ["apples", "python", "history"]
     corpus = [{"id": f"d{i}", "text": f"A page on {topics[i]} and more."} for i in range(3)]

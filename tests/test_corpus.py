@@ -42,6 +42,7 @@ def test_source_quotas_are_checked():
 
     assert source_caps({"asdiv": 0.04}, 1000, ["asdiv", "conala"]) == {"asdiv": 40}
     assert source_caps(None, 1000, ["asdiv"]) == {}
+    assert source_caps({"conala": 0.1}, 100, ["asdiv"], known=["asdiv", "conala"]) == {"conala": 10}  # not used here
     with pytest.raises(ConfigError, match=r"unknown sources \['nope'\]"):
         source_caps({"nope": 0.1}, 1000, ["asdiv"])
     with pytest.raises(ConfigError, match=r"sum to 1\.200"):

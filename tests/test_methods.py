@@ -236,3 +236,31 @@ def test_perplexity_methods_charge_their_scoring_and_keep_the_most_predictable_p
     charged = [r for r in read_jsonl(bandit.folder / "ledger.jsonl") if r["stage"] == "score-perplexity"]
     pulled = [p for p in bandit.pairs if p.get("round", -1) >= 0]
     assert len(charged) == len(pulled) > 0  # every pulled pair scored once, and charged
+
+
+def test_llm_scoring_rates_every_pair_through_the_cache_and_keeps_the_best(world):
+    setup = world["setup"]("llm-scoring")
+    everything = setup.run("All", "math", 0.25, 0)
+    matched = setup.run("EQUAL", "math", 0.25, 0).summary["pairs"]
+    before = cached_calls(world["cache"])
+    scored = setup.run("LLM-scoring", "math", 0.25, 0)
+    rated = [r for r in read_jsonl(scored.folder / "ledger.jsonl") if r["stage"] == "rate"]
+    assert len(rated) == everything.summary["pairs"]  # one rating call per pair of All, charged as an LLM call
+    assert scored.summary["llm_calls"] == everything.summary["llm_calls"] + len(rated)
+    assert cached_calls(world["cache"]) == before + len(rated)  # the ratings are cached like extraction calls
+    assert scored.summary["pairs"] == min(matched, everything.summary["pairs"])
+    assert 0 <= scored.summary["malformed_ratings"] <= len(rated)  # a tiny model's nonsense is counted, not fatal
+    kept = {p["llm"] for p in scored.pairs}
+    assert all(0 <= r <= 5 for r in kept)
+    again = world["setup"]("llm-scoring-again").run("LLM-scoring", "math", 0.25, 0)  # a fresh folder, same cache
+    assert again.summary["new_llm_calls"] == 0 and again.pairs == scored.pairs  # nothing paid twice, same choice
+
+
+def test_ratings_are_parsed_strictly():
+    from equal.llm.rating import parse_rating, rating_messages
+
+    assert parse_rating('{"rating": 4}') == 4 and parse_rating(' {"rating": 5.0} ') == 5
+    for bad in ('{"rating": 7}', '{"rating": "4"}', '{"rating": true}', "4", "", '{"score": 3}', "[1]"):
+        assert parse_rating(bad) is None, bad
+    messages = rating_messages({"question": "Q?", "answer": "A."}, [{"question": "E?", "solution": "S."}])
+    assert "Example 1:\nQuestion: E?\nAnswer: S." in messages[1]["content"] and "Question: Q?" in messages[1]["content"]

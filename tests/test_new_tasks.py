@@ -74,7 +74,8 @@ def new_task_run(raw_dir, tmp_path_factory):
         "extends": "smoke",
         "common": {"targets": ["apples", "quiz"], "methods": methods, "seeds": [0]},
         "notebooks": {
-            "01_data_prep": {"tasks": write_tasks(raw_dir, folder), "max_documents": 80},
+            # no source quotas: every ASDiv unit is offered (the decontamination check below needs them)
+            "01_data_prep": {"tasks": write_tasks(raw_dir, folder), "max_documents": 80, "source_quotas": None},
             "05_finetuning": {"runs": [{"methods": methods, "gammas": "all", "seeds": [0]}]},
             "06_evaluation": {"evaluation": {"benchmarks": ["apples", "quiz"], "max_gen_toks": {"apples": 16}}},
         },
@@ -102,11 +103,12 @@ def _checks_every_table(run, task: str, label: str, metric: str) -> None:
     assert (_table(run, "selection_curves")["target"] == task).any()  # the bandit selected for it
     trained = _table(run, "finetune_runs")
     assert (run / "data" / "selection" / task / "gamma20" / "equal" / "seed0" / "pairs.jsonl").is_file()
-    assert trained.set_index("method").loc["D_r (control)", "pairs"] == 40  # both tasks' D_r
+    assert trained.set_index("model").loc[f"D_r (control) · {task}", "pairs"] == 20  # its own D_r
     evaluated = _table(run, "eval_runs")
     mine = evaluated[evaluated["benchmark"] == task]
     assert set(mine["metric"]) == {"bits_per_byte", metric} and set(mine["label"]) == {label}
-    assert set(mine["model"]) == {"Base", *trained["model"]}
+    own = trained[(trained["target"] == task) | trained["target"].isna()]  # its models and All
+    assert set(mine["model"]) == {"Base", *own["model"]} and len(own) == 4  # EQUAL, Random, the control, All
     main = _table(run, "main_table")
     assert any(column.startswith(f"{label} bpb") for column in main.columns)
     assert any(column.startswith(f"{label} {'EM' if metric == 'exact_match' else metric}") for column in main.columns)

@@ -192,12 +192,15 @@ def _task_file_digests(specs: dict[str, TaskSpec], raw_dir: Path) -> list[str]:
     return [sha256_of(path) for path in files if path.is_file()]
 
 
-def source_caps(quotas: dict[str, float] | None, limit: int, sources: list[str]) -> dict[str, int]:
-    """Documents allowed per source: ``round(share × limit)`` for each source named in ``quotas``."""
+def source_caps(quotas: dict[str, float] | None, limit: int, sources: list[str],
+                known: list[str] | None = None) -> dict[str, int]:  # fmt: skip
+    """Documents allowed per source: ``round(share × limit)`` for each source named in ``quotas``. A quota may name
+    any ``known`` source (default: ``sources``), used in this run or not; another name is an error."""
     quotas = quotas or {}
-    unknown = sorted(set(quotas) - set(sources))
+    known = sorted(set(known or []) | set(sources))
+    unknown = sorted(set(quotas) - set(known))
     if unknown:
-        raise ConfigError(f"source_quotas names unknown sources {unknown}; known: {sorted(sources)}")
+        raise ConfigError(f"source_quotas names unknown sources {unknown}; known: {known}")
     bad = {name: share for name, share in quotas.items() if not 0 <= float(share) <= 1}
     if bad:
         raise ConfigError(f"source_quotas must be shares between 0 and 1, got {bad}")
@@ -206,7 +209,7 @@ def source_caps(quotas: dict[str, float] | None, limit: int, sources: list[str])
     return {name: round(float(share) * limit) for name, share in quotas.items()}
 
 
-def _filter_and_sample(units_by_source, tasks: dict[str, TaskItems], config: CorpusConfig):
+def _filter_and_sample(units_by_source, tasks: dict[str, TaskItems], config: CorpusConfig, known: list[str]):
     """Offer units in a seeded random order; keep the new, clean ones until max_documents."""
     pool = [u for name in sorted(units_by_source) for u in units_by_source[name]]
     random.Random(config.seed).shuffle(pool)
@@ -220,7 +223,7 @@ def _filter_and_sample(units_by_source, tasks: dict[str, TaskItems], config: Cor
     kept: list[dict] = []
     contaminated: list[dict] = []
     limit = config.max_documents or len(pool)
-    caps = source_caps(config.source_quotas, limit, list(units_by_source))
+    caps = source_caps(config.source_quotas, limit, list(units_by_source), known)
     taken: Counter = Counter()
     bar = tqdm(total=limit, desc="dedup + decontaminate", unit="doc", disable=not config.progress)
     for unit in pool:
@@ -332,7 +335,8 @@ def prepare_data(config: CorpusConfig, force: bool = False) -> PreparedData:
     timings["parse_s"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    kept, counts, contaminated = _filter_and_sample(units_by_source, tasks, config)
+    known = [name for name, source in manifest.items() if source.role == "corpus"]
+    kept, counts, contaminated = _filter_and_sample(units_by_source, tasks, config, known)
     timings["filter_s"] = time.perf_counter() - tick
 
     tick = time.perf_counter()

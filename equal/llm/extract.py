@@ -143,6 +143,17 @@ class QAExtractor:
                 answers[index] = (completion, False)
         return answers  # type: ignore[return-value]
 
+    def ask(self, stage: str, requests: list[Messages], params: GenerationParams) -> list[tuple[Completion, bool]]:
+        """Answer chat requests other than extraction (e.g. ratings) through this extractor's backend and cache:
+        (completion, whether it came from the cache) per request. ``stage`` names the kind of call in its cache
+        key (with the prompt version)."""
+        return self._calls(stage, requests, params)
+
+    def charge(self, ledger, method: str, doc_id: str, stage: str, completion: Completion, cached: bool,
+               status: str) -> None:  # fmt: skip
+        """Charge one call to ``ledger`` (nothing when it is None)."""
+        self._charge(ledger, method, doc_id, stage, completion, cached, status)
+
     def _charge(self, ledger, method, doc_id, stage, completion: Completion, cached: bool, status: str) -> None:
         if ledger is not None:
             ledger.add(

@@ -24,6 +24,8 @@ Avg-sim                    All's pairs, keeping the ones most similar to D_r (me
                            as EQUAL extracted at the same γ and seed; costs what All costs
 Perplexity                 All's pairs, keeping those of lowest perplexity under the base model, as many as
                            EQUAL's; costs All plus a base-model forward pass per pair
+LLM-scoring                All's pairs, keeping the best rated (1–5) by the extractor LLM for the target, as
+                           many as EQUAL's; costs All plus one LLM call per pair
 Oracle (extracted)         a control: the budget's documents from the clusters with the best oracle
                            reward (All's pairs of each cluster against D_r), best cluster first
 =========================  ===========================================================================
@@ -40,6 +42,7 @@ import pandas as pd
 from equal.embed.warmup import qa_text
 from equal.errors import ConfigError
 from equal.llm.ledger import CallRecord, CostLedger
+from equal.llm.rating import RATING_VERSION, rate_pairs
 from equal.select.loop import LoopConfig, run_loop
 from equal.select.policies import make_policy
 from equal.select.reward import OTReward
@@ -47,6 +50,7 @@ from equal.select.reward import OTReward
 if TYPE_CHECKING:
     from equal.select.runner import MethodRunner, RunRequest
 
+RATING_EXAMPLES = 2  # D_r items shown to the rater as examples of the target task
 EMPTY_NLL = 10.0  # nats/token charged to a Perplexity-MAB pull with no pair: worse than any real text
 UNKNOWN_COLOUR = "#8C8C8C"
 
@@ -202,7 +206,9 @@ class FilterMethod(Method):
 
     ``score``: ``avg_sim`` — mean cosine to D_r with the tuned embedder (Avg-sim); ``perplexity`` — the lowest mean
     token NLL under the base model first (the pairs it finds most predictable), charged as base-model forward
-    passes. Per-sample scores like these are what the paper argues against: they treat pairs as independent.
+    passes; ``llm`` — the extractor LLM's 1–5 rating of each pair's usefulness for the target (LLM-scoring,
+    :mod:`equal.llm.rating`), charged as LLM calls. Ties are broken in a seeded random order. Per-sample scores
+    like these are what the paper argues against: they treat pairs as independent.
     """
 
     uses_warmup: bool = False
@@ -220,22 +226,29 @@ class FilterMethod(Method):
         if self.score == "avg_sim":
             parts |= {"reference": runner.reference_digest(request.target),
                       "embedder": getattr(runner.stores["tuned"], "identity", "")}  # fmt: skip
-        else:
+        elif self.score == "perplexity":
             parts["scorer"] = runner.perplexity_identity()
+        else:
+            parts |= {"reference": runner.reference_digest(request.target), "rating_prompt": RATING_VERSION}
         return parts
 
-    def _scores(self, runner: MethodRunner, request: RunRequest, pairs: list[dict], ledger: CostLedger) -> np.ndarray:
-        """One score per pair, higher = kept first (scoring compute charged to ``ledger``)."""
+    def _scores(self, runner: MethodRunner, request: RunRequest, pairs: list[dict], ledger: CostLedger
+                ) -> tuple[np.ndarray, dict]:  # fmt: skip
+        """One score per pair, higher = kept first (scoring compute charged to ``ledger``), and what to report."""
         texts = [qa_text(p) for p in pairs]
         if self.score == "avg_sim":
             store = runner.stores["tuned"]
             reference = store.get(runner.reference_texts(request.target))
-            return (store.get(texts) @ reference.T).mean(axis=1)
+            return (store.get(texts) @ reference.T).mean(axis=1), {}
         if self.score == "perplexity":
             if runner.perplexity is None:
                 raise ConfigError(f"{self.name} needs a perplexity scorer (parameter perplexity_model)")
             runner.perplexity.charge(ledger, self.name, pairs, texts)
-            return -runner.perplexity.score(texts)
+            return -runner.perplexity.score(texts), {}
+        if self.score == "llm":
+            examples = runner.references[request.target][:RATING_EXAMPLES]
+            ratings, malformed = rate_pairs(runner.extractor, pairs, examples, self.name, ledger)
+            return np.asarray(ratings, dtype=float), {"malformed_ratings": malformed}
         raise ConfigError(f"{self.name}: unknown score {self.score!r}")
 
     def select(self, runner: MethodRunner, request: RunRequest, ledger: CostLedger) -> Selection:
@@ -247,11 +260,12 @@ class FilterMethod(Method):
         pairs = everything.pairs
         if not pairs:
             return Selection(indices, [])
-        score = self._scores(runner, request, pairs, ledger)
-        order = np.argsort(-score, kind="stable")[:keep]
+        score, extra = self._scores(runner, request, pairs, ledger)
+        tie_break = np.random.default_rng([request.seed, 0x7AB1E]).random(len(pairs))
+        order = np.lexsort((tie_break, -score))[:keep]  # best score first; equal scores in a seeded order
         column = self.score
         chosen = [{**pairs[i], "method": self.name, column: round(float(score[i]), 6)} for i in sorted(order)]
-        return Selection(indices, chosen)
+        return Selection(indices, chosen, extra=extra)
 
 
 @dataclass(frozen=True)
@@ -309,6 +323,7 @@ METHODS: dict[str, Method] = {
         AllMethod("All", "#8c564b"),
         FilterMethod("Avg-sim", "#c49c94"),
         FilterMethod("Perplexity", "#e377c2", score="perplexity"),
+        FilterMethod("LLM-scoring", "#f7b6d2", score="llm"),
         OracleMethod("Oracle (extracted)", "#7f7f7f"),
     )
 }

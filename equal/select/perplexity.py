@@ -79,6 +79,8 @@ class PerplexityScorer:
 
     def token_counts(self, texts: list[str]) -> list[int]:
         """Tokens each text is scored on (truncated at ``max_tokens``): what a score costs."""
+        if not texts:
+            return []
         if self._tokenizer is None:
             self._load()
         return [min(len(ids), self.max_tokens) for ids in self._tokenizer(texts)["input_ids"]]
