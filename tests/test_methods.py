@@ -264,3 +264,30 @@ def test_ratings_are_parsed_strictly():
         assert parse_rating(bad) is None, bad
     messages = rating_messages({"question": "Q?", "answer": "A."}, [{"question": "E?", "solution": "S."}])
     assert "Example 1:\nQuestion: E?\nAnswer: S." in messages[1]["content"] and "Question: Q?" in messages[1]["content"]
+
+
+def test_influence_methods_charge_warm_up_and_gradients_and_read_back(world, tmp_path):
+    from equal.select.influence import GradientScorer, InfluenceConfig
+    from equal.weights import TINY_CHAT_MODEL
+
+    setup_probe = world["setup"]("influence")
+    scorer = GradientScorer(TINY_CHAT_MODEL, InfluenceConfig(dim=32, warmup_epochs=1, batch_size=2),
+                            cache=tmp_path / "influence")  # fmt: skip
+    scorer.prepare(setup_probe.warmup_pairs)  # the LoRA warm-up set: the warm-up stage's random pairs
+    policies = {**world["policies"], "Influence-MAB": {"name": "ucb"}}
+    setup = world["setup"]("influence", influence=scorer, policies=policies)
+    everything = setup.run("All", "math", 0.25, 0)
+    matched = setup.run("EQUAL", "math", 0.25, 0).summary["pairs"]
+    kept = setup.run("Influence", "math", 0.25, 0)
+    assert kept.summary["pairs"] == min(matched, everything.summary["pairs"])
+    stages = [r["stage"] for r in read_jsonl(kept.folder / "ledger.jsonl")]
+    assert stages.count("score-influence") == everything.summary["pairs"]
+    assert stages.count("score-influence-target") == 10 and "influence-warmup" in stages  # D_r has 10 items here
+    assert kept.summary["llm_calls"] == everything.summary["llm_calls"] and kept.summary["new_llm_calls"] == 0
+    assert kept.summary["flops_reference"] > everything.summary["flops_reference"]
+    assert setup.run("Influence", "math", 0.25, 0).summary == kept.summary  # read back
+    bandit = setup.run("Influence-MAB", "math", 0.25, 0)
+    assert bandit.summary["loop_documents"] == 6 and bandit.summary["warmup_documents"] == 2
+    rows = read_jsonl(bandit.folder / "ledger.jsonl")
+    pulled = [p for p in bandit.pairs if p.get("round", -1) >= 0]
+    assert sum(r["stage"] == "score-influence" for r in rows) == len(pulled)

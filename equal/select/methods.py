@@ -26,6 +26,9 @@ Perplexity                 All's pairs, keeping those of lowest perplexity under
                            EQUAL's; costs All plus a base-model forward pass per pair
 LLM-scoring                All's pairs, keeping the best rated (1–5) by the extractor LLM for the target, as
                            many as EQUAL's; costs All plus one LLM call per pair
+Influence                  All's pairs, keeping those of highest LESS-style gradient influence on D_r, as many
+                           as EQUAL's; costs All plus a LoRA warm-up and a gradient per pair and per D_r item
+Influence-MAB              EQUAL's bandit with the mean gradient influence of a pull's pairs as reward
 Oracle (extracted)         a control: the budget's documents from the clusters with the best oracle
                            reward (All's pairs of each cluster against D_r), best cluster first
 =========================  ===========================================================================
@@ -51,8 +54,22 @@ if TYPE_CHECKING:
     from equal.select.runner import MethodRunner, RunRequest
 
 RATING_EXAMPLES = 2  # D_r items shown to the rater as examples of the target task
+EMPTY_INFLUENCE = -1.0  # the reward of an Influence-MAB pull with no pair: the lowest cosine
 EMPTY_NLL = 10.0  # nats/token charged to a Perplexity-MAB pull with no pair: worse than any real text
 UNKNOWN_COLOUR = "#8C8C8C"
+
+
+def _influence_scorer(runner: MethodRunner, name: str):
+    if runner.influence is None:
+        raise ConfigError(f"{name} needs a gradient scorer (parameter influence_model)")
+    return runner.influence
+
+
+def _charge_influence_setup(scorer, ledger: CostLedger, name: str, targets: list[dict]) -> None:
+    """What every Influence run pays before scoring a candidate: the LoRA warm-up and the target's gradients."""
+    scorer.charge_warmup(ledger, name)
+    reference = [{"question": t["question"], "answer": t.get("solution") or t["answer"]} for t in targets]
+    scorer.charge(ledger, name, reference, stage="score-influence-target")
 
 
 def gamma_label(gamma: float) -> str:
@@ -94,23 +111,28 @@ class Method:
 class BanditMethod(Method):
     """A bandit over clusters: the configured policy (``policies[name]``) and reward (OT or perplexity)."""
 
-    reward: str = "ot"  # ot | perplexity
+    reward: str = "ot"  # ot | perplexity | influence
     kind: ClassVar[str] = "bandit"
 
     def fingerprint_parts(self, runner: MethodRunner, request: RunRequest) -> dict:
         store = runner.stores[self.clustering]
         return {
-            "reference": runner.reference_digest(request.target) if self.reward == "ot" else None,
+            "reference": runner.reference_digest(request.target) if self.reward in ("ot", "influence") else None,
             "policy": runner.policy_config(self.name),
-            # perplexity: ":charged" since its scoring is charged as base-model forward passes
-            "reward": runner.reward_config
-            if self.reward == "ot"
-            else f"perplexity:{runner.perplexity_identity()}:charged",
+            "reward": self._reward_identity(runner),
             "docs_per_pull": runner.docs_per_pull,
             "arms_per_round": runner.arms_per_round,
             "clustering": runner.clustering_digest(self.clustering),
             "embedder": getattr(store, "identity", ""),
         }
+
+    def _reward_identity(self, runner: MethodRunner):
+        """What the reward depends on (perplexity: ":charged" since its scoring is charged as forward passes)."""
+        if self.reward == "ot":
+            return runner.reward_config
+        if self.reward == "perplexity":
+            return f"perplexity:{runner.perplexity_identity()}:charged"
+        return f"influence:{runner.influence_identity()}"
 
     def _reward_function(self, runner: MethodRunner, target: str, ledger: CostLedger):
         store = runner.stores[self.clustering]
@@ -121,9 +143,23 @@ class BanditMethod(Method):
                 return ot_reward(arm, store.get([qa_text(p) for p in items]), cumulative)
 
             return reward
+        history: dict[int, list[float]] = {}
+        if self.reward == "influence":
+            scorer = _influence_scorer(runner, self.name)
+            targets = runner.references[target]
+            _charge_influence_setup(scorer, ledger, self.name, targets)
+
+            def influence_reward(arm: int, items: list[dict], cumulative: bool) -> float:
+                scorer.charge(ledger, self.name, items)  # each pull's pairs get a gradient once
+                scores = list(scorer.influence(items, targets))
+                if cumulative:
+                    scores = history.setdefault(arm, []) + scores
+                    history[arm] = scores
+                return float(np.mean(scores)) if scores else EMPTY_INFLUENCE
+
+            return influence_reward
         if runner.perplexity is None:
             raise ConfigError(f"{self.name} needs a perplexity scorer (parameter perplexity_model)")
-        history: dict[int, list[float]] = {}
 
         def reward(arm: int, items: list[dict], cumulative: bool) -> float:
             texts = [qa_text(p) for p in items]
@@ -206,9 +242,10 @@ class FilterMethod(Method):
 
     ``score``: ``avg_sim`` — mean cosine to D_r with the tuned embedder (Avg-sim); ``perplexity`` — the lowest mean
     token NLL under the base model first (the pairs it finds most predictable), charged as base-model forward
-    passes; ``llm`` — the extractor LLM's 1–5 rating of each pair's usefulness for the target (LLM-scoring,
-    :mod:`equal.llm.rating`), charged as LLM calls. Ties are broken in a seeded random order. Per-sample scores
-    like these are what the paper argues against: they treat pairs as independent.
+    passes; ``influence`` — LESS-style gradient influence on D_r (:mod:`equal.select.influence`), charged as
+    forward and backward passes; ``llm`` — the extractor LLM's 1–5 rating of each pair's usefulness for the target
+    (LLM-scoring, :mod:`equal.llm.rating`), charged as LLM calls. Ties are broken in a seeded random order.
+    Per-sample scores like these are what the paper argues against: they treat pairs as independent.
     """
 
     uses_warmup: bool = False
@@ -228,6 +265,8 @@ class FilterMethod(Method):
                       "embedder": getattr(runner.stores["tuned"], "identity", "")}  # fmt: skip
         elif self.score == "perplexity":
             parts["scorer"] = runner.perplexity_identity()
+        elif self.score == "influence":
+            parts |= {"reference": runner.reference_digest(request.target), "scorer": runner.influence_identity()}
         else:
             parts |= {"reference": runner.reference_digest(request.target), "rating_prompt": RATING_VERSION}
         return parts
@@ -245,6 +284,12 @@ class FilterMethod(Method):
                 raise ConfigError(f"{self.name} needs a perplexity scorer (parameter perplexity_model)")
             runner.perplexity.charge(ledger, self.name, pairs, texts)
             return -runner.perplexity.score(texts), {}
+        if self.score == "influence":
+            scorer = _influence_scorer(runner, self.name)
+            targets = runner.references[request.target]
+            _charge_influence_setup(scorer, ledger, self.name, targets)
+            scorer.charge(ledger, self.name, pairs)
+            return scorer.influence(pairs, targets), {}
         if self.score == "llm":
             examples = runner.references[request.target][:RATING_EXAMPLES]
             ratings, malformed = rate_pairs(runner.extractor, pairs, examples, self.name, ledger)
@@ -324,6 +369,8 @@ METHODS: dict[str, Method] = {
         FilterMethod("Avg-sim", "#c49c94"),
         FilterMethod("Perplexity", "#e377c2", score="perplexity"),
         FilterMethod("LLM-scoring", "#f7b6d2", score="llm"),
+        FilterMethod("Influence", "#bcbd22", score="influence"),
+        BanditMethod("Influence-MAB", "#dbdb8d", reward="influence"),
         OracleMethod("Oracle (extracted)", "#7f7f7f"),
     )
 }

@@ -36,11 +36,18 @@ from equal.fingerprint import Fingerprint, arrays_digest, changed_parts, fingerp
 from equal.io import read_jsonl, write_json_atomic, write_jsonl_atomic
 from equal.llm.extract import PAIRS_VERSION, ExtractionReport, QAExtractor, pairs_records
 from equal.llm.ledger import CallRecord, CostLedger
+from equal.select.influence import GradientScorer
 from equal.select.loop import ClusterPool
 from equal.select.methods import Method, gamma_label, get_method
 from equal.select.perplexity import PerplexityScorer
 from equal.select.reward import RewardConfig
 from equal.select.signals import cluster_oracle_rewards
+
+
+def _gradient_scorer(model: str, warmup_pairs: list[dict]) -> GradientScorer:
+    scorer = GradientScorer(model)
+    scorer.prepare(warmup_pairs)
+    return scorer
 
 
 def task_texts(records: list[dict]) -> list[str]:
@@ -102,6 +109,7 @@ class MethodRunner:
     warmup_pairs: list[dict] = field(default_factory=list)
     warmup_ledger: list[dict] = field(default_factory=list)
     perplexity: PerplexityScorer | None = None
+    influence: GradientScorer | None = None  # prepared with the warm-up's pairs (its LoRA warm-up set)
     reward_config: RewardConfig = field(default_factory=RewardConfig)
     docs_per_pull: int = 1
     arms_per_round: int = 1
@@ -128,6 +136,7 @@ class MethodRunner:
         policies: dict[str, dict],
         reward: dict | None = None,
         perplexity_model: str | None = None,
+        influence_model: str | None = None,
         **options,
     ) -> MethodRunner:
         """A runner over a profile's files: corpus (01), warm-up and embedders (02), clusterings (03)."""
@@ -156,6 +165,7 @@ class MethodRunner:
             warmup_pairs=warm_pairs,
             warmup_ledger=warm_ledger,
             perplexity=PerplexityScorer(perplexity_model) if perplexity_model else None,
+            influence=_gradient_scorer(influence_model, warm_pairs) if influence_model else None,
             reward_config=RewardConfig(**(reward or {})),
             **options,
         )
@@ -182,6 +192,10 @@ class MethodRunner:
         if target not in self.references:
             raise ConfigError(f"no reference set for target {target!r}; have {sorted(self.references)}")
         return records_digest(self.references[target])
+
+    def influence_identity(self) -> str:
+        """The gradient scorer's identity: base model, warm-up pairs, configuration ('' when there is none)."""
+        return self.influence.identity if self.influence is not None else ""
 
     def perplexity_identity(self) -> str:
         """The perplexity scorer's model identity ('' when there is none)."""
@@ -357,7 +371,8 @@ class MethodRunner:
         }
         summary["documents_extracted"] = summary["loop_documents"] + summary["warmup_documents"]
         ledger.write_summary(folder / "ledger_summary.json", {"method": method})
-        for cache in (*self.stores.values(), self.perplexity):  # vectors and scores computed by this run
+        for cache in (*self.stores.values(), self.perplexity):  # vectors and scores computed by this run (gradient
+            # features are written as they are computed)
             if hasattr(cache, "save"):
                 cache.save()
         write_json_atomic(folder / "summary.json", summary)
