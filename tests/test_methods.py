@@ -291,3 +291,16 @@ def test_influence_methods_charge_warm_up_and_gradients_and_read_back(world, tmp
     rows = read_jsonl(bandit.folder / "ledger.jsonl")
     pulled = [p for p in bandit.pairs if p.get("round", -1) >= 0]
     assert sum(r["stage"] == "score-influence" for r in rows) == len(pulled)
+
+
+def test_rewriting_writes_pairs_from_d_r_within_the_budget_and_resumes_from_the_cache(world):
+    setup = world["setup"]("rewriting")
+    matched = setup.run("EQUAL", "math", 0.25, 0).summary["pairs"]
+    made = setup.run("Rewriting", "math", 0.25, 0)
+    assert made.summary["loop_documents"] == 0 and made.summary["documents_extracted"] == 0  # reads no document
+    assert made.summary["pairs"] <= matched  # EQUAL's number of pairs at most
+    calls = read_jsonl(made.folder / "ledger.jsonl")
+    assert calls and {r["stage"] for r in calls} == {"rewrite"} and made.summary["llm_calls"] == len(calls)
+    assert made.summary["rewriting"]["calls"] == len(calls)
+    again = world["setup"]("rewriting-again").run("Rewriting", "math", 0.25, 0)  # a fresh folder, the same cache
+    assert again.summary["new_llm_calls"] == 0 and again.pairs == made.pairs  # nothing paid twice, same pairs

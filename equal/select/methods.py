@@ -29,6 +29,8 @@ LLM-scoring                All's pairs, keeping the best rated (1–5) by the ex
 Influence                  All's pairs, keeping those of highest LESS-style gradient influence on D_r, as many
                            as EQUAL's; costs All plus a LoRA warm-up and a gradient per pair and per D_r item
 Influence-MAB              EQUAL's bandit with the mean gradient influence of a pull's pairs as reward
+Rewriting                  no documents: the extractor LLM writes new problems like the D_r items, as many pairs
+                           as EQUAL's, new and decontaminated; costs its generation calls
 Oracle (extracted)         a control: the budget's documents from the clusters with the best oracle
                            reward (All's pairs of each cluster against D_r), best cluster first
 =========================  ===========================================================================
@@ -49,6 +51,7 @@ from equal.llm.rating import RATING_VERSION, rate_pairs
 from equal.select.loop import LoopConfig, run_loop
 from equal.select.policies import make_policy
 from equal.select.reward import OTReward
+from equal.select.rewriting import REWRITE_VERSION, protected_items, rewrite_from_seeds
 
 if TYPE_CHECKING:
     from equal.select.runner import MethodRunner, RunRequest
@@ -314,6 +317,36 @@ class FilterMethod(Method):
 
 
 @dataclass(frozen=True)
+class RewritingMethod(Method):
+    """Synthetic data instead of documents: the extractor LLM writes new problems like the D_r items
+    (:mod:`equal.select.rewriting`), as many pairs as ``matched`` extracted at the same γ and seed, new and
+    decontaminated against every evaluation item. It reads no document and pays its generation calls."""
+
+    uses_warmup: bool = False
+    matched: str = "EQUAL"
+    kind: ClassVar[str] = "rewrite"
+
+    def fingerprint_parts(self, runner: MethodRunner, request: RunRequest) -> dict:
+        return {
+            "matched": runner.fingerprint(self.matched, request.target, request.gamma, request.seed).digest,
+            "reference": runner.reference_digest(request.target),
+            "prompt": REWRITE_VERSION,
+            "protected": len(protected_items(runner.artifacts)),
+        }
+
+    def select(self, runner: MethodRunner, request: RunRequest, ledger: CostLedger) -> Selection:
+        wanted = runner.run(self.matched, request.target, request.gamma, request.seed).summary["pairs"]
+        pairs, counts = rewrite_from_seeds(
+            runner.extractor, runner.references[request.target], wanted, protected_items(runner.artifacts),
+            self.name, ledger, seed=request.seed, pairs_per_call=runner.extractor.config.max_pairs,
+        )  # fmt: skip
+        domain = runner.target_domain(request.target)
+        chosen = [{**p, "method": self.name, "domain": domain, "source": "rewriting", "pair_index": i}
+                  for i, p in enumerate(pairs)]  # fmt: skip
+        return Selection([], chosen, extra={"rewriting": counts})
+
+
+@dataclass(frozen=True)
 class OracleMethod(Method):
     """A control, not a method: the budget's documents from the clusters with the best *oracle* reward — each
     cluster's OT reward against D_r when all its documents are extracted, known because ``source`` (All) extracted
@@ -371,6 +404,7 @@ METHODS: dict[str, Method] = {
         FilterMethod("LLM-scoring", "#f7b6d2", score="llm"),
         FilterMethod("Influence", "#bcbd22", score="influence"),
         BanditMethod("Influence-MAB", "#dbdb8d", reward="influence"),
+        RewritingMethod("Rewriting", "#17becf"),
         OracleMethod("Oracle (extracted)", "#7f7f7f"),
     )
 }

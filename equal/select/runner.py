@@ -193,6 +193,13 @@ class MethodRunner:
             raise ConfigError(f"no reference set for target {target!r}; have {sorted(self.references)}")
         return records_digest(self.references[target])
 
+    def target_domain(self, target: str) -> str | None:
+        """The declared domain of ``target`` (None when the profile has no task declarations, as in unit tests)."""
+        try:
+            return self.artifacts.load_tasks()[target].domain
+        except (FileNotFoundError, ConfigError, KeyError):
+            return None
+
     def influence_identity(self) -> str:
         """The gradient scorer's identity: base model, warm-up pairs, configuration ('' when there is none)."""
         return self.influence.identity if self.influence is not None else ""
@@ -338,7 +345,14 @@ class MethodRunner:
         pairs = selection.pairs
         if selection.pulls is None:  # provenance like the bandit's: the document's (tuned) cluster, no round
             tuned = self.labels["tuned"]
-            pairs = [{**p, "cluster": int(tuned[self._index[p["doc_id"]]]), "round": None} for p in pairs]
+            pairs = [
+                {
+                    **p,
+                    "cluster": int(tuned[self._index[p["doc_id"]]]) if p["doc_id"] in self._index else None,
+                    "round": None,
+                }
+                for p in pairs
+            ]  # fmt: skip  (Rewriting's pairs come from no document)
         pairs = warm_pairs + pairs
         domains = [self.corpus[i]["domain"] for i in selection.indices]
         if spec.uses_warmup:

@@ -1,0 +1,138 @@
+"""Rewriting: synthetic data from the reference set instead of documents — the paper's Rewriting baseline.
+
+The extractor LLM is shown one D_r item at a time (seeded order, cycling) and asked for new problems of the same
+kind with worked solutions, under a versioned prompt and the extraction JSON schema, sampling at ``temperature``.
+Each call is numbered in its prompt, so calls differ even on the same item, and every one is cached and resumable
+like an extraction call (calls are batched like extraction).
+Generated pairs are kept when they are new — not a D_r question, not a repeat of a pair already kept (normalised
+text) — and clean: no 13-word overlap with any evaluation item (the corpus's decontamination test). Generation
+stops once ``wanted`` pairs are kept or after ``max_calls``. Calls are charged to the ledger (stage ``rewrite``).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+
+from equal.data.decontam import Decontaminator
+from equal.data.dedup import normalized_words
+from equal.errors import ConfigError
+from equal.llm.parsing import parse_pairs
+from equal.llm.prompts import qa_schema
+from equal.llm.quality import FINAL_ANSWER, without_degenerate
+from equal.llm.types import GenerationParams, Messages
+
+
+@dataclass(frozen=True)
+class RewritePrompt:
+    """One version of the rewriting prompt."""
+
+    version: str
+    system: str
+    user: str  # formatted with pairs, question, solution
+
+
+REWRITE_PROMPTS = {
+    "qa-rewrite-v1": RewritePrompt(
+        "qa-rewrite-v1",
+        system="You write instruction-tuning data: new practice problems with worked solutions. Reply with JSON only.",
+        user=(
+            "Here is an example problem with its solution:\n\nProblem: {question}\nSolution: {solution}\n\n"
+            "Set {index}. Write {pairs} new problems of the same kind and difficulty — different situations, names "
+            "and numbers, not copies — each with a correct step-by-step solution. A problem's solution ends with the "
+            f"line '{FINAL_ANSWER} <final answer>'; a programming task's answer is working Python code in a ```python "
+            "block."
+            '\nFormat: {{"pairs": [{{"question": "...", "answer": "..."}}]}}'
+        ),
+    ),
+}
+REWRITE_VERSION = "qa-rewrite-v1"
+
+
+def rewrite_messages(seed_item: dict, pairs: int, index: int = 0, version: str = REWRITE_VERSION) -> Messages:
+    """Chat messages asking for ``pairs`` new problems like ``seed_item`` (a D_r question with its solution);
+    ``index`` numbers the call, so that two calls on the same item are two different (cacheable) requests."""
+    if version not in REWRITE_PROMPTS:
+        raise ConfigError(f"unknown rewriting prompt {version!r}; known: {sorted(REWRITE_PROMPTS)}")
+    prompt = REWRITE_PROMPTS[version]
+    solution = seed_item.get("solution") or seed_item.get("answer") or ""
+    user = prompt.user.format(question=seed_item["question"], solution=solution, pairs=pairs, index=index + 1)
+    return [{"role": "system", "content": prompt.system}, {"role": "user", "content": user}]
+
+
+def _normal(text: str) -> str:
+    return " ".join(normalized_words(text))
+
+
+def rewrite_from_seeds(
+    extractor,
+    seeds: list[dict],
+    wanted: int,
+    protected: list[tuple[str, str]],
+    method: str,
+    ledger=None,
+    seed: int = 0,
+    pairs_per_call: int = 2,
+    temperature: float = 0.8,
+    max_calls: int | None = None,
+    version: str = REWRITE_VERSION,
+) -> tuple[list[dict], dict]:
+    """Generate up to ``wanted`` new pairs from the D_r ``seeds`` with ``extractor``'s LLM (cached, charged to
+    ``ledger``); ``protected``: (id, text) of evaluation items no pair may overlap. Returns the pairs (each with
+    the id of the seed it came from) and counts of what was dropped and why."""
+    if not seeds or wanted <= 0:
+        return [], {"calls": 0, "generated": 0, "duplicates": 0, "contaminated": 0, "malformed": 0}
+    order = list(seeds)
+    random.Random(f"rewrite-{seed}").shuffle(order)
+    clean = Decontaminator(13).fit(protected)
+    seen = {_normal(s["question"]) for s in seeds}  # a D_r question is not new
+    kept: list[dict] = []
+    counts = {"calls": 0, "generated": 0, "duplicates": 0, "contaminated": 0, "malformed": 0}
+    limit = max_calls if max_calls is not None else 3 * (wanted // max(pairs_per_call, 1) + 1)
+    schema = qa_schema(pairs_per_call) if extractor.config.constrain_json else None
+    batch = max(1, getattr(extractor.backend, "batch_size", 1))
+    params = GenerationParams(max_tokens=extractor.config.max_tokens, temperature=temperature, seed=seed,
+                              json_schema=schema, repeat_penalty=extractor.config.repeat_penalty)  # fmt: skip
+    while len(kept) < wanted and counts["calls"] < limit:
+        calls = range(counts["calls"], min(counts["calls"] + batch, limit))
+        items = [order[i % len(order)] for i in calls]
+        requests = [rewrite_messages(item, pairs_per_call, i, version) for i, item in zip(calls, items, strict=True)]
+        answers = extractor.ask(f"rewrite:{version}", requests, params)
+        for item, (completion, cached) in zip(items, answers, strict=True):
+            counts["calls"] += 1
+            parsed = parse_pairs(completion.text) if completion.error is None else None
+            status = parsed.status if parsed is not None else "error"
+            extractor.charge(ledger, method, f"dr:{item.get('id', '')}", "rewrite", completion, cached, status)
+            if parsed is None or not parsed.pairs:
+                counts["malformed"] += 1
+                continue
+            for pair in without_degenerate(parsed.pairs):
+                counts["generated"] += 1
+                key = _normal(pair["question"])
+                if key in seen:
+                    counts["duplicates"] += 1
+                    continue
+                if clean.match(f"{pair['question']}\n{pair['answer']}") is not None:
+                    counts["contaminated"] += 1
+                    continue
+                seen.add(key)
+                if len(kept) < wanted:
+                    kept.append({**pair, "seed_item": item.get("id"), "doc_id": f"dr:{item.get('id', '')}"})
+    return kept, counts
+
+
+def protected_items(artifacts) -> list[tuple[str, str]]:
+    """(id, text) of every declared task's evaluation items the profile prepared (none when there are none)."""
+    try:
+        tasks = artifacts.load_tasks()
+    except (FileNotFoundError, ConfigError):
+        return []
+    items = []
+    for name in tasks:
+        path = artifacts.evaluation_file(name)
+        if path.is_file():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                record = json.loads(line)
+                items.append((str(record.get("id")), f"{record.get('question', '')}\n{record.get('solution', '')}"))
+    return items
