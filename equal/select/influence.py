@@ -90,7 +90,7 @@ class GradientScorer:
         key = fingerprint(base=self.base_identity, config=asdict(self.config),
                           pairs=[(p["question"], p["answer"]) for p in self._warmup]).digest[:16]  # fmt: skip
         self.identity = f"{self.base_identity}+lora@{key}"
-        self._adapters = self._cache_root / "adapters" / f"{key}.safetensors"
+        self._adapters = self._cache_root / "adapters" / f"{key}.pt"
         digest = hashlib.sha256(self.identity.encode()).hexdigest()[:16]
         self._features_path = self._cache_root / f"features-{digest}-{self.config.dim}.json"
         self._features = json.loads(self._features_path.read_text()) if self._features_path.is_file() else {}
@@ -105,7 +105,6 @@ class GradientScorer:
         import torch
         from datasets import Dataset
         from peft import set_peft_model_state_dict
-        from safetensors.torch import load_file, save_file
         from transformers import Trainer, TrainingArguments
 
         if self._model is not None:
@@ -114,7 +113,7 @@ class GradientScorer:
             raise RuntimeError("GradientScorer.prepare must name the warm-up pairs before features are computed")
         self._load()
         if self._adapters.is_file():
-            set_peft_model_state_dict(self._model, load_file(str(self._adapters)))
+            set_peft_model_state_dict(self._model, torch.load(self._adapters, weights_only=True))
         elif self._warmup:
             examples = [self._example(p) for p in self._warmup]
             pad = self._tokenizer.pad_token_id if self._tokenizer.pad_token_id is not None else 0
@@ -134,7 +133,7 @@ class GradientScorer:
                     data_collator=PadCollator(pad)).train()  # fmt: skip
             self._adapters.parent.mkdir(parents=True, exist_ok=True)
             state = {k: v.detach().contiguous() for k, v in self._model.state_dict().items() if "lora_" in k}
-            save_file(state, str(self._adapters))
+            torch.save(state, self._adapters)
         self._model.eval()
         torch.manual_seed(self.config.seed)
 
