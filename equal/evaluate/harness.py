@@ -123,12 +123,14 @@ def item_scores(
     config: EvalConfig,
     cache_dir: Path,
     specs: dict[str, TaskSpec],
+    model_id: str | None = None,
 ) -> list[dict]:
     """Every evaluation item's score for one model, read from the cache :func:`evaluate_model` filled: ``value``
     and ``weight`` such that a metric over any set of items is sum(value) / sum(weight) — bits of the gold
     solution and its UTF-8 bytes for bits per byte, the 0/1 score and 1 otherwise. Paired comparisons between
-    models (bootstrap over items) are built from these."""
-    model_id = _model_id(model_dir)
+    models (bootstrap over items) are built from these. ``model_id``: the ``model_weights`` of
+    :func:`evaluate_model`'s rows (else the weights are hashed again)."""
+    model_id = model_id or _model_id(model_dir)
     rows = []
     for bench, cfg, n in task_configs(eval_files, config, specs):
         path = _cache_path(model_id, cfg, n, config, cache_dir)

@@ -76,6 +76,28 @@ PROMPTS = {
     ),
 }
 
+
+@dataclass(frozen=True)
+class ChatPrompt:
+    """One version of a prompt for a call other than extraction (rating, rewriting): a system message and a user
+    template; kept under its version like the extraction prompts, the version being part of every cache key."""
+
+    version: str
+    system: str
+    user: str  # a str.format template
+
+    def messages(self, **fields) -> Messages:
+        """The chat messages with ``fields`` filled into the user template."""
+        return [{"role": "system", "content": self.system}, {"role": "user", "content": self.user.format(**fields)}]
+
+
+def pick_prompt(prompts: dict[str, ChatPrompt], version: str, kind: str) -> ChatPrompt:
+    """The ``kind`` prompt of ``version`` from ``prompts``; an unknown version names the known ones."""
+    if version not in prompts:
+        raise ConfigError(f"unknown {kind} prompt {version!r}; known: {sorted(prompts)}")
+    return prompts[version]
+
+
 #: The default prompt version (profiles may name another: ``extraction.prompt_version``).
 PROMPT_VERSION = "qa-extract-v1"
 

@@ -9,23 +9,12 @@ Calls go through the extractor's engine, cache and ledger (stage ``rate``), pric
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
-from equal.errors import ConfigError
+from equal.llm.prompts import ChatPrompt, pick_prompt
 from equal.llm.types import GenerationParams, Messages
 
-
-@dataclass(frozen=True)
-class RatingPrompt:
-    """One version of the rating prompt."""
-
-    version: str
-    system: str
-    user: str  # formatted with examples, question, answer
-
-
 RATING_PROMPTS = {
-    "qa-rate-v1": RatingPrompt(
+    "qa-rate-v1": ChatPrompt(
         "qa-rate-v1",
         system="You judge instruction-tuning data. Reply with JSON only.",
         user=(
@@ -47,14 +36,11 @@ MAX_CHARS = 1500  # of a question, an answer or an example shown in the prompt
 
 def rating_messages(pair: dict, examples: list[dict], version: str = RATING_VERSION) -> Messages:
     """Chat messages asking for the rating of ``pair`` against the target's ``examples`` (question/solution)."""
-    if version not in RATING_PROMPTS:
-        raise ConfigError(f"unknown rating prompt {version!r}; known: {sorted(RATING_PROMPTS)}")
-    prompt = RATING_PROMPTS[version]
+    prompt = pick_prompt(RATING_PROMPTS, version, "rating")
     shown = "\n\n".join(f"Example {i + 1}:\nQuestion: {e['question'][:MAX_CHARS]}\n"
                         f"Answer: {(e.get('solution') or e.get('answer') or '')[:MAX_CHARS]}"
                         for i, e in enumerate(examples))  # fmt: skip
-    user = prompt.user.format(examples=shown, question=pair["question"][:MAX_CHARS], answer=pair["answer"][:MAX_CHARS])
-    return [{"role": "system", "content": prompt.system}, {"role": "user", "content": user}]
+    return prompt.messages(examples=shown, question=pair["question"][:MAX_CHARS], answer=pair["answer"][:MAX_CHARS])
 
 
 def parse_rating(text: str) -> int | None:

@@ -91,9 +91,7 @@ def variance_components(items: pd.DataFrame, method: str, gamma: float, benchmar
       replicate's variance divided by the number of items;
     * ``seed_std`` — the replicate spread without that item noise (what more items cannot reduce).
     """
-    part = items[(items["method"] == method) & (items["benchmark"] == benchmark) & (items["metric"] == metric)
-                 & np.isclose(items["gamma"], gamma)]  # fmt: skip
-    values, weights, models = model_matrix(part, method, gamma, benchmark, metric)
+    values, weights, models = model_matrix(items, method, gamma, benchmark, metric)
     if len(models) < 2:
         return {}
     per_model = pd.Series(_metric_rows(values, weights), index=models)
@@ -102,7 +100,7 @@ def variance_components(items: pd.DataFrame, method: str, gamma: float, benchmar
     item_var = float(np.mean(residual.var(axis=0, ddof=1) * (weights.mean(axis=0) / weights.mean()) ** 2))
     n_items = values.shape[1]
     extra = {}
-    seeds = part.drop_duplicates("model").set_index("model").loc[models, ["seed", "train_seed"]]
+    seeds = items[items["model"].isin(models)].drop_duplicates("model").set_index("model").loc[models]
     if seeds["train_seed"].nunique() > 1 and seeds["seed"].nunique() > 1:
         grouped = per_model.groupby(seeds["seed"].to_numpy())
         within = float(grouped.var(ddof=1).mean())

@@ -46,12 +46,13 @@ import pandas as pd
 
 from equal.embed.warmup import qa_text
 from equal.errors import ConfigError
+from equal.fingerprint import fingerprint
 from equal.llm.ledger import CallRecord, CostLedger
 from equal.llm.rating import RATING_VERSION, rate_pairs
 from equal.select.loop import LoopConfig, run_loop
 from equal.select.policies import make_policy
 from equal.select.reward import OTReward
-from equal.select.rewriting import REWRITE_VERSION, protected_items, rewrite_from_seeds
+from equal.select.rewriting import REWRITE_VERSION, rewrite_from_seeds
 
 if TYPE_CHECKING:
     from equal.select.runner import MethodRunner, RunRequest
@@ -331,13 +332,13 @@ class RewritingMethod(Method):
             "matched": runner.fingerprint(self.matched, request.target, request.gamma, request.seed).digest,
             "reference": runner.reference_digest(request.target),
             "prompt": REWRITE_VERSION,
-            "protected": len(protected_items(runner.artifacts)),
+            "protected": fingerprint(items=runner.protected_items()).digest,
         }
 
     def select(self, runner: MethodRunner, request: RunRequest, ledger: CostLedger) -> Selection:
         wanted = runner.run(self.matched, request.target, request.gamma, request.seed).summary["pairs"]
         pairs, counts = rewrite_from_seeds(
-            runner.extractor, runner.references[request.target], wanted, protected_items(runner.artifacts),
+            runner.extractor, runner.references[request.target], wanted, runner.protected_items(),
             self.name, ledger, seed=request.seed, pairs_per_call=runner.extractor.config.max_pairs,
         )  # fmt: skip
         domain = runner.target_domain(request.target)

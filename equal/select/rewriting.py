@@ -11,30 +11,19 @@ stops once ``wanted`` pairs are kept or after ``max_calls``. Calls are charged t
 
 from __future__ import annotations
 
-import json
 import random
-from dataclasses import dataclass
 
 from equal.data.decontam import Decontaminator
 from equal.data.dedup import normalized_words
+from equal.data.targets import evaluation_text
 from equal.errors import ConfigError
 from equal.llm.parsing import parse_pairs
-from equal.llm.prompts import qa_schema
+from equal.llm.prompts import ChatPrompt, pick_prompt, qa_schema
 from equal.llm.quality import FINAL_ANSWER, without_degenerate
 from equal.llm.types import GenerationParams, Messages
 
-
-@dataclass(frozen=True)
-class RewritePrompt:
-    """One version of the rewriting prompt."""
-
-    version: str
-    system: str
-    user: str  # formatted with pairs, question, solution
-
-
 REWRITE_PROMPTS = {
-    "qa-rewrite-v1": RewritePrompt(
+    "qa-rewrite-v1": ChatPrompt(
         "qa-rewrite-v1",
         system="You write instruction-tuning data: new practice problems with worked solutions. Reply with JSON only.",
         user=(
@@ -53,12 +42,10 @@ REWRITE_VERSION = "qa-rewrite-v1"
 def rewrite_messages(seed_item: dict, pairs: int, index: int = 0, version: str = REWRITE_VERSION) -> Messages:
     """Chat messages asking for ``pairs`` new problems like ``seed_item`` (a D_r question with its solution);
     ``index`` numbers the call, so that two calls on the same item are two different (cacheable) requests."""
-    if version not in REWRITE_PROMPTS:
-        raise ConfigError(f"unknown rewriting prompt {version!r}; known: {sorted(REWRITE_PROMPTS)}")
-    prompt = REWRITE_PROMPTS[version]
     solution = seed_item.get("solution") or seed_item.get("answer") or ""
-    user = prompt.user.format(question=seed_item["question"], solution=solution, pairs=pairs, index=index + 1)
-    return [{"role": "system", "content": prompt.system}, {"role": "user", "content": user}]
+    return pick_prompt(REWRITE_PROMPTS, version, "rewriting").messages(
+        question=seed_item["question"], solution=solution, pairs=pairs, index=index + 1
+    )
 
 
 def _normal(text: str) -> str:
@@ -123,16 +110,11 @@ def rewrite_from_seeds(
 
 
 def protected_items(artifacts) -> list[tuple[str, str]]:
-    """(id, text) of every declared task's evaluation items the profile prepared (none when there are none)."""
+    """(id, text) of every declared task's evaluation items the profile prepared (none when there are none), in the
+    form the corpus's decontamination indexes them."""
     try:
         tasks = artifacts.load_tasks()
     except (FileNotFoundError, ConfigError):
         return []
-    items = []
-    for name in tasks:
-        path = artifacts.evaluation_file(name)
-        if path.is_file():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                record = json.loads(line)
-                items.append((str(record.get("id")), f"{record.get('question', '')}\n{record.get('solution', '')}"))
-    return items
+    return [(str(item.get("id")), evaluation_text(item)) for name in tasks if artifacts.evaluation_file(name).is_file()
+            for item in artifacts.load_evaluation(name)]  # fmt: skip

@@ -41,6 +41,7 @@ from equal.select.loop import ClusterPool
 from equal.select.methods import Method, gamma_label, get_method
 from equal.select.perplexity import PerplexityScorer
 from equal.select.reward import RewardConfig
+from equal.select.rewriting import protected_items
 from equal.select.signals import cluster_oracle_rewards
 
 
@@ -125,6 +126,7 @@ class MethodRunner:
             "warmup": records_digest([*self.warmup_pairs, *self.warmup_ledger]),
         }
         self._clustering_digests: dict[str, str] = {}
+        self._protected: list[tuple[str, str]] | None = None
         self._report: ExtractionReport | None = None
 
     @classmethod
@@ -192,6 +194,12 @@ class MethodRunner:
         if target not in self.references:
             raise ConfigError(f"no reference set for target {target!r}; have {sorted(self.references)}")
         return records_digest(self.references[target])
+
+    def protected_items(self) -> list[tuple[str, str]]:
+        """(id, text) of every evaluation item of the profile (read once): what generated pairs must not overlap."""
+        if self._protected is None:
+            self._protected = protected_items(self.artifacts)
+        return self._protected
 
     def target_domain(self, target: str) -> str | None:
         """The declared domain of ``target`` (None when the profile has no task declarations, as in unit tests)."""
