@@ -15,8 +15,10 @@ Errors never escape :meth:`chat`: a failed request comes back as a :class:`Compl
 from __future__ import annotations
 
 import os
+import random
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from equal.errors import ConfigError
@@ -181,8 +183,36 @@ class TransformersBackend:
 RESPONSE_FORMATS = ("json_schema", "json_object", "guided_json", "none")
 
 
+def stream_answers(backend, requests: list[Messages], positions: list[int], params: GenerationParams):
+    """Answer ``requests[p]`` for each ``p`` in ``positions``, yielding ``(p, completion)`` as each arrives: from the
+    backend's own ``stream`` where it has one (a window of requests in flight), else batch by batch."""
+    if hasattr(backend, "stream"):
+        for index, completion in backend.stream([requests[p] for p in positions], params):
+            yield positions[index], completion
+        return
+    size = max(1, backend.batch_size)
+    for start in range(0, len(positions), size):
+        chunk = positions[start : start + size]
+        yield from zip(chunk, backend.chat([requests[p] for p in chunk], params), strict=True)
+
+
+class _Replica:
+    """One server of an OpenAI-compatible deployment, with the requests it has in flight."""
+
+    def __init__(self, client, url: str) -> None:
+        self.client, self.url = client, url
+        self.in_flight = 0
+        self.failures = 0  # consecutive failures: a failing replica is tried last
+
+
 class OpenAIBackend:
-    """Any OpenAI-compatible chat server, with concurrent requests.
+    """Any OpenAI-compatible chat server — or several replicas of one — with a window of requests in flight.
+
+    ``base_url`` is one URL or a list (e.g. the vLLM replicas of a deployment); each request goes to the replica
+    with the fewest requests in flight (failing replicas last). ``concurrency`` requests are in flight at any
+    moment across the whole batch — a new one starts as soon as any finishes, never chunk by chunk. A failed
+    request (connection error, timeout, 429, 5xx) is retried up to ``max_retries`` times on another replica
+    after an exponential backoff with jitter; other errors, and the last failure, come back as error results.
 
     ``response_format`` is ``"json_schema"`` (OpenAI structured outputs; vLLM, recent llama.cpp),
     ``"json_object"`` (JSON mode, plus the schema for llama-cpp-python's server), ``"guided_json"``
@@ -193,7 +223,7 @@ class OpenAIBackend:
 
     def __init__(
         self,
-        base_url: str,
+        base_url: str | list[str],
         model: str,
         api_key: str | None = None,
         concurrency: int = 4,
@@ -202,23 +232,29 @@ class OpenAIBackend:
         n_params: int = 0,
         context_length: int = 8192,
         response_format: str = "json_object",
+        batch_size: int | None = None,
+        backoff_s: float = 0.5,
     ) -> None:
         from openai import OpenAI
 
         if response_format not in RESPONSE_FORMATS:
             raise ConfigError(f"response_format must be one of {RESPONSE_FORMATS}, got {response_format!r}")
-        # The client retries connection errors, 408/429/5xx with exponential backoff and jitter.
-        self._client = OpenAI(
-            base_url=base_url,
-            api_key=api_key or os.environ.get("OPENAI_API_KEY") or "not-needed",
-            timeout=timeout,
-            max_retries=max_retries,
-        )
+        urls = [base_url] if isinstance(base_url, str) else list(base_url)
+        if not urls:
+            raise ConfigError("base_url: give at least one server URL")
+        key = api_key or os.environ.get("OPENAI_API_KEY") or "not-needed"
+        # Retries are ours (they move to another replica); the client makes one attempt.
+        self._replicas = [_Replica(OpenAI(base_url=u, api_key=key, timeout=timeout, max_retries=0), u) for u in urls]
+        self._pick_lock = threading.Lock()
         self.model = model
-        self.model_id = f"openai:{model}"
+        self.model_id = f"openai:{model}"  # the served model, whichever replica answers
         self.n_params = n_params
         self.context_length = context_length
-        self.batch_size = concurrency
+        self.concurrency = max(1, concurrency)
+        # documents the extractor hands over at once; ``concurrency`` of them are in flight
+        self.batch_size = batch_size or max(16, 4 * self.concurrency)
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
         self.response_format = response_format
 
     def count_tokens(self, text: str) -> int:
@@ -239,37 +275,77 @@ class OpenAIBackend:
             return {"extra_body": {"guided_json": schema}}
         return {"response_format": {"type": "json_object", "schema": schema}}
 
-    def _one(self, messages: Messages, params: GenerationParams) -> Completion:
+    def _acquire(self) -> _Replica:
+        with self._pick_lock:
+            replica = min(self._replicas, key=lambda r: (r.failures > 0, r.in_flight, r.failures))
+            replica.in_flight += 1
+            return replica
+
+    def _finish(self, replica: _Replica, ok: bool) -> None:
+        with self._pick_lock:
+            replica.in_flight -= 1
+            replica.failures = 0 if ok else replica.failures + 1
+
+    def _request(self, client, messages: Messages, params: GenerationParams) -> Completion:
         start = time.perf_counter()
-        try:
-            kwargs = self._constraint(params.json_schema)
-            if params.repeat_penalty != 1.0:  # not in the OpenAI API; vLLM and llama.cpp servers read it here
-                kwargs["extra_body"] = {**kwargs.get("extra_body", {}), "repetition_penalty": params.repeat_penalty}
-            response = self._client.chat.completions.create(
-                model=self.model,
-                messages=messages,
-                max_tokens=params.max_tokens,
-                temperature=params.temperature,
-                top_p=params.top_p,
-                seed=params.seed,
-                **kwargs,
-            )
-            choice = response.choices[0]
-            usage = response.usage
-            return Completion(
-                choice.message.content or "",
-                usage.prompt_tokens if usage else 0,
-                usage.completion_tokens if usage else 0,
-                time.perf_counter() - start,
-                choice.finish_reason or "stop",
-            )
-        except Exception as exc:  # after the client's own retries: record, do not crash the run
-            return _error(start, exc)
+        kwargs = self._constraint(params.json_schema)
+        if params.repeat_penalty != 1.0:  # not in the OpenAI API; vLLM and llama.cpp servers read it here
+            kwargs["extra_body"] = {**kwargs.get("extra_body", {}), "repetition_penalty": params.repeat_penalty}
+        response = client.chat.completions.create(
+            model=self.model,
+            messages=messages,
+            max_tokens=params.max_tokens,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            seed=params.seed,
+            **kwargs,
+        )
+        choice = response.choices[0]
+        usage = response.usage
+        return Completion(
+            choice.message.content or "",
+            usage.prompt_tokens if usage else 0,
+            usage.completion_tokens if usage else 0,
+            time.perf_counter() - start,
+            choice.finish_reason or "stop",
+        )
+
+    def _one(self, messages: Messages, params: GenerationParams) -> Completion:
+        import openai
+
+        retryable = (openai.APIConnectionError, openai.APITimeoutError, openai.RateLimitError,
+                     openai.InternalServerError)  # fmt: skip
+        start = time.perf_counter()
+        for attempt in range(self.max_retries + 1):
+            replica = self._acquire()
+            try:
+                completion = self._request(replica.client, messages, params)
+            except retryable as exc:
+                self._finish(replica, ok=False)
+                if attempt == self.max_retries:
+                    return _error(start, exc)
+                time.sleep(self.backoff_s * 2**attempt * (1 + random.random()))  # jitter spreads the retries
+                continue
+            except Exception as exc:  # a request the server rejects: record it, do not crash the run
+                self._finish(replica, ok=False)
+                return _error(start, exc)
+            self._finish(replica, ok=True)
+            return completion
+        raise AssertionError("unreachable")
+
+    def stream(self, batch: list[Messages], params: GenerationParams):
+        """Yield ``(index, completion)`` as answers arrive, ``concurrency`` requests in flight."""
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            futures = {pool.submit(self._one, messages, params): index for index, messages in enumerate(batch)}
+            for future in as_completed(futures):
+                yield futures[future], future.result()
 
     def chat(self, batch: list[Messages], params: GenerationParams) -> list[Completion]:
-        """Send the batch concurrently (``concurrency`` requests in flight)."""
-        with ThreadPoolExecutor(max_workers=self.batch_size) as pool:
-            return list(pool.map(lambda m: self._one(m, params), batch))
+        """The whole batch, in order (``concurrency`` requests in flight)."""
+        answers: list[Completion | None] = [None] * len(batch)
+        for index, completion in self.stream(batch, params):
+            answers[index] = completion
+        return answers  # type: ignore[return-value]
 
 
 def make_backend(spec: dict):

@@ -14,7 +14,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from equal.llm.cache import CallCache, call_key
+from equal.llm.backends import stream_answers
+from equal.llm.cache import CallCache, CallMeta, call_key
 from equal.llm.ledger import CallRecord, CostLedger
 from equal.llm.parsing import ParsedAnswer, parse_pairs
 from equal.llm.prompts import (
@@ -127,21 +128,13 @@ class QAExtractor:
         return call_key(self.backend.kind, self.backend.model_id, f"{version}/{stage}", params, messages)
 
     def _calls(self, stage: str, requests: list[Messages], params: GenerationParams) -> list[tuple[Completion, bool]]:
-        """Answer each request from the cache or the backend (in backend-sized batches)."""
+        """Answer each request exactly once across every worker sharing the cache: stored answers are read, the
+        rest are called (streamed from the backend, each stored as it arrives) or waited for when another worker
+        is already making that call."""
         keys = [self._key(stage, m, params) for m in requests]
-        answers: list[tuple[Completion, bool] | None] = []
-        for key in keys:
-            hit = self.cache.get(key)
-            answers.append((hit, True) if hit is not None else None)
-        missing = [i for i, a in enumerate(answers) if a is None]
-        size = max(1, self.backend.batch_size)
-        for start in range(0, len(missing), size):
-            chunk = missing[start : start + size]
-            for index, completion in zip(chunk, self.backend.chat([requests[i] for i in chunk], params), strict=True):
-                self.cache.put(keys[index], completion, self.backend.kind, self.backend.model_id,
-                               self.config.prompt_version, stage)  # fmt: skip
-                answers[index] = (completion, False)
-        return answers  # type: ignore[return-value]
+        meta = CallMeta(self.backend.kind, self.backend.model_id, self.config.prompt_version, stage)
+        return self.cache.resolve(keys, lambda positions: stream_answers(self.backend, requests, positions, params),
+                                  meta)  # fmt: skip
 
     def ask(self, stage: str, requests: list[Messages], params: GenerationParams) -> list[tuple[Completion, bool]]:
         """Answer chat requests other than extraction (e.g. ratings) through this extractor's backend and cache:
