@@ -1,10 +1,12 @@
 """Each backend through the extractor: tiny random transformers model, SmolLM2 GGUF in llama.cpp,
 and a real OpenAI-compatible server (llama-cpp-python's) on localhost."""
 
+import http.server
 import json
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -104,47 +106,39 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def llama_server():
-    """llama-cpp-python's OpenAI-compatible server with SmolLM2-135M, on a free localhost port."""
+def _start_llama_server(threads: int = 2) -> tuple[subprocess.Popen, str]:
+    """llama-cpp-python's OpenAI-compatible server with SmolLM2-135M on a free localhost port, once it answers."""
     port = _free_port()
     model = packaged_gguf("smollm2-135m-instruct")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(model),
-            "--model_alias",
-            "smollm2",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--n_ctx",
-            "1024",
-            "--n_threads",
-            "2",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", "smollm2",
+               "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "1024", "--n_threads", str(threads)]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/v1"
     deadline = time.time() + 120
     while time.time() < deadline:
         try:
             with urllib.request.urlopen(f"{url}/models", timeout=2) as response:
                 if json.load(response)["data"]:
-                    break
+                    return process, url
         except OSError:
             time.sleep(0.5)
-    else:
-        process.kill()
-        pytest.fail("llama_cpp.server did not start within 120 s")
-    yield url
-    process.terminate()
-    process.wait(timeout=30)
+    process.kill()
+    pytest.fail("llama_cpp.server did not start within 120 s")
+
+
+@pytest.fixture(scope="module")
+def llama_servers():
+    """Two servers: two replicas of one deployment."""
+    started = [_start_llama_server(threads=1) for _ in range(2)]
+    yield [url for _, url in started]
+    for process, _ in started:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def llama_server(llama_servers):
+    return llama_servers[0]
 
 
 def test_openai_backend_against_a_real_server(llama_server, tmp_path):
@@ -177,6 +171,67 @@ def test_unreachable_server_is_an_error_result_not_a_crash(tmp_path):
         DOCS[:1], progress=False
     )
     assert result.status == "error" and "Connection" in result.reason and result.calls == 2
+
+
+def test_requests_spread_over_two_replicas_and_a_dead_one_is_failed_over(llama_servers, tmp_path):
+    docs = [{"id": f"m{i}", "text": f"Sam has {i} pens and buys {i + 2} more: {2 * i + 2} pens."} for i in range(8)]
+    dead = f"http://127.0.0.1:{_free_port()}/v1"
+    backend = OpenAIBackend([*llama_servers, dead], "smollm2", concurrency=4, max_retries=3, backoff_s=0.05,
+                            context_length=1024, timeout=60)  # fmt: skip
+    results = QAExtractor(
+        backend, CallCache(tmp_path / "c.sqlite"), ExtractionConfig(max_pairs=1, max_tokens=32, max_retries=0)
+    ).extract(docs, progress=False)
+    assert all(r.status != "error" for r in results), [r.reason for r in results]
+    served = backend.served()
+    assert served[dead] == 0 and all(served[url] >= 1 for url in llama_servers), served
+    assert sum(served.values()) == len(docs)
+
+
+class _SlowFirstServer(http.server.ThreadingHTTPServer):
+    """An OpenAI-protocol endpoint whose first request takes 1 s and the others 50 ms; logs when each ends."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        self.finished: list[tuple[int, float]] = []
+        self.lock = threading.Lock()
+        super().__init__(("127.0.0.1", 0), _SlowFirstHandler)
+
+
+class _SlowFirstHandler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        number = int(body["messages"][-1]["content"])
+        time.sleep(1.0 if number == 0 else 0.05)
+        with self.server.lock:
+            self.server.finished.append((number, time.monotonic()))
+        answer = {"id": "x", "object": "chat.completion", "created": 0, "model": "m",
+                  "choices": [{"index": 0, "finish_reason": "stop",
+                               "message": {"role": "assistant", "content": str(number)}}],
+                  "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}  # fmt: skip
+        data = json.dumps(answer).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def test_a_slow_request_does_not_hold_back_the_window():
+    """Two requests in flight, six to make: the five fast ones all finish while the slow first one runs (chunks
+    of two would wait for it before starting the third)."""
+    server = _SlowFirstServer()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        backend = OpenAIBackend(f"http://127.0.0.1:{server.server_address[1]}/v1", "m", concurrency=2)
+        answers = backend.chat([[{"role": "user", "content": str(i)}] for i in range(6)], GenerationParams())
+    finally:
+        server.shutdown()
+    assert [a.text for a in answers] == [str(i) for i in range(6)]  # in request order
+    assert [number for number, _ in server.finished][-1] == 0
 
 
 def test_batched_llama_cpp_shares_the_prefix_and_keeps_json_valid(tmp_path):

@@ -202,6 +202,7 @@ class _Replica:
     def __init__(self, client, url: str) -> None:
         self.client, self.url = client, url
         self.in_flight = 0
+        self.served = 0  # requests answered
         self.failures = 0  # consecutive failures: a failing replica is tried last
 
 
@@ -257,6 +258,11 @@ class OpenAIBackend:
         self.backoff_s = backoff_s
         self.response_format = response_format
 
+    def served(self) -> dict[str, int]:
+        """Requests answered so far by each replica (URL → count)."""
+        with self._pick_lock:
+            return {replica.url: replica.served for replica in self._replicas}
+
     def count_tokens(self, text: str) -> int:
         """Estimated tokens (no tokenizer client-side): one per 3 characters, deliberately high."""
         return len(text) // 3 + 1
@@ -284,6 +290,7 @@ class OpenAIBackend:
     def _finish(self, replica: _Replica, ok: bool) -> None:
         with self._pick_lock:
             replica.in_flight -= 1
+            replica.served += int(ok)
             replica.failures = 0 if ok else replica.failures + 1
 
     def _request(self, client, messages: Messages, params: GenerationParams) -> Completion:
