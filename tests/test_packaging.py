@@ -32,7 +32,10 @@ def normalise(name: str) -> str:
 
 def test_every_third_party_import_is_a_declared_dependency():
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
-    declared = {normalise(d.split("[")[0].split("=")[0].split(">")[0].strip()) for d in project["dependencies"]}
+    extras = [d for group in project.get("optional-dependencies", {}).values() for d in group]  # e.g. scale: ray
+    declared = {
+        normalise(d.split("[")[0].split("=")[0].split(">")[0].strip()) for d in [*project["dependencies"], *extras]
+    }
     lines = (REPO_ROOT / "requirements-models.txt").read_text().split("\n")
     weights = {normalise(line.split("==")[0]) for line in lines if line and not line.startswith("#")}
     distributions = packages_distributions()

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from equal.errors import ConfigError
 from equal.llm.backends import stream_answers
 from equal.llm.cache import CallCache, CallMeta, call_key
 from equal.llm.ledger import CallRecord, CostLedger
@@ -226,6 +227,14 @@ class QAExtractor:
                 results[i].pairs, results[i].refined = kept, True
                 results[i].hit_limit = completion.finish_reason == "length"
 
+    def map_batches(self, batches: list[list[dict]], method: str) -> Iterator[tuple[list[DocumentResult], list]]:
+        """Extract each batch, yielding its results and the :class:`CallRecord` list of its calls, in batch order
+        (here one after the other; :class:`equal.scale.executor.RayExtractor` spreads them over workers)."""
+        for batch in batches:
+            ledger = CostLedger()
+            results = self.extract_batch(batch, method, ledger)
+            yield results, ledger.records
+
     def extract(
         self,
         docs: Iterable[dict],
@@ -238,13 +247,12 @@ class QAExtractor:
         docs = list(docs)
         report = report if report is not None else ExtractionReport()
         size = max(1, self.backend.batch_size)
+        batches = [docs[offset : offset + size] for offset in range(0, len(docs), size)]
         results: list[DocumentResult] = []
         start = time.perf_counter()
         bar = tqdm(total=len(docs), desc=f"extract [{method}]", unit="doc", disable=not progress)
         run_tokens = 0  # tokens of new (uncached) calls in this run, for the tokens/s display
-        for offset in range(0, len(docs), size):
-            seen = len(ledger.records) if ledger is not None else 0
-            batch = self.extract_batch(docs[offset : offset + size], method, ledger)
+        for batch, records in self.map_batches(batches, method):
             results.extend(batch)
             for result in batch:
                 report.documents += 1
@@ -254,10 +262,12 @@ class QAExtractor:
                 report.token_limit_documents += int(result.hit_limit)
                 report.new_calls += result.calls - result.cached_calls
                 report.cached_calls += result.cached_calls
-            if ledger is not None:  # only this batch's records: no rescanning of the whole ledger
-                fresh = sum(r.prompt_tokens + r.completion_tokens for r in ledger.records[seen:] if not r.cached)
-                report.new_tokens += fresh
-                run_tokens += fresh
+            for record in records:  # the driver is the ledger's one writer, in document order
+                if ledger is not None:
+                    ledger.add(record)
+            fresh = sum(r.prompt_tokens + r.completion_tokens for r in records if not r.cached)
+            report.new_tokens += fresh if ledger is not None else 0
+            run_tokens += fresh
             elapsed = time.perf_counter() - start
             bar.update(len(batch))
             bar.set_postfix(
@@ -293,9 +303,23 @@ def pairs_records(results: list[DocumentResult], docs: list[dict], method: str) 
 
 
 def make_extractor(llm: dict, extraction: dict, seed: int = 0, cache_path: str | Path | None = None) -> QAExtractor:
-    """The extractor a profile describes: backend (``llm``), decoding (``extraction``), the shared call cache."""
+    """The extractor a profile describes: backend (``llm``), decoding (``extraction``), the shared call cache.
+
+    ``llm["executor"]`` says where the calls run: absent or ``{kind: local}``, in this process; ``{kind: ray,
+    workers: N, ...}``, on Ray actors (:class:`equal.scale.executor.RayExtractor`, the ``scale`` extra).
+    """
     from equal.llm.backends import make_backend
     from equal.paths import llm_cache_path
 
+    llm = dict(llm)
+    executor = dict(llm.pop("executor", None) or {"kind": "local"})
+    kind = executor.pop("kind", "local")
     cache = CallCache(llm_cache_path(cache_path))
-    return QAExtractor(make_backend(llm), cache, ExtractionConfig(seed=seed, **extraction))
+    config = ExtractionConfig(seed=seed, **extraction)
+    if kind == "ray":
+        from equal.scale.executor import RayExtractor
+
+        return RayExtractor(llm, cache, config, **executor)
+    if kind != "local":
+        raise ConfigError(f"llm.executor.kind must be 'local' or 'ray', got {kind!r}")
+    return QAExtractor(make_backend(llm), cache, config)

@@ -1,0 +1,124 @@
+"""The Ray executor on a local 2-CPU cluster: the same rounds, pairs and ledgers as the local extractor, each
+call paid once, through the cache file or the cache's owner actor, and with two real llama.cpp servers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from equal.artifacts import Artifacts
+from equal.embed.embedding import EmbeddingStore, load_embedder
+from equal.llm.cache import CallCache
+from equal.llm.extract import ExtractionConfig, QAExtractor
+from equal.llm.fake import ScriptedBackend
+from equal.select.runner import MethodRunner
+from equal.weights import TINY_EMBEDDER
+
+ray = pytest.importorskip(
+    "ray", reason="the scale extra is not installed (pip install -e '.[scale]'): Ray path untested"
+)
+
+from equal.scale.executor import RayExtractor  # noqa: E402  (needs ray)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def world(builtin_splits):
+    """40 real documents (GSM8K and MBPP problems) in 4 clusters, a tiny embedder, D_r from GSM8K train."""
+    math_items, code_items = builtin_splits["gsm8k_train"][:20], builtin_splits["mbpp_train"][:20]
+    corpus = [{"id": i["id"], "domain": domain, "source": i["task"], "title": "",
+               "text": f"{i['question']}\n\nSolution: {i['solution']}"}
+              for items, domain in ((math_items, "math"), (code_items, "code")) for i in items]  # fmt: skip
+    labels = np.array([0, 1] * 10 + [2, 3] * 10)
+    distances = np.full((4, 4), 2.0) - 2.0 * np.eye(4)
+    store = EmbeddingStore(load_embedder(TINY_EMBEDDER), "tiny")
+    return {"corpus": corpus, "labels": labels, "distances": distances, "store": store,
+            "references": {"math": builtin_splits["gsm8k_train"][100:110]}}  # fmt: skip
+
+
+def _runner(world, extractor, root) -> MethodRunner:
+    return MethodRunner(
+        corpus=world["corpus"], labels={"tuned": world["labels"], "untuned": world["labels"]},
+        distances={"tuned": world["distances"], "untuned": world["distances"]},
+        stores={"tuned": world["store"], "untuned": world["store"]}, references=world["references"],
+        extractor=extractor, policies={"EQUAL w/o warm-up": {"name": "ucb"}},
+        artifacts=Artifacts("test", root / "work", root / "results", root / "figures"),
+        docs_per_pull=2, arms_per_round=2, progress=False,
+    )  # fmt: skip
+
+
+def _ledger(run) -> list[dict]:
+    return run.ledger()
+
+
+@pytest.mark.parametrize("cache_owner", ["file", "actor"])
+def test_ray_rounds_pairs_and_ledgers_equal_the_local_ones(cluster, world, tmp_path, cache_owner):
+    spec = {"kind": "scripted", "latency_s": 0.01, "call_log": str(tmp_path / "ray_calls.log"), "batch_size": 1}
+    config = ExtractionConfig(max_pairs=1, max_tokens=64)
+    local = QAExtractor(
+        ScriptedBackend(0.01, tmp_path / "local_calls.log"), CallCache(tmp_path / "a" / "calls.sqlite"), config
+    )
+    remote = RayExtractor(spec, CallCache(tmp_path / "b" / "calls.sqlite"), config, workers=2, cache_owner=cache_owner)
+    try:
+        for method in ("EQUAL w/o warm-up", "Random"):
+            here = _runner(world, local, tmp_path / "local").run(method, "math", 0.5, 1)
+            there = _runner(world, remote, tmp_path / "ray").run(method, "math", 0.5, 1)
+            assert there.summary["fingerprint"] == here.summary["fingerprint"]
+            assert there.pairs == here.pairs and len(here.pairs) == 20
+            if here.pulls is not None:
+                pd_here, pd_there = here.pulls, there.pulls
+                assert pd_there.equals(pd_here)
+            assert _ledger(there) == _ledger(here)
+        # both workers did work, and every distinct request was paid for exactly once
+        paid = (tmp_path / "ray_calls.log").read_text().split("\n")[:-1]
+        assert len({line.split()[0] for line in paid}) == 2
+        assert len(paid) == len({line.split()[1] for line in paid}) == len(CallCache(tmp_path / "b" / "calls.sqlite"))
+    finally:
+        remote.shutdown()
+
+
+def test_ray_workers_on_two_real_llama_servers(cluster, llama_servers, tmp_path):
+    """Two workers, each an OpenAI client of two llama.cpp servers (two endpoints of one deployment): the same
+    pairs and charged tokens as one local client of one server."""
+    docs = [{"id": f"m{i}", "text": f"Sam has {i} pens and buys {i + 2} more, so {2 * i + 2} pens."} for i in range(6)]
+    spec = {"kind": "openai", "base_url": llama_servers, "model": "smollm2", "concurrency": 2, "batch_size": 2,
+            "context_length": 1024, "n_params": 134_515_008}  # fmt: skip
+    config = ExtractionConfig(max_pairs=1, max_tokens=32)
+    from equal.llm.backends import make_backend
+    from equal.llm.ledger import CostLedger
+
+    local_ledger, ray_ledger = CostLedger(), CostLedger()
+    local = QAExtractor(
+        make_backend({**spec, "base_url": llama_servers[0]}), CallCache(tmp_path / "a" / "calls.sqlite"), config
+    )
+    here = local.extract(docs, "All", local_ledger, progress=False)
+    remote = RayExtractor(spec, CallCache(tmp_path / "b.sqlite"), config, workers=2)
+    try:
+        there = remote.extract(docs, "All", ray_ledger, progress=False)
+    finally:
+        remote.shutdown()
+    assert [r.status for r in there] != ["error"] * len(docs)
+    assert [(r.doc_id, r.pairs, r.status) for r in there] == [(r.doc_id, r.pairs, r.status) for r in here]
+    keep = ["doc_id", "stage", "prompt_tokens", "completion_tokens", "cached", "status"]
+    assert ray_ledger.frame()[keep].equals(local_ledger.frame()[keep])
+
+
+def test_a_profile_asks_for_the_ray_executor_through_llm_executor(cluster, tmp_path):
+    from equal.errors import ConfigError
+    from equal.llm.extract import make_extractor
+
+    extractor = make_extractor({"kind": "scripted", "executor": {"kind": "ray", "workers": 1}}, {"max_pairs": 1},
+                               cache_path=tmp_path / "calls.sqlite")  # fmt: skip
+    try:
+        (result,) = extractor.extract([{"id": "d", "text": "Two plus two is four."}], progress=False)
+        assert isinstance(extractor, RayExtractor) and result.status == "ok"
+    finally:
+        extractor.shutdown()
+    with pytest.raises(ConfigError, match=r"executor\.kind"):
+        make_extractor({"kind": "scripted", "executor": {"kind": "dask"}}, {}, cache_path=tmp_path / "c.sqlite")
