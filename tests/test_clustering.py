@@ -53,3 +53,18 @@ def test_pairwise_w2_orders_clusters_by_distance():
     distances = pairwise_w2(ClusterGaussians.fit(x, truth))
     assert np.allclose(distances, distances.T) and np.allclose(np.diag(distances), 0)
     assert distances[0, 1] == pytest.approx(np.sqrt(50), rel=0.05)  # centres (0,0,0) and (5,5,0)
+
+
+def test_batched_w2_equals_the_pairwise_loop_and_far_pairs_can_be_skipped():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1200, 16))
+    labels = rng.integers(0, 12, size=1200)
+    x[labels < 4] += 3.0  # two groups of clusters far apart
+    gaussians = ClusterGaussians.fit(x, labels)
+    exact = pairwise_w2(gaussians, batched=False)
+    assert np.allclose(pairwise_w2(gaussians, batched=True, device="cpu", block_bytes=16 * 16 * 8 * 3 * 5), exact)
+    near = pairwise_w2(gaussians, only_below=2.0)
+    skipped = np.isinf(near)
+    assert skipped.any() and not skipped.all()
+    assert np.array_equal(near[~skipped], exact[~skipped])  # the pairs computed are exact
+    assert (exact[skipped] >= 2.0).all()  # a skipped pair is never one the threshold would have shared
