@@ -29,7 +29,7 @@ def cluster():
 
 
 @pytest.fixture(scope="module")
-def world(builtin_splits):
+def world(builtin_splits, tmp_path_factory):
     """40 real documents (GSM8K and MBPP problems) in 4 clusters, a tiny embedder, D_r from GSM8K train."""
     math_items, code_items = builtin_splits["gsm8k_train"][:20], builtin_splits["mbpp_train"][:20]
     corpus = [{"id": i["id"], "domain": domain, "source": i["task"], "title": "",
@@ -37,7 +37,7 @@ def world(builtin_splits):
               for items, domain in ((math_items, "math"), (code_items, "code")) for i in items]  # fmt: skip
     labels = np.array([0, 1] * 10 + [2, 3] * 10)
     distances = np.full((4, 4), 2.0) - 2.0 * np.eye(4)
-    store = EmbeddingStore(load_embedder(TINY_EMBEDDER), "tiny")
+    store = EmbeddingStore(load_embedder(TINY_EMBEDDER), "tiny", cache=tmp_path_factory.mktemp("emb"))
     return {"corpus": corpus, "labels": labels, "distances": distances, "store": store,
             "references": {"math": builtin_splits["gsm8k_train"][100:110]}}  # fmt: skip
 
@@ -122,3 +122,18 @@ def test_a_profile_asks_for_the_ray_executor_through_llm_executor(cluster, tmp_p
         extractor.shutdown()
     with pytest.raises(ConfigError, match=r"executor\.kind"):
         make_extractor({"kind": "scripted", "executor": {"kind": "dask"}}, {}, cache_path=tmp_path / "c.sqlite")
+
+
+def test_ray_data_embeds_the_corpus_into_shards_in_order(cluster, tmp_path):
+    from equal.embed.embedding import load_embedder
+    from equal.scale.embeddings import embed_corpus
+
+    texts = [f"Document {i}: {i} apples and {i + 1} pears make {2 * i + 1} fruits." for i in range(60)]
+    vectors = embed_corpus(texts, TINY_EMBEDDER, "tiny", tmp_path / "emb", workers=2, batch_size=8)
+    direct = load_embedder(TINY_EMBEDDER, "cpu").encode(texts, normalize_embeddings=True)
+    assert vectors.shape == direct.shape and np.allclose(vectors, direct, atol=1e-5)
+    assert len(list((tmp_path / "emb").glob("*.parquet"))) > 1  # sharded output
+    again = embed_corpus(texts, TINY_EMBEDDER, "tiny", tmp_path / "emb", workers=2, batch_size=8)
+    assert np.array_equal(again, vectors)  # read back from the shards
+    changed = embed_corpus(texts[:10], TINY_EMBEDDER, "tiny", tmp_path / "emb", workers=1, batch_size=8)
+    assert np.allclose(changed, direct[:10], atol=1e-5)  # another input: recomputed, never mixed

@@ -139,11 +139,11 @@ class MethodRunner:
         reward: dict | None = None,
         perplexity_model: str | None = None,
         influence_model: str | None = None,
+        embedding_device: str | None = None,
         **options,
     ) -> MethodRunner:
-        """A runner over a profile's files: corpus (01), warm-up and embedders (02), clusterings (03)."""
-        from sentence_transformers import SentenceTransformer
-
+        """A runner over a profile's files: corpus (01), warm-up and embedders (02), clusterings (03); the
+        embedders run on ``embedding_device`` (default: the GPU when there is one)."""
         from equal.data.tasks import select_tasks
         from equal.embed.embedding import EmbeddingStore, load_embedder
 
@@ -152,8 +152,8 @@ class MethodRunner:
         clusterings = {name: artifacts.load_clustering(name) for name in ("tuned", "untuned")}
         warm_pairs, warm_ledger = artifacts.load_warmup()
         stores = {
-            "tuned": EmbeddingStore(SentenceTransformer(str(info.tuned), device="cpu"), info.tuned_identity),
-            "untuned": EmbeddingStore(load_embedder(info.base), info.base_identity),
+            "tuned": EmbeddingStore(load_embedder(str(info.tuned), embedding_device), info.tuned_identity),
+            "untuned": EmbeddingStore(load_embedder(info.base, embedding_device), info.base_identity),
         }
         return cls(
             corpus=artifacts.load_corpus(),
