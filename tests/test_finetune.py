@@ -51,3 +51,31 @@ def test_lora_trains_adapters_and_saves_a_merged_model(tmp_path):
     )
     assert torch.equal(merged["model.embed_tokens.weight"], base["model.embed_tokens.weight"])  # not a LoRA target
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_two_gloo_processes_train_one_model_through_torchrun(tmp_path):
+    """The paper-scale path on a CPU: torchrun starts two processes, the Trainer runs DDP over gloo, each process
+    sees half of every epoch, the main process saves one model."""
+    import json
+
+    from transformers import AutoModelForCausalLM
+
+    pairs = [{"question": f"What is {i} + {i}?", "answer": f"{i} + {i} = {2 * i}."} for i in range(16)]
+    config = FinetuneConfig(epochs=1, batch_size=2, learning_rate=1e-3, lr_scheduler_type="constant", seed=0,
+                            processes=2, ddp_backend="gloo")  # fmt: skip
+    losses = finetune(build_tiny_chat_model(), pairs, tmp_path, config, progress=False)
+    info = json.loads((tmp_path / "train_info.json").read_text())
+    assert info["world_size"] == 2
+    assert info["steps"] == len(losses) == 4  # 16 pairs / (2 per process × 2 processes)
+    AutoModelForCausalLM.from_pretrained(tmp_path / "model")
+    assert (tmp_path / "launch" / "torchrun.log").is_file()
+
+
+def test_a_failed_launch_is_an_error_with_the_log(tmp_path):
+    import pytest
+
+    from equal.train.launch import LaunchFailed
+
+    config = FinetuneConfig(max_steps=1, processes=2, ddp_backend="no-such-backend")
+    with pytest.raises(LaunchFailed, match="torchrun with 2 processes failed"):
+        finetune(build_tiny_chat_model(), [{"question": "q", "answer": "a"}], tmp_path, config, progress=False)

@@ -53,3 +53,22 @@ def test_humaneval_completion_or_whole_function():
 
 def test_an_endless_answer_fails_by_timeout():
     assert not scoring.passes("while True:\n    pass\n", timeout_s=1.0)
+
+
+def test_the_vllm_engine_is_a_clear_error_without_vllm_and_its_results_are_kept_apart(tmp_path):
+    import importlib.util
+
+    import pytest
+
+    from equal.errors import ConfigError
+    from equal.evaluate.harness import EvalConfig, _cache_key, _lm_eval_model
+
+    with pytest.raises(ConfigError, match="engine must be one of"):
+        EvalConfig(engine="tgi")
+    data = tmp_path / "items.jsonl"
+    data.write_text('{"id": 1}\n')
+    cfg = {"task": "gsm8k_bpb", "output_type": "loglikelihood"}
+    assert _cache_key("m", cfg, 1, data, EvalConfig()) != _cache_key("m", cfg, 1, data, EvalConfig(engine="vllm"))
+    if importlib.util.find_spec("vllm") is None:
+        with pytest.raises(ConfigError, match="pip install vllm"):
+            _lm_eval_model(tmp_path, EvalConfig(engine="vllm"))

@@ -14,12 +14,14 @@ Results are cached per model (hash of its weights), task, items and settings in
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from equal.errors import ConfigError
 from equal.evaluate import scoring
 from equal.evaluate.task_configs import bpb_config, task_config
 from equal.fingerprint import fingerprint
@@ -31,6 +33,7 @@ from equal.weights import file_fingerprint
 TASKS_DIR = resource_dir("tasks")
 
 ROW_FIELDS = ("benchmark", "task", "metric", "value", "items", "model_weights")
+ENGINES = ("hf", "vllm")
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,13 @@ class EvalConfig:
     max_length: int = 1024
     max_solution_chars: int = 2000  # longer gold solutions are left out (they would not fit max_length)
     seed: int = 0
+    engine: str = "hf"  # hf (transformers, any device) | vllm (lm-eval's vLLM model: GPUs, generation-heavy runs)
+    tensor_parallel_size: int = 1  # vllm: GPUs per model
+    gpu_memory_utilization: float = 0.9  # vllm
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ConfigError(f"evaluation engine must be one of {ENGINES}, got {self.engine!r}")
 
 
 def write_eval_items(sources: dict[str, Path], out_dir: Path, config: EvalConfig) -> dict[str, Path]:
@@ -88,6 +98,8 @@ def _cache_key(model_id: str, cfg: dict, n: int, data_file: Path, config: EvalCo
     """What an evaluation result depends on: the model's weights, the task (YAML and scoring hooks),
     generation settings, the items and the numeric settings."""
     settings = {k: v for k, v in asdict(config).items() if k in ("dtype", "max_length", "seed")}
+    if config.engine != "hf":  # another engine's numbers are other numbers (the default keeps older keys)
+        settings["engine"] = config.engine
     key = fingerprint(
         model=model_id,
         task_yaml=[TASKS_DIR / f"{name}.yaml" for name in template_names(cfg)],
@@ -175,19 +187,28 @@ def evaluate_model(
     return [{**row, "label": specs[row["benchmark"]].title} for row in sorted(rows, key=lambda r: order[r["task"]])]
 
 
+def _lm_eval_model(model_dir: Path, config: EvalConfig):
+    """lm-eval's model for ``config.engine``: HFLM (transformers) or VLLM (vLLM on GPUs)."""
+    if config.engine == "vllm":
+        if importlib.util.find_spec("vllm") is None:
+            raise ConfigError("evaluation engine 'vllm' needs vLLM on a GPU machine: pip install vllm")
+        from lm_eval.models.vllm_causallms import VLLM
+
+        return VLLM(pretrained=str(model_dir), dtype=config.dtype, batch_size="auto", max_length=config.max_length,
+                    tensor_parallel_size=config.tensor_parallel_size, seed=config.seed,
+                    gpu_memory_utilization=config.gpu_memory_utilization)  # fmt: skip
+    from lm_eval.models.huggingface import HFLM
+
+    return HFLM(pretrained=str(model_dir), device=config.device, dtype=config.dtype, batch_size=config.batch_size,
+                max_length=config.max_length)  # fmt: skip
+
+
 def _run_lm_eval(model_dir: Path, model_id: str, todo: list[tuple], config: EvalConfig, specs: dict[str, TaskSpec]
                  ) -> list[dict]:  # fmt: skip
     from lm_eval import simple_evaluate
-    from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
-    model = HFLM(
-        pretrained=str(model_dir),
-        device=config.device,
-        dtype=config.dtype,
-        batch_size=config.batch_size,
-        max_length=config.max_length,
-    )
+    model = _lm_eval_model(model_dir, config)
     rows = []
     manager = TaskManager(include_defaults=False)
     # one task per call: each result is written as soon as it exists (an interrupted run keeps it)

@@ -40,6 +40,15 @@ class FinetuneConfig:
     save_dtype: str = "float32"  # float32 | bfloat16 (halves the disk of every saved model)
     use_cpu: bool = True  # False on a GPU box
     keep_checkpoints: bool = True  # False: delete <out>/checkpoints once the final model is saved
+    # Several processes (one per GPU, or CPU processes with gloo): launched with torchrun (equal.train.launch);
+    # the Trainer then runs DDP, or FSDP / DeepSpeed when configured. The effective batch is
+    # batch_size × gradient_accumulation_steps × processes.
+    processes: int = 1
+    ddp_backend: str | None = None  # "nccl" on GPUs, "gloo" on CPUs (None: torch's default)
+    fsdp: str = ""  # e.g. "full_shard auto_wrap" (TrainingArguments.fsdp)
+    fsdp_config: str | None = None  # a JSON file (e.g. params/fsdp_llama.json)
+    deepspeed: str | None = None  # a DeepSpeed JSON file, instead of FSDP
+    gradient_checkpointing: bool = False  # memory for compute: an 8B model on 80 GB GPUs
 
 
 def _with_lora(model, config: FinetuneConfig):
@@ -63,7 +72,13 @@ def finetune(
     Writes ``<out_dir>/model`` (LoRA adapters merged in) and ``<out_dir>/train_info.json`` (losses,
     tokens seen, the Trainer's FLOP estimate, wall time, the configuration).
     """
+    import os
     import time
+
+    if config.processes > 1 and "LOCAL_RANK" not in os.environ:  # not inside a launch yet: launch one
+        from equal.train.launch import launch
+
+        return launch(model_dir, pairs, out_dir, config, progress)
 
     import torch
     from datasets import Dataset
@@ -105,22 +120,34 @@ def finetune(
         report_to=[],
         use_cpu=config.use_cpu,
         disable_tqdm=not progress,
+        ddp_backend=config.ddp_backend,
+        fsdp=config.fsdp,
+        fsdp_config=config.fsdp_config,
+        deepspeed=config.deepspeed,
+        gradient_checkpointing=config.gradient_checkpointing,
     )
     trainer = Trainer(
         model=model, args=args, train_dataset=Dataset.from_list(examples), data_collator=PadCollator(pad_id)
     )
     last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
     trainer.train(resume_from_checkpoint=last)
-    final = trainer.model.merge_and_unload() if config.method == "lora" else trainer.model
-    final = final.to(getattr(torch, config.save_dtype))
-    final.save_pretrained(out_dir / "model")
-    tokenizer.save_pretrained(out_dir / "model")
+    sharded = bool(config.fsdp or config.deepspeed)
+    if sharded and config.method == "full":  # the Trainer gathers the shards on the main process
+        trainer.save_model(str(out_dir / "model"))
+    elif trainer.is_world_process_zero():
+        final = trainer.model.merge_and_unload() if config.method == "lora" else trainer.model
+        final = final.to(getattr(torch, config.save_dtype))
+        final.save_pretrained(out_dir / "model")
     losses = [row for row in trainer.state.log_history if "loss" in row]
+    if not trainer.is_world_process_zero():
+        return losses
+    tokenizer.save_pretrained(out_dir / "model")
     write_json_atomic(
         out_dir / "train_info.json",
         {
             "config": asdict(config),
             "examples": len(examples),
+            "world_size": args.world_size,
             "steps": trainer.state.global_step,
             "tokens_seen": int(trainer.state.num_input_tokens_seen),
             "train_flops": float(trainer.state.total_flos),
