@@ -363,6 +363,7 @@ def make_backend(spec: dict):
     """
     spec = dict(spec)
     kind = spec.pop("kind", None)
+    spec.pop("executor", None)  # where the calls run (equal.llm.extract.make_extractor), not how the engine is built
     builders = {"llama_cpp": LlamaCppBackend, "transformers": TransformersBackend, "openai": OpenAIBackend}
     if kind == "llama_cpp" and spec.get("n_parallel", 1) > 1:
         from equal.llm.llama_batch import LlamaCppBatchBackend

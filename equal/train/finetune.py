@@ -51,6 +51,18 @@ class FinetuneConfig:
     gradient_checkpointing: bool = False  # memory for compute: an 8B model on 80 GB GPUs
 
 
+def _config_file(name: str | None) -> str | None:
+    """A launcher configuration file: a path, or the name of one shipped in params/ (e.g. ``fsdp_llama.json``)."""
+    if name is None or Path(name).is_file():
+        return name
+    from equal.paths import resource_dir
+
+    shipped = resource_dir("params") / name
+    if not shipped.is_file():
+        raise FileNotFoundError(f"{name}: no such file, here or in {resource_dir('params')}")
+    return str(shipped)
+
+
 def _with_lora(model, config: FinetuneConfig):
     from peft import LoraConfig, get_peft_model
 
@@ -122,8 +134,8 @@ def finetune(
         disable_tqdm=not progress,
         ddp_backend=config.ddp_backend,
         fsdp=config.fsdp,
-        fsdp_config=config.fsdp_config,
-        deepspeed=config.deepspeed,
+        fsdp_config=_config_file(config.fsdp_config),
+        deepspeed=_config_file(config.deepspeed),
         gradient_checkpointing=config.gradient_checkpointing,
     )
     trainer = Trainer(
