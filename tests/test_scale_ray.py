@@ -137,3 +137,25 @@ def test_ray_data_embeds_the_corpus_into_shards_in_order(cluster, tmp_path):
     assert np.array_equal(again, vectors)  # read back from the shards
     changed = embed_corpus(texts[:10], TINY_EMBEDDER, "tiny", tmp_path / "emb", workers=1, batch_size=8)
     assert np.allclose(changed, direct[:10], atol=1e-5)  # another input: recomputed, never mixed
+
+
+def test_independent_runs_fan_out_on_threads_with_the_results_of_one_by_one_runs(cluster, world, tmp_path):
+    spec = {"kind": "scripted", "latency_s": 0.05, "call_log": str(tmp_path / "ray_calls.log"), "batch_size": 1}
+    config = ExtractionConfig(max_pairs=1, max_tokens=64)
+    jobs = [("EQUAL w/o warm-up", "math", 0.5, 0), ("EQUAL w/o warm-up", "math", 0.5, 1), ("Random", "math", 0.5, 0),
+            ("Random", "math", 0.25, 2)]  # fmt: skip
+    local = QAExtractor(ScriptedBackend(0.0), CallCache(tmp_path / "a" / "calls.sqlite"), config)
+    one_by_one = _runner(world, local, tmp_path / "local").run_many(jobs)
+    with pytest.raises(Exception, match="parallel runs need an extractor"):
+        _runner(world, local, tmp_path / "local2").run_many(jobs, parallel=2)
+    remote = RayExtractor(spec, CallCache(tmp_path / "b" / "calls.sqlite"), config, workers=2)
+    try:
+        together = _runner(world, remote, tmp_path / "ray").run_many(jobs, parallel=4)
+    finally:
+        remote.shutdown()
+    keep = ["method", "doc_id", "stage", "prompt_tokens", "completion_tokens", "status"]
+    for here, there in zip(one_by_one, together, strict=True):
+        assert there.pairs == here.pairs and there.summary["fingerprint"] == here.summary["fingerprint"]
+        assert [{k: r[k] for k in keep} for r in there.ledger()] == [{k: r[k] for k in keep} for r in here.ledger()]
+    paid = [line.split()[1] for line in (tmp_path / "ray_calls.log").read_text().split("\n")[:-1]]
+    assert len(paid) == len(set(paid))  # runs sharing documents paid for each call once

@@ -83,7 +83,11 @@ class RayExtractor(QAExtractor):
     ``cache_owner="file"``: every actor opens the cache file (workers on the cache's host);
     ``"actor"``: one :class:`~equal.scale.cache_actor.CacheOwner` actor holds it and workers on any host call it.
     ``worker_options`` go to ``ray.remote`` (e.g. ``{"num_gpus": 1}`` for a vLLM engine per GPU).
+    Several driver threads may extract at once (:meth:`equal.select.runner.MethodRunner.run_many`): each call
+    schedules its own batches over the shared actors.
     """
+
+    thread_safe = True
 
     def __init__(self, backend: dict, cache: CallCache, config: ExtractionConfig | None = None, workers: int = 2,
                  cache_owner: str = "file", worker_options: dict | None = None, address: str | None = None,

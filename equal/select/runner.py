@@ -21,8 +21,11 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +62,38 @@ def task_texts(records: list[dict]) -> list[str]:
 def records_digest(records: list[dict]) -> str:
     """Content digest of a list of records (order included)."""
     return fingerprint(records=records).digest
+
+
+class DriverLock:
+    """Serialises a runner's driver-side work (policies, rewards, embeddings, scorers, files) across threads; a
+    thread waiting on extraction workers steps out of it (:meth:`released`), so only extraction overlaps."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._depth = threading.local()
+
+    def __enter__(self) -> DriverLock:
+        self._lock.acquire()
+        self._depth.n = getattr(self._depth, "n", 0) + 1
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._depth.n -= 1
+        self._lock.release()
+
+    @contextmanager
+    def released(self):
+        """Leave the lock entirely (however deeply this thread holds it) for the block, then take it back."""
+        held = getattr(self._depth, "n", 0)
+        for _ in range(held):
+            self._lock.release()
+        self._depth.n = 0
+        try:
+            yield
+        finally:
+            for _ in range(held):
+                self._lock.acquire()
+            self._depth.n = held
 
 
 @dataclass
@@ -127,7 +162,14 @@ class MethodRunner:
         }
         self._clustering_digests: dict[str, str] = {}
         self._protected: list[tuple[str, str]] | None = None
-        self._report: ExtractionReport | None = None
+        self._state = threading.local()  # the extraction report of the run this thread is making
+        self._driver = DriverLock()
+        self._folder_locks: dict[Path, threading.Lock] = {}
+        self._folder_locks_guard = threading.Lock()
+
+    @property
+    def _report(self) -> ExtractionReport | None:
+        return getattr(self._state, "report", None)
 
     @classmethod
     def from_artifacts(
@@ -234,7 +276,9 @@ class MethodRunner:
         """Extract QA pairs from corpus documents ``indices``, charging ``ledger``; one record per pair."""
         docs = [self.corpus[i] for i in indices]
         show = self.progress if progress is None else progress
-        results = self.extractor.extract(docs, method=method, ledger=ledger, progress=show, report=self._report)
+        report = self._report
+        with self._driver.released():  # other runs' driver work goes on while this one waits on the workers
+            results = self.extractor.extract(docs, method=method, ledger=ledger, progress=show, report=report)
         return pairs_records(results, docs, method)
 
     @property
@@ -323,9 +367,40 @@ class MethodRunner:
                          read_jsonl(folder / "pairs.jsonl"), summary, pulls, folder, reused=True)  # fmt: skip
 
     # ------------------------------------------------------------------ running
+    def run_many(self, jobs: list[tuple[str, str, float, int]], parallel: int = 1) -> list[MethodRun]:
+        """Run (or read back) every ``(method, target, γ, seed)``; with ``parallel`` > 1, that many at once on
+        threads whose extraction overlaps (it needs an extractor callable from several threads: the Ray
+        executor's). Results are those of one-by-one runs; only which run paid a call shared by two (``cached`` in
+        their ledgers) can differ."""
+        if parallel <= 1 or len(jobs) <= 1:
+            return [self.run(*job) for job in jobs]
+        if not getattr(self.extractor, "thread_safe", False):
+            raise ConfigError("parallel runs need an extractor that several threads can call (the Ray executor: "
+                              "llm.executor kind ray); the local extractor makes one call at a time")  # fmt: skip
+        with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="run") as pool:
+            return list(pool.map(lambda job: self.run(*job), jobs))
+
+    def _folder_lock(self, folder: Path) -> threading.Lock:
+        with self._folder_locks_guard:
+            return self._folder_locks.setdefault(folder, threading.Lock())
+
     def run(self, method: str, target: str, gamma: float, seed: int) -> MethodRun:
         """Run one method (or read back its finished run with the same fingerprint)."""
         spec = get_method(method)
+        folder_lock = self._folder_lock(self.folder(method, target, gamma, seed))
+        with self._driver.released():  # one run per folder at a time; never wait for it inside the driver lock
+            folder_lock.acquire()
+        try:
+            with self._driver:
+                previous = self._report
+                try:
+                    return self._run(spec, method, target, gamma, seed)
+                finally:
+                    self._state.report = previous  # a nested run (All inside Perplexity) keeps its own report
+        finally:
+            folder_lock.release()
+
+    def _run(self, spec: Method, method: str, target: str, gamma: float, seed: int) -> MethodRun:
         request = RunRequest(
             target, gamma, seed, self.folder(method, target, gamma, seed), self.fingerprint(method, target, gamma, seed)
         )
@@ -348,7 +423,7 @@ class MethodRunner:
                 labels = self.labels[spec.clustering]
                 warm_pairs = [{**p, "method": method, "cluster": int(labels[self._index[p["doc_id"]]]), "round": -1}
                               for p in self.warmup_pairs if p["doc_id"] in self._index]  # fmt: skip
-        self._report = ExtractionReport()  # this run's extraction outcomes (replayed rounds count again: same run)
+        self._state.report = ExtractionReport()  # this run's extraction outcomes (replayed rounds count again)
         selection = spec.select(self, request, ledger)
         pairs = selection.pairs
         if selection.pulls is None:  # provenance like the bandit's: the document's (tuned) cluster, no round
