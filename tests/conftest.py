@@ -42,6 +42,15 @@ def builtin_splits(builtin_tasks):
     return {f"{task}_{split}": items for task, splits in builtin_tasks.items() for split, items in splits.items()}
 
 
+def problem_corpus(splits: dict, per_domain: int) -> list[dict]:
+    """Real documents for selection tests: the first ``per_domain`` GSM8K and MBPP training problems with their
+    solutions (math first, then code)."""
+    chosen = ((splits["gsm8k_train"][:per_domain], "math"), (splits["mbpp_train"][:per_domain], "code"))
+    return [{"id": i["id"], "domain": domain, "source": i["task"], "title": "",
+             "text": f"{i['question']}\n\nSolution: {i['solution']}"}
+            for items, domain in chosen for i in items]  # fmt: skip
+
+
 def free_port() -> int:
     """A TCP port nothing listens on (now)."""
     with socket.socket() as s:

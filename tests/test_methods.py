@@ -5,6 +5,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from conftest import problem_corpus
 
 from equal.artifacts import Artifacts
 from equal.embed.embedding import EmbeddingStore, load_embedder
@@ -23,10 +24,7 @@ from equal.weights import TINY_EMBEDDER
 def world(builtin_splits, tmp_path_factory):
     """24 real documents (GSM8K and MBPP problems with solutions) in 4 clusters, a real warm-up of 4."""
     targets = builtin_splits
-    math_items, code_items = targets["gsm8k_train"][:12], targets["mbpp_train"][:12]
-    corpus = [{"id": i["id"], "domain": domain, "source": i["task"], "title": "",
-               "text": f"{i['question']}\n\nSolution: {i['solution']}"}
-              for items, domain in ((math_items, "math"), (code_items, "code")) for i in items]  # fmt: skip
+    corpus = problem_corpus(targets, 12)
     labels = np.array([0, 1] * 6 + [2, 3] * 6)
     distances = np.full((4, 4), 2.0) - 2.0 * np.eye(4)
     distances[0, 1] = distances[1, 0] = 0.1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import problem_corpus
 
 from equal.artifacts import Artifacts
 from equal.embed.embedding import EmbeddingStore, load_embedder
@@ -31,10 +32,7 @@ def cluster():
 @pytest.fixture(scope="module")
 def world(builtin_splits, tmp_path_factory):
     """40 real documents (GSM8K and MBPP problems) in 4 clusters, a tiny embedder, D_r from GSM8K train."""
-    math_items, code_items = builtin_splits["gsm8k_train"][:20], builtin_splits["mbpp_train"][:20]
-    corpus = [{"id": i["id"], "domain": domain, "source": i["task"], "title": "",
-               "text": f"{i['question']}\n\nSolution: {i['solution']}"}
-              for items, domain in ((math_items, "math"), (code_items, "code")) for i in items]  # fmt: skip
+    corpus = problem_corpus(builtin_splits, 20)
     labels = np.array([0, 1] * 10 + [2, 3] * 10)
     distances = np.full((4, 4), 2.0) - 2.0 * np.eye(4)
     store = EmbeddingStore(load_embedder(TINY_EMBEDDER), "tiny", cache=tmp_path_factory.mktemp("emb"))
