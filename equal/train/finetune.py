@@ -136,7 +136,7 @@ def finetune(
         fsdp=config.fsdp,
         fsdp_config=_config_file(config.fsdp_config),
         deepspeed=_config_file(config.deepspeed),
-        gradient_checkpointing=config.gradient_checkpointing,
+        **({"activation_checkpointing": True} if config.gradient_checkpointing else {}),  # transformers' new name
     )
     trainer = Trainer(
         model=model, args=args, train_dataset=Dataset.from_list(examples), data_collator=PadCollator(pad_id)
