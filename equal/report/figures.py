@@ -310,6 +310,11 @@ def ablation_bars(table: pd.DataFrame) -> plt.Figure:
     """EQUAL and its ablations: bits per byte per benchmark (grouped bars; lower is better)."""
     apply_style()
     columns = [c for c in table.columns if c.endswith("bpb ↓") and not c.startswith("mean")]
+    if table.empty or not columns:
+        fig, ax = plt.subplots(figsize=(8.5, 2))
+        ax.text(0.5, 0.5, "no ablation models in this profile", ha="center", va="center")
+        ax.set_axis_off()
+        return fig
     long = table.melt(id_vars="model", value_vars=columns, var_name="benchmark", value_name="bpb")
     long["benchmark"] = long["benchmark"].str.replace(" bpb ↓", "", regex=False)
     fig, ax = plt.subplots(figsize=(8.5, 4))

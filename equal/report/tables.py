@@ -96,7 +96,8 @@ def ablation_table(summary: pd.DataFrame, gamma: float) -> pd.DataFrame:
             round(float(wide.loc[name].mean() - wide.loc["EQUAL"].mean()), 4) if "EQUAL" in wide.index else None
         )
         rows.append(row)
-    return pd.DataFrame(rows)
+    # a profile without ablation models (the variance pilot) still writes a table with its header
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=["model", "mean bpb ↓", "Δ vs EQUAL"])
 
 
 def cost_table(runs: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
