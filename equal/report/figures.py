@@ -267,6 +267,14 @@ def budget_by_domain(shares: pd.DataFrame, title: str) -> plt.Figure:
     return fig
 
 
+def nothing_to_show(message: str) -> plt.Figure:
+    """A small figure that says why a panel is empty (a profile that measures less than the default)."""
+    fig, ax = plt.subplots(figsize=(8.5, 2))
+    ax.text(0.5, 0.5, message, ha="center", va="center")
+    ax.set_axis_off()
+    return fig
+
+
 def downstream_vs_cost(summary: pd.DataFrame, costs: pd.DataFrame, metrics: tuple[str, ...], ylabel: str) -> plt.Figure:
     """A downstream metric of the fine-tuned models against extraction cost, one panel per benchmark.
 
@@ -278,6 +286,8 @@ def downstream_vs_cost(summary: pd.DataFrame, costs: pd.DataFrame, metrics: tupl
                                                       on=["method", "gamma"], how="left")  # fmt: skip
     labels = benchmark_labels(data)
     benches = list(labels)
+    if not benches:
+        return nothing_to_show(f"no {ylabel} measured in this profile")
     fig, axes = plt.subplots(1, len(benches), figsize=(4.6 * len(benches), 4.2), squeeze=False)
     gammas = sorted(g for g in data["gamma"].unique() if 0 < g < 1)
     markers = {g: m for g, m in zip(gammas, "os^Dv", strict=False)} | {1.0: "*"}
@@ -311,10 +321,7 @@ def ablation_bars(table: pd.DataFrame) -> plt.Figure:
     apply_style()
     columns = [c for c in table.columns if c.endswith("bpb ↓") and not c.startswith("mean")]
     if table.empty or not columns:
-        fig, ax = plt.subplots(figsize=(8.5, 2))
-        ax.text(0.5, 0.5, "no ablation models in this profile", ha="center", va="center")
-        ax.set_axis_off()
-        return fig
+        return nothing_to_show("no ablation models in this profile")
     long = table.melt(id_vars="model", value_vars=columns, var_name="benchmark", value_name="bpb")
     long["benchmark"] = long["benchmark"].str.replace(" bpb ↓", "", regex=False)
     fig, ax = plt.subplots(figsize=(8.5, 4))
