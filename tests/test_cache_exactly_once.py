@@ -41,6 +41,16 @@ def _rows(cache_path) -> int:
         return db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
 
 
+def _leases(cache_path) -> int:
+    if not cache_path.exists():  # connecting would create it
+        return 0
+    try:
+        with sqlite3.connect(cache_path) as db:
+            return db.execute("SELECT COUNT(*) FROM leases").fetchone()[0]
+    except sqlite3.OperationalError:  # not created yet
+        return 0
+
+
 def test_first_answer_stored_is_final(tmp_path):
     cache = CallCache(tmp_path / "c.sqlite")
     first = cache.put("k", Completion("first", 3, 2, 0.1), *vars(META).values())
@@ -84,14 +94,7 @@ def test_a_worker_waits_for_a_call_in_flight_instead_of_paying_again(tmp_path):
     )
     slow.start()
     deadline = time.time() + 60
-    while time.time() < deadline:  # the slow worker has claimed its call
-        if cache_path.exists():
-            with sqlite3.connect(cache_path) as db:
-                try:
-                    if db.execute("SELECT COUNT(*) FROM leases").fetchone()[0]:
-                        break
-                except sqlite3.OperationalError:
-                    pass
+    while not _leases(cache_path) and time.time() < deadline:  # the slow worker has claimed its call
         time.sleep(0.05)
     _extract(cache_path, call_log, [0], 0.0, tmp_path / "fast")
     slow.join(timeout=60)
@@ -106,14 +109,13 @@ def test_killed_worker_loses_nothing_and_its_calls_are_taken_over(tmp_path):
     )
     victim.start()
     deadline = time.time() + 60
-    while len(_paid(call_log)) < 2 and time.time() < deadline:
-        time.sleep(0.02)
+    while not (len(_paid(call_log)) >= 2 and _leases(cache_path)) and time.time() < deadline:
+        time.sleep(0.02)  # two calls done and a third in flight (its lease taken), not between two calls
     os.kill(victim.pid, signal.SIGKILL)  # mid-call: it holds the lease of the document it was answering
     victim.join()
     done_before = _rows(cache_path)
     assert 2 <= done_before < 6
-    with sqlite3.connect(cache_path) as db:
-        assert db.execute("SELECT COUNT(*) FROM leases").fetchone()[0] >= 1  # a lease left behind by the dead
+    assert _leases(cache_path) >= 1  # a lease left behind by the dead
 
     started = time.time()
     _extract(cache_path, call_log, list(range(6)), 0.0, tmp_path / "survivor")

@@ -10,6 +10,7 @@ exact texts, written atomically.
 from __future__ import annotations
 
 import hashlib
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -169,18 +170,20 @@ class EmbeddingStore:
         re-embedding."""
         if self._rows == self._saved:
             return
-        keys = list(self._index)[self._saved : self._rows]  # insertion order = row order
+        keys = list(islice(self._index, self._saved, self._rows))  # insertion order = row order
+        self._write_shard(keys, self._vectors[self._saved : self._rows])
+        self._saved = self._rows
+
+    def _write_shard(self, keys: list[str], vectors: np.ndarray) -> None:
+        """Write the next shard (numbered after the last one) atomically."""
         self.folder.mkdir(parents=True, exist_ok=True)
         shards = self._shards()
         number = int(shards[-1].stem.split("-")[1]) + 1 if shards else 0
         with atomic_open(self.folder / f"shard-{number:06d}.npz", "wb") as handle:
-            np.savez(handle, keys=np.array(keys), vectors=self._vectors[self._saved : self._rows])
-        self._saved = self._rows
+            np.savez(handle, keys=np.array(keys), vectors=vectors)
 
     def _compact(self) -> None:
         old = [*self._shards(), self._legacy]
-        number = int(old[-2].stem.split("-")[1]) + 1
-        with atomic_open(self.folder / f"shard-{number:06d}.npz", "wb") as handle:
-            np.savez(handle, keys=np.array(list(self._index)), vectors=self._vectors[: self._rows])
+        self._write_shard(list(self._index), self._vectors[: self._rows])
         for path in old:
             path.unlink(missing_ok=True)

@@ -204,14 +204,15 @@ class CallCache:
         key's lease; return the stored answer. Failed calls are never cached (their lease is released)."""
         owner = owner or self.owner
         with self._transaction() as db:
-            if completion.error is None:
-                db.execute(
-                    f"INSERT OR IGNORE INTO calls ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (key, backend, model_id, prompt_version, stage, completion.text, completion.prompt_tokens,
-                     completion.completion_tokens, completion.wall_s, completion.finish_reason),
-                )  # fmt: skip
             db.execute("DELETE FROM leases WHERE key = ? AND owner = ?", (key, owner))
             if completion.error is not None:
+                return completion
+            inserted = db.execute(
+                f"INSERT OR IGNORE INTO calls ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (key, backend, model_id, prompt_version, stage, completion.text, completion.prompt_tokens,
+                 completion.completion_tokens, completion.wall_s, completion.finish_reason),
+            ).rowcount  # fmt: skip
+            if inserted:
                 return completion
             row = db.execute(
                 "SELECT text, prompt_tokens, completion_tokens, wall_s, finish_reason FROM calls WHERE key = ?", (key,)

@@ -32,9 +32,6 @@ class ScriptedBackend:
         self.n_params = n_params
         self.model_id = "scripted@1"
 
-    def __getstate__(self) -> dict:
-        return dict(self.__dict__)
-
     def count_tokens(self, text: str) -> int:
         """Whitespace words: deterministic and cheap."""
         return len(text.split())

@@ -387,23 +387,23 @@ class MethodRunner:
     def run(self, method: str, target: str, gamma: float, seed: int) -> MethodRun:
         """Run one method (or read back its finished run with the same fingerprint)."""
         spec = get_method(method)
-        folder_lock = self._folder_lock(self.folder(method, target, gamma, seed))
+        folder = self.folder(method, target, gamma, seed)
+        folder_lock = self._folder_lock(folder)
         with self._driver.released():  # one run per folder at a time; never wait for it inside the driver lock
             folder_lock.acquire()
         try:
             with self._driver:
                 previous = self._report
                 try:
-                    return self._run(spec, method, target, gamma, seed)
+                    request = RunRequest(target, gamma, seed, folder, self.fingerprint(method, target, gamma, seed))
+                    return self._run(spec, method, request)
                 finally:
                     self._state.report = previous  # a nested run (All inside Perplexity) keeps its own report
         finally:
             folder_lock.release()
 
-    def _run(self, spec: Method, method: str, target: str, gamma: float, seed: int) -> MethodRun:
-        request = RunRequest(
-            target, gamma, seed, self.folder(method, target, gamma, seed), self.fingerprint(method, target, gamma, seed)
-        )
+    def _run(self, spec: Method, method: str, request: RunRequest) -> MethodRun:
+        target, gamma, seed = request.target, request.gamma, request.seed
         finished = self._read_back(spec, request)
         if finished is not None:
             return finished
