@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 .PHONY: reproduce test lint lab venv models-large clean-cache help
 
 help:
-	@echo "make reproduce [PROFILE=smoke|default|full|paper]  run the notebooks headlessly, regenerate results/ and paper_figures/"
+	@echo "make reproduce [PROFILE=default|baselines|full|...] run the notebooks headlessly, regenerate results/ and paper_figures/"
 	@echo "make reproduce FRESH=1                             extract again instead of reading the shipped LLM answers"
 	@echo "make test                                          unit tests + notebooks in the smoke profile"
 	@echo "make lab                                           open the notebooks in JupyterLab"

@@ -90,6 +90,13 @@ class MissingArtifact(ConfigError):
     """A stage's input is missing: the message says which notebook writes it."""
 
 
+def _from_repo_root(folder: str | Path | None) -> str | Path | None:
+    """``folder`` anchored at the repository root when it is relative (None stays None)."""
+    if folder is None or Path(folder).expanduser().is_absolute():
+        return folder
+    return paths.REPO_ROOT / folder
+
+
 @dataclass(frozen=True)
 class Artifacts:
     """The files of one profile, by stage. Build with :meth:`for_profile`."""
@@ -107,12 +114,15 @@ class Artifacts:
         results_dir: str | Path | None = None,
         figures_dir: str | Path | None = None,
     ) -> Artifacts:
-        """Locations of ``profile`` (each folder overridable, as in a notebook's parameters cell)."""
+        """Locations of ``profile`` (each folder overridable, as in a notebook's parameters cell).
+
+        A relative folder is relative to the repository root, not to the notebook's working directory, so a
+        profile can name another profile's folder (``data_dir: data/default``) and share its caches."""
         return cls(
             profile,
-            paths.data_dir(profile, data_dir),
-            paths.results_dir(profile, results_dir),
-            paths.figures_dir(profile, figures_dir),
+            paths.data_dir(profile, _from_repo_root(data_dir)),
+            paths.results_dir(profile, _from_repo_root(results_dir)),
+            paths.figures_dir(profile, _from_repo_root(figures_dir)),
         )
 
     @staticmethod

@@ -81,10 +81,19 @@ def _export_answers(args: argparse.Namespace) -> int:
         raise EqualError(f"--model-id is needed for a {llm['kind']} extractor")
     out = Path(args.out or REPO_ROOT / "answers" / f"{profile['name']}.jsonl.gz")
     version = profile["common"].get("extraction", {}).get("prompt_version", PROMPT_VERSION)
-    done = export_answers(llm_cache_path(args.cache), out, model_id, version)
+    # the answers the profile's results were computed from: those it already ships (with any calls its runs added
+    # to them, e.g. another profile's ratings on the same corpus) or else the local cache
+    if args.cache or not profile.get("llm_answers"):
+        source = llm_cache_path(args.cache)
+    else:
+        from equal.pipeline import shipped_answers_cache
+
+        source = shipped_answers_cache(profile)
+    done = export_answers(source, out, model_id, version)
     relative = out.resolve().relative_to(REPO_ROOT) if out.resolve().is_relative_to(REPO_ROOT) else out
     line = f"llm_answers: {{file: {relative}, sha256: {done['sha256']}}}"
-    path = PARAMS_DIR / f"{profile['name']}.yaml"
+    # the profile file named on the command line (a path, or params/<name>.yaml) records the new archive
+    path = Path(args.profile) if Path(args.profile).suffix in (".yaml", ".yml") else PARAMS_DIR / f"{args.profile}.yaml"
     text = path.read_text(encoding="utf-8")
     text, replaced = re.subn(r"(?m)^llm_answers:.*$", line, text)
     path.write_text(text if replaced else text.rstrip("\n") + "\n" + line + "\n", encoding="utf-8")
@@ -106,7 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     export = commands.add_parser("export-answers", help="archive a profile's LLM answers for reproducible reruns")
     export.add_argument("--profile", default="default")
     export.add_argument("--out", help="archive path (default answers/<profile>.jsonl.gz)")
-    export.add_argument("--cache", help="LLM cache to read (default .cache/llm/calls.sqlite)")
+    export.add_argument(
+        "--cache",
+        help="LLM cache to read (default: the cache of the answers the profile ships, else .cache/llm/calls.sqlite)",
+    )
     export.add_argument("--model-id", help="the extractor's model identity (derived for packaged GGUF models)")
     prep = commands.add_parser("prepare-data", help="verify, parse, dedup and decontaminate a corpus")
     prep.add_argument("--out", required=True, help="output folder")

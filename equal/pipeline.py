@@ -73,7 +73,7 @@ def run_profile(
     if fresh_extraction:
         for key, folder in (("data_dir", data_dir), ("results_dir", results_dir), ("figures_dir", figures_dir)):
             overrides.setdefault(key, str(folder(f"{profile['name']}-fresh")))
-    answers = _answers_cache(profile) if not fresh_extraction else None
+    answers = shipped_answers_cache(profile) if not fresh_extraction else None
     # every notebook's kernel inherits these: the shipped answers, and text progress bars for the log
     settings = {ENV_PROGRESS: "text", **({ENV_LLM_CACHE: str(answers)} if answers is not None else {})}
     previous = {name: os.environ.get(name) for name in settings}
@@ -88,7 +88,7 @@ def run_profile(
                 os.environ[name] = value
 
 
-def _answers_cache(profile: dict) -> Path | None:
+def shipped_answers_cache(profile: dict) -> Path | None:
     """The verified cache of the profile's shipped LLM answers (None when it ships none)."""
     spec = profile.get("llm_answers")
     if not spec:
@@ -118,7 +118,9 @@ def stage_times(executed: Path) -> dict[str, float]:
 
 
 def _run_notebooks(profile: dict, only, overrides: dict, notebooks_dir: Path, log_output: bool, answers) -> dict:
-    out_dir = results_dir(profile["name"], overrides.get("results_dir"))
+    # the folder the notebooks write to: an override, else the profile's own (relative to the repository root)
+    folder = overrides.get("results_dir") or profile["common"].get("results_dir")
+    out_dir = results_dir(profile["name"], REPO_ROOT / folder if folder else None)
     (out_dir / "notebooks").mkdir(parents=True, exist_ok=True)
     info_path = out_dir / "run_info.json"
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}

@@ -25,7 +25,7 @@ from equal.errors import ConfigError
 from equal.paths import resource_dir
 
 PARAMS_DIR = resource_dir("params")
-PROFILES = ("smoke", "default", "pilot", "full", "paper")
+PROFILES = ("smoke", "default", "pilot", "baselines", "full", "paper")
 NOT_PROFILES = ("tasks",)  # params/tasks.yaml declares the target tasks (equal.data.tasks), it is no profile
 T = TypeVar("T")
 

@@ -1,6 +1,7 @@
 """Shipped LLM answers: a deterministic archive, verified by digest, that answers every call it holds."""
 
 import gzip
+import json
 
 import pytest
 
@@ -73,3 +74,28 @@ def test_the_pipeline_hands_the_answers_to_the_notebooks_and_fresh_runs_elsewher
     assert seen["env"] is None and seen["answers"] is None
     assert seen["overrides"]["results_dir"].endswith("results/p-fresh")
     assert seen["overrides"]["data_dir"].endswith("data/p-fresh")
+
+
+def test_export_reads_the_shipped_answers_with_the_calls_runs_added_to_them(tmp_path, monkeypatch):
+    """A profile that ships answers exports those (plus calls its runs added, e.g. another profile's ratings on the
+    same corpus), not the local cache; the profile file named on the command line records the new archive."""
+    from equal import cli, pipeline
+
+    filled_cache(tmp_path / "calls.sqlite").close()
+    done = export_answers(tmp_path / "calls.sqlite", tmp_path / "a.jsonl.gz", "m@1", "qa-extract-v1")
+    monkeypatch.setattr(pipeline, "cache_dir", lambda: tmp_path / "cache")
+    profile = tmp_path / "p.yaml"
+    profile.write_text("common: {llm: {kind: llama_cpp, model: m}, extraction: {prompt_version: qa-extract-v1}}\n"
+                       f"llm_answers: {{file: {tmp_path / 'a.jsonl.gz'}, sha256: {done['sha256']}}}\n")  # fmt: skip
+    shipped = CallCache(pipeline.shipped_answers_cache({"llm_answers": {"file": str(tmp_path / "a.jsonl.gz"),
+                                                                        "sha256": done["sha256"]}}))  # fmt: skip
+    shipped.put("rating", Completion('{"rating": 4}', 20, 3, 0.2, "stop"), "llama_cpp", "m@1", "qa-extract-v1",
+                "rate:qa-rate-v1")  # fmt: skip
+    shipped.close()
+    assert cli.main(["export-answers", "--profile", str(profile), "--model-id", "m@1",
+                     "--out", str(tmp_path / "b.jsonl.gz")]) == 0  # fmt: skip
+    lines = gzip.decompress((tmp_path / "b.jsonl.gz").read_bytes()).decode().splitlines()
+    keys = [json.loads(line)["key"] for line in lines]
+    assert keys == ["key00", "key01", "key02", "key03", "key04", "rating"]  # the local cache has no rating
+    text = profile.read_text()
+    assert text.count("llm_answers:") == 1 and "b.jsonl.gz" in text and done["sha256"] not in text

@@ -18,7 +18,7 @@ def test_all_profiles_load_and_inherit():
 
 
 def test_unknown_profile_lists_known_ones():
-    with pytest.raises(ConfigError, match=r"known profiles: default, full, paper, pilot, smoke$"):
+    with pytest.raises(ConfigError, match=r"known profiles: baselines, default, full, paper, pilot, smoke$"):
         load_profile("nope")
     with pytest.raises(ConfigError, match="not found"):
         load_profile("tasks")  # the task declarations live in params/ but are no profile
@@ -46,3 +46,20 @@ def test_a_backend_of_another_kind_replaces_the_inherited_one():
     assert paper["kind"] == "openai" and "n_parallel" not in paper and "n_ctx" not in paper
     backend = make_backend(paper)  # builds (no call is made until a request)
     assert backend.model_id == "openai:Qwen/Qwen2.5-72B-Instruct"
+
+
+def test_the_baselines_profile_shares_the_default_folder_and_trains_every_new_baseline(tmp_path):
+    from equal.artifacts import Artifacts
+    from equal.paths import REPO_ROOT
+    from equal.train.plan import plan_runs
+
+    baselines = load_profile("baselines")
+    params = notebook_parameters(baselines, "05_finetuning")
+    art = Artifacts.for_profile("baselines", params["data_dir"], params["results_dir"], params["figures_dir"])
+    assert art.data == Artifacts.for_profile("default").data == REPO_ROOT / "data" / "default"
+    assert art.results == REPO_ROOT / "results" / "baselines"  # its own tables
+    assert Artifacts.for_profile("x", str(tmp_path)).data == tmp_path  # absolute folders stay as given
+    trained = {run.method for run in plan_runs(params["runs"], params["methods"], params["gammas"], params["seeds"],
+                                               params["targets"])}  # fmt: skip
+    assert {"Perplexity", "Influence", "Influence-MAB", "LLM-scoring", "Rewriting"} <= trained
+    assert load_profile("default").get("llm_answers") == baselines.get("llm_answers")  # one set of answers
