@@ -16,6 +16,7 @@ targets up (a document chosen for both, or the shared warm-up, counts once).
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import shutil
 from collections import Counter
@@ -224,6 +225,7 @@ def train_runs(
             reuse = False
         if not reuse:
             finetune(base_model_dir, pairs, folder, run_config, progress=progress)
+            gc.collect()  # the trainer and model sit in reference cycles: free them before the next model loads
         info = json.loads(info_path.read_text())
         losses = [row["loss"] for row in info["losses"]]
         rows.append(
