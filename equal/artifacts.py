@@ -90,13 +90,6 @@ class MissingArtifact(ConfigError):
     """A stage's input is missing: the message says which notebook writes it."""
 
 
-def _from_repo_root(folder: str | Path | None) -> str | Path | None:
-    """``folder`` anchored at the repository root when it is relative (None stays None)."""
-    if folder is None or Path(folder).expanduser().is_absolute():
-        return folder
-    return paths.REPO_ROOT / folder
-
-
 @dataclass(frozen=True)
 class Artifacts:
     """The files of one profile, by stage. Build with :meth:`for_profile`."""
@@ -120,9 +113,9 @@ class Artifacts:
         profile can name another profile's folder (``data_dir: data/default``) and share its caches."""
         return cls(
             profile,
-            paths.data_dir(profile, _from_repo_root(data_dir)),
-            paths.results_dir(profile, _from_repo_root(results_dir)),
-            paths.figures_dir(profile, _from_repo_root(figures_dir)),
+            paths.data_dir(profile, paths.from_repo_root(data_dir)),
+            paths.results_dir(profile, paths.from_repo_root(results_dir)),
+            paths.figures_dir(profile, paths.from_repo_root(figures_dir)),
         )
 
     @staticmethod

@@ -71,7 +71,7 @@ def _export_answers(args: argparse.Namespace) -> int:
     from equal.llm.answers import export_answers
     from equal.llm.prompts import PROMPT_VERSION
     from equal.paths import REPO_ROOT, llm_cache_path
-    from equal.profiles import PARAMS_DIR, load_profile
+    from equal.profiles import load_profile, profile_path
     from equal.weights import resolve_gguf
 
     profile = load_profile(args.profile)
@@ -83,17 +83,13 @@ def _export_answers(args: argparse.Namespace) -> int:
     version = profile["common"].get("extraction", {}).get("prompt_version", PROMPT_VERSION)
     # the answers the profile's results were computed from: those it already ships (with any calls its runs added
     # to them, e.g. another profile's ratings on the same corpus) or else the local cache
-    if args.cache or not profile.get("llm_answers"):
-        source = llm_cache_path(args.cache)
-    else:
-        from equal.pipeline import shipped_answers_cache
+    from equal.pipeline import shipped_answers_cache
 
-        source = shipped_answers_cache(profile)
+    source = llm_cache_path(args.cache) if args.cache else shipped_answers_cache(profile) or llm_cache_path()
     done = export_answers(source, out, model_id, version)
     relative = out.resolve().relative_to(REPO_ROOT) if out.resolve().is_relative_to(REPO_ROOT) else out
     line = f"llm_answers: {{file: {relative}, sha256: {done['sha256']}}}"
-    # the profile file named on the command line (a path, or params/<name>.yaml) records the new archive
-    path = Path(args.profile) if Path(args.profile).suffix in (".yaml", ".yml") else PARAMS_DIR / f"{args.profile}.yaml"
+    path = profile_path(args.profile)  # the profile file named on the command line records the new archive
     text = path.read_text(encoding="utf-8")
     text, replaced = re.subn(r"(?m)^llm_answers:.*$", line, text)
     path.write_text(text if replaced else text.rstrip("\n") + "\n" + line + "\n", encoding="utf-8")

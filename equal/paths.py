@@ -18,6 +18,14 @@ ENV_CACHE = "EQUAL_CACHE_DIR"
 ENV_LLM_CACHE = "EQUAL_LLM_CACHE"  # set by the pipeline to a profile's shipped answers (equal.llm.answers)
 
 
+def from_repo_root(folder: str | Path | None) -> str | Path | None:
+    """``folder`` anchored at the repository root when it is relative (None and absolute folders stay as given):
+    how a profile's folders are read, whatever the working directory of the notebook or command."""
+    if folder is None or Path(folder).expanduser().is_absolute():
+        return folder
+    return REPO_ROOT / folder
+
+
 def raw_data_dir(override: str | Path | None = None) -> Path:
     """Folder holding ``MANIFEST.json`` and ``raw/``: parameter, $EQUAL_RAW_DATA_DIR, ../shared/data."""
     if override:

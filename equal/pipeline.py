@@ -22,7 +22,7 @@ from papermill.exceptions import PapermillExecutionError
 from equal.errors import EqualError
 from equal.io import write_json_atomic
 from equal.llm.answers import open_answers
-from equal.paths import ENV_LLM_CACHE, REPO_ROOT, cache_dir, data_dir, figures_dir, results_dir
+from equal.paths import ENV_LLM_CACHE, REPO_ROOT, cache_dir, data_dir, figures_dir, from_repo_root, results_dir
 from equal.profiles import load_profile, notebook_parameters
 from equal.progress import ENV_PROGRESS
 from equal.provenance import environment, git_state, now, package_versions, portable_path
@@ -93,7 +93,7 @@ def shipped_answers_cache(profile: dict) -> Path | None:
     spec = profile.get("llm_answers")
     if not spec:
         return None
-    archive = Path(spec["file"]) if Path(spec["file"]).is_absolute() else REPO_ROOT / spec["file"]
+    archive = Path(from_repo_root(spec["file"])).expanduser()
     cache = open_answers(archive, spec["sha256"], cache_dir() / "llm")
     print(f"LLM answers: {portable_path(archive)} (sha256 verified) — FRESH=1 re-extracts instead", flush=True)
     return cache
@@ -120,7 +120,7 @@ def stage_times(executed: Path) -> dict[str, float]:
 def _run_notebooks(profile: dict, only, overrides: dict, notebooks_dir: Path, log_output: bool, answers) -> dict:
     # the folder the notebooks write to: an override, else the profile's own (relative to the repository root)
     folder = overrides.get("results_dir") or profile["common"].get("results_dir")
-    out_dir = results_dir(profile["name"], REPO_ROOT / folder if folder else None)
+    out_dir = results_dir(profile["name"], from_repo_root(folder))
     (out_dir / "notebooks").mkdir(parents=True, exist_ok=True)
     info_path = out_dir / "run_info.json"
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}

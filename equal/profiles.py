@@ -48,11 +48,15 @@ def deep_merge(base: dict, override: dict) -> dict:
     return merged
 
 
+def profile_path(name_or_path: str | Path, params_dir: Path = PARAMS_DIR) -> Path:
+    """The file of a profile given by name (``params/<name>.yaml``) or by path."""
+    path = Path(name_or_path)
+    return path if path.suffix in (".yaml", ".yml") else params_dir / f"{name_or_path}.yaml"
+
+
 def load_profile(name_or_path: str | Path, params_dir: Path = PARAMS_DIR) -> dict[str, Any]:
     """Load a profile by name (``params/<name>.yaml``) or path, resolving ``extends`` chains."""
-    path = Path(name_or_path)
-    if path.suffix not in (".yaml", ".yml"):
-        path = params_dir / f"{name_or_path}.yaml"
+    path = profile_path(name_or_path, params_dir)
     if not path.is_file() or path.stem in NOT_PROFILES:
         known = ", ".join(sorted(p.stem for p in params_dir.glob("*.yaml") if p.stem not in NOT_PROFILES))
         raise ConfigError(f"profile {name_or_path!r} not found ({path}); known profiles: {known}")
