@@ -8,6 +8,7 @@ import pytest
 
 from equal.report.stats import (
     minimum_detectable_effect,
+    model_matrix,
     paired_bootstrap,
     power_table,
     variance_components,
@@ -62,6 +63,22 @@ def test_variance_components_separate_selection_from_fine_tuning_seeds():
     assert parts["seed_std"] < parts["replicate_std"]
 
 
+def test_variance_components_of_independent_replicates_each_with_its_own_seeds():
+    # The default's design: each replicate's fine-tuning seed follows its selection seed, so no seed is shared and
+    # the replicate spread is the plain std of the models' metric (no selection / fine-tuning split).
+    rng = np.random.default_rng(2)
+    items = pd.DataFrame(_items("Random", range(5), 0.0, rng, selection_noise=0.02))
+    parts = variance_components(items, "Random", 0.05, "gsm8k")
+    values, weights, _ = model_matrix(items, "Random", 0.05, "gsm8k")
+    per_model = values.sum(axis=1) / weights.sum(axis=1)
+    assert parts["models"] == 5
+    assert parts["replicate_std"] == pytest.approx(float(np.std(per_model, ddof=1)))
+    assert 0 < parts["seed_std"] < parts["replicate_std"]
+    assert "fine_tuning_std" not in parts and "selection_std" not in parts
+    mde = minimum_detectable_effect(parts["seed_std"], parts["item_std"], 5, N_ITEMS)
+    assert math.isfinite(mde) and mde > 0
+
+
 def test_minimum_detectable_effect_shrinks_with_seeds_and_items_and_meets_a_quarter_of_the_control():
     assert minimum_detectable_effect(0.01, 0.1, 5, 200) > minimum_detectable_effect(0.01, 0.1, 10, 200)
     assert minimum_detectable_effect(0.01, 0.3, 5, 100) > minimum_detectable_effect(0.01, 0.3, 5, 800)
@@ -77,6 +94,9 @@ def test_the_verdict_refuses_a_comparison_the_oracle_says_cannot_be_seen():
     weak_oracle = {"difference": -0.004}
     equal = {"difference": -0.02, "ci_low": -0.03, "ci_high": -0.01, "excludes_zero": True}
     assert verdict(weak_oracle, 0.01, equal, {}).startswith("this design cannot test the claim")
+    worse_oracle = verdict({"difference": 0.033}, 0.01, equal, {})
+    assert "no better than Random (worse by 0.0330)" in worse_oracle and "0.0100" in worse_oracle
+    assert "unknown minimum detectable effect" in verdict(weak_oracle, float("nan"), equal, {})
     strong_oracle = {"difference": -0.05}
     text = verdict(strong_oracle, 0.01, equal, {**equal, "difference": 0.01, "ci_low": -0.01, "ci_high": 0.03,
                                                "excludes_zero": False})  # fmt: skip

@@ -101,8 +101,10 @@ def variance_components(items: pd.DataFrame, method: str, gamma: float, benchmar
     n_items = values.shape[1]
     extra = {}
     seeds = items[items["model"].isin(models)].drop_duplicates("model").set_index("model").loc[models]
-    if seeds["train_seed"].nunique() > 1 and seeds["seed"].nunique() > 1:
-        grouped = per_model.groupby(seeds["seed"].to_numpy())
+    grouped = per_model.groupby(seeds["seed"].to_numpy())
+    # Crossed only where a selection seed has several fine-tuning seeds (the pilot); where each replicate has its
+    # own pair of seeds (the default) the models are independent replicates and their variance is the answer.
+    if (grouped.size() > 1).any() and seeds["train_seed"].nunique() > 1:
         within = float(grouped.var(ddof=1).mean())
         per_selection = float(grouped.size().mean())
         between = max(float(grouped.mean().var(ddof=1)) - within / per_selection, 0.0)
@@ -148,10 +150,11 @@ def verdict(oracle_vs_random: dict, mde: float, equal_vs_random: dict, equal_vs_
         return "no extracted-oracle models: the design's power to test the claim is unknown"
     gain = sign * oracle_vs_random["difference"]
     if not gain > mde:
-        return (
-            f"this design cannot test the claim: the extracted oracle improves on Random by {gain:+.4f}, "
-            f"not more than the minimum detectable effect {mde:.4f}"
-        )
+        oracle = (f"the extracted oracle improves on Random by {gain:.4f}" if gain > 0
+                  else f"the extracted oracle is no better than Random (worse by {-gain:.4f})")  # fmt: skip
+        known = math.isfinite(mde)
+        bar = f"the minimum detectable effect {mde:.4f}" if known else "an unknown minimum detectable effect"
+        return f"this design cannot test the claim: {oracle}, not more than {bar}"
     parts = []
     for name, result in (("Random", equal_vs_random), ("All", equal_vs_all)):
         if not result:
