@@ -69,14 +69,14 @@ def _export_answers(args: argparse.Namespace) -> int:
     import re
 
     from equal.llm.answers import export_answers
+    from equal.llm.backends import llama_cpp_model_id
     from equal.llm.prompts import PROMPT_VERSION
     from equal.paths import REPO_ROOT, llm_cache_path
     from equal.profiles import load_profile, profile_path
-    from equal.weights import resolve_gguf
 
     profile = load_profile(args.profile)
     llm = profile["common"]["llm"]
-    model_id = args.model_id or (resolve_gguf(llm["model"])[1] if llm["kind"] == "llama_cpp" else None)
+    model_id = args.model_id or (llama_cpp_model_id(llm) if llm["kind"] == "llama_cpp" else None)
     if not model_id:
         raise EqualError(f"--model-id is needed for a {llm['kind']} extractor")
     out = Path(args.out or REPO_ROOT / "answers" / f"{profile['name']}.jsonl.gz")

@@ -9,7 +9,7 @@ import time
 import pytest
 from conftest import free_port
 
-from equal.llm.backends import LlamaCppBackend, OpenAIBackend, TransformersBackend, make_backend
+from equal.llm.backends import LlamaCppBackend, OpenAIBackend, TransformersBackend, llama_cpp_model_id, make_backend
 from equal.llm.cache import CallCache
 from equal.llm.extract import ExtractionConfig, ExtractionReport, QAExtractor, pairs_records
 from equal.llm.ledger import CostLedger
@@ -196,6 +196,10 @@ def test_a_slow_request_does_not_hold_back_the_window():
 def test_batched_llama_cpp_shares_the_prefix_and_keeps_json_valid(tmp_path):
     backend = make_backend({"kind": "llama_cpp", "model": "smollm2-135m-instruct", "n_parallel": 3, "n_ctx": 1024})
     assert backend.model_id.endswith("/batched") and backend.batch_size == 3
+    # export-answers names the same id without loading the model (the default profile decodes batched)
+    spec = {"kind": "llama_cpp", "model": "smollm2-135m-instruct"}
+    assert llama_cpp_model_id({**spec, "n_parallel": 3}) == backend.model_id
+    assert llama_cpp_model_id(spec) == backend.model_id.removesuffix("/batched")
     texts = [d["text"] for d in DOCS] + ["The French Revolution began in 1789 with the storming of the Bastille."]
     params = GenerationParams(max_tokens=200, json_schema=qa_schema(1))
     completions = backend.chat([extraction_messages(t, 1) for t in texts], params)

@@ -355,6 +355,16 @@ class OpenAIBackend:
         return answers  # type: ignore[return-value]
 
 
+BATCHED_SUFFIX = "/batched"  # batched decoding's numerics differ from one-at-a-time: its answers are keyed apart
+
+
+def llama_cpp_model_id(spec: dict) -> str:
+    """The model id under which a ``llama_cpp`` backend built from ``spec`` (as :func:`make_backend` builds it) keys
+    its cached answers, without loading the model."""
+    identity = resolve_gguf(spec["model"])[1]
+    return identity + BATCHED_SUFFIX if spec.get("n_parallel", 1) > 1 else identity
+
+
 def make_backend(spec: dict):
     """Build a backend from a parameter mapping: ``{"kind": "llama_cpp" | "transformers" | "openai", ...}``.
 

@@ -27,6 +27,7 @@ from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 from llama_cpp.llama_grammar import LlamaGrammar
 
 from equal.errors import ConfigError
+from equal.llm.backends import BATCHED_SUFFIX
 from equal.llm.types import Completion, GenerationParams, Messages
 from equal.weights import resolve_gguf
 
@@ -127,7 +128,7 @@ class LlamaCppBatchBackend:
         self.n_parallel = n_parallel
         self.batch_size = n_parallel
         self.context_length = n_ctx  # per conversation
-        self.model_id = f"{identity}/batched"
+        self.model_id = identity + BATCHED_SUFFIX
         self.seed = seed
         threads = n_threads or os.cpu_count() or 1
         set_verbose(False)  # llama.cpp's own log lines would drown the progress bar
