@@ -114,6 +114,7 @@ def test_models_are_retrained_exactly_when_their_training_set_changes(tmp_path):
     base = causal_lm_dir(TINY_CHAT_MODEL)
     first = train_runs(runs, art, base, config, progress=False)
     assert not first["reused"].any()
+    assert list(first["answer_chars_median"]) == [len("It is 4.")] * 2  # each set's answer length, for the link
     again = train_runs(runs, art, base, config, progress=False)
     assert again["reused"].all()  # an unchanged re-run retrains nothing
     write_selection(runs[0], ["What is 2 + 2?", "What is 5 - 1?"])  # EQUAL's set changed, Random's did not

@@ -1,5 +1,6 @@
 """The paper's tables from per-model evaluation rows."""
 
+import numpy as np
 import pandas as pd
 
 from equal.report.tables import ablation_table, cost_table, main_table, summarize
@@ -66,3 +67,15 @@ def test_the_link_pairs_each_model_with_its_training_sets_distance_and_correlate
     (row,) = link_correlations(link).to_dict("records")
     assert row["models"] == 4 and row["pearson_r"] > 0.9 and row["r_ci_low"] < row["pearson_r"] < row["r_ci_high"]
     assert row["slope"] > 0 and row["spearman_rho"] == 1.0
+    assert np.isnan(row["answer_chars_r"]) and link["answer_chars_median"].isna().all()  # no training table given
+    # with notebook 05's table: each model's median answer length, and how bits per byte follow it
+    training = pd.DataFrame({"model": ["EQUAL 0", "EQUAL 1", "Random 0", "All"],
+                             "answer_chars_median": [40.0, 30.0, 200.0, 150.0]})  # fmt: skip
+    link = link_table(selection, evaluated, targets, training)
+    assert list(link["answer_chars_median"]) == [40.0, 30.0, 200.0, 150.0]
+    (row,) = link_correlations(link).to_dict("records")
+    assert row["answer_chars_r"] > 0.5 and 0 <= row["answer_chars_p"] <= 1  # here: longer answers, worse models
+    from equal.report.figures import link_figure
+
+    figure = link_figure(link, link_correlations(link))
+    assert len(figure.axes) == 2 and "r = " in figure.axes[1].get_title()  # a second row: bpb on answer length

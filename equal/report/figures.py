@@ -350,24 +350,29 @@ def training_losses(losses: pd.DataFrame) -> plt.Figure:
 
 def link_figure(table: pd.DataFrame, correlations: pd.DataFrame, labels: dict[str, str] | None = None) -> plt.Figure:
     """Bits per byte of every fine-tuned model against its training set's OT distance to held-out target items, one
-    panel per benchmark, with the least-squares line and Pearson r (the method assumes a rising line)."""
+    panel per benchmark, with the least-squares line and Pearson r (the method assumes a rising line); where the
+    training sets' median answer lengths are known, a second row against those."""
     apply_style()
     benches = list(dict.fromkeys(table["benchmark"]))
-    fig, axes = plt.subplots(1, max(1, len(benches)), figsize=(4.6 * max(1, len(benches)), 4.2), squeeze=False)
+    axes_x = [("ot_heldout", "pearson_r", "OT distance of the training set to held-out target items")]
+    if "answer_chars_median" in table and table["answer_chars_median"].notna().any():
+        axes_x.append(("answer_chars_median", "answer_chars_r", "median answer length of the training set (chars)"))
+    n_cols = max(1, len(benches))
+    fig, axes = plt.subplots(len(axes_x), n_cols, figsize=(4.6 * n_cols, 4.2 * len(axes_x)), squeeze=False)
     stats = correlations.set_index("benchmark")
-    for ax, bench in zip(axes[0], benches, strict=False):
-        part = table[table["benchmark"] == bench]
-        for method, group in part.groupby("method", sort=False):
-            ax.scatter(group["ot_heldout"], group["bits_per_byte"], color=_method_color(method), label=method, s=28)
-        title = (labels or {}).get(bench, bench)
-        r = stats.loc[bench, "pearson_r"] if bench in stats.index else float("nan")
-        if r == r:  # not NaN: enough models to draw the line
-            slope, intercept = np.polyfit(part["ot_heldout"], part["bits_per_byte"], 1)
-            xs = np.linspace(part["ot_heldout"].min(), part["ot_heldout"].max(), 20)
-            ax.plot(xs, slope * xs + intercept, color="#444444", linewidth=1, linestyle="--")
-            title += f"  (r = {r:+.2f}, n = {len(part)})"
-        ax.set(title=title, xlabel="OT distance of the training set to held-out target items",
-               ylabel="bits per byte (lower is better)")  # fmt: skip
+    for row, (column, r_column, xlabel) in zip(axes, axes_x, strict=True):
+        for ax, bench in zip(row, benches, strict=False):
+            part = table[(table["benchmark"] == bench)].dropna(subset=[column])
+            for method, group in part.groupby("method", sort=False):
+                ax.scatter(group[column], group["bits_per_byte"], color=_method_color(method), label=method, s=28)
+            title = (labels or {}).get(bench, bench)
+            r = stats.loc[bench, r_column] if bench in stats.index and r_column in stats else float("nan")
+            if r == r:  # not NaN: enough models to draw the line
+                slope, intercept = np.polyfit(part[column], part["bits_per_byte"], 1)
+                xs = np.linspace(part[column].min(), part[column].max(), 20)
+                ax.plot(xs, slope * xs + intercept, color="#444444", linewidth=1, linestyle="--")
+                title += f"  (r = {r:+.2f}, n = {len(part)})"
+            ax.set(title=title, xlabel=xlabel, ylabel="bits per byte (lower is better)")
     axes[0][-1].legend(fontsize=7, frameon=False, bbox_to_anchor=(1.02, 1), loc="upper left")
     fig.tight_layout()
     return fig

@@ -5,7 +5,10 @@ helps if sets closer to the target make better models. :func:`link_table` pairs,
 benchmark, the OT distance of the model's training set to held-out items of the benchmark's target
 (``ot_heldout`` of notebook 04's selection run) with the model's bits per byte on that benchmark (notebook 06);
 :func:`link_correlations` gives the correlation per benchmark. The method assumes a *positive* correlation
-(lower distance, lower bits per byte).
+(lower distance, lower bits per byte). Beside it, the median answer length of each training set
+(``answer_chars_median`` of notebook 05's ``finetune_runs``) and its correlation with bits per byte: a confound
+the distance does not see (a set of target-like questions with terse answers teaches a model to stop short of the
+worked solutions the metric scores).
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-LINK_COLUMNS = ["model", "method", "gamma", "seed", "benchmark", "target", "ot_heldout", "bits_per_byte"]
+LINK_COLUMNS = ["model", "method", "gamma", "seed", "benchmark", "target", "ot_heldout", "answer_chars_median",
+                "bits_per_byte"]  # fmt: skip
 
 
 def target_of_benchmark(domains: dict[str, str], targets: list[str]) -> dict[str, str]:
@@ -31,11 +35,18 @@ def target_of_benchmark(domains: dict[str, str], targets: list[str]) -> dict[str
 
 
 def link_table(
-    selection_runs: pd.DataFrame, eval_runs: pd.DataFrame, benchmark_targets: dict[str, str]
+    selection_runs: pd.DataFrame,
+    eval_runs: pd.DataFrame,
+    benchmark_targets: dict[str, str],
+    training_runs: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """One row per fine-tuned model × benchmark: its training set's ``ot_heldout`` for the benchmark's target and its
-    bits per byte. Models without a selection (Base, the D_r control) have no row; All matches its one run."""
+    """One row per fine-tuned model × benchmark: its training set's ``ot_heldout`` for the benchmark's target, the
+    median length of its answers (from ``training_runs``, notebook 05's table; NaN without it) and its bits per
+    byte. Models without a selection (Base, the D_r control) have no row; All matches its one run."""
     bpb = eval_runs[eval_runs["metric"] == "bits_per_byte"]
+    answer_chars = {}
+    if training_runs is not None and "answer_chars_median" in training_runs:
+        answer_chars = dict(zip(training_runs["model"], training_runs["answer_chars_median"], strict=True))
     rows = []
     for r in bpb.itertuples(index=False):
         target = benchmark_targets.get(r.benchmark)
@@ -48,13 +59,16 @@ def link_table(
             continue
         distance = float(runs["ot_heldout"].iloc[0])
         rows.append({"model": r.model, "method": r.method, "gamma": r.gamma, "seed": r.seed, "benchmark": r.benchmark,
-                     "target": target, "ot_heldout": distance, "bits_per_byte": r.value})  # fmt: skip
+                     "target": target, "ot_heldout": distance, "bits_per_byte": r.value,
+                     "answer_chars_median": answer_chars.get(r.model, float("nan"))})  # fmt: skip
     return pd.DataFrame(rows, columns=LINK_COLUMNS)
 
 
 def link_correlations(table: pd.DataFrame) -> pd.DataFrame:
     """Per benchmark: models, Pearson r with its 95 % confidence interval and p-value, Spearman ρ, and the
-    least-squares slope (bits per byte per unit of OT distance). The method assumes r > 0."""
+    least-squares slope (bits per byte per unit of OT distance); the method assumes r > 0. Then the same Pearson r
+    and p-value for the training sets' median answer length (``answer_chars_r``: negative where longer answers
+    make a better model)."""
     rows = []
     for bench, part in table.groupby("benchmark", sort=False):
         row = {"benchmark": bench, "models": len(part)}
@@ -65,6 +79,12 @@ def link_correlations(table: pd.DataFrame) -> pd.DataFrame:
             row |= {"pearson_r": float(pearson.statistic), "r_ci_low": float(low), "r_ci_high": float(high),
                     "p_value": float(pearson.pvalue), "spearman_rho": float(stats.spearmanr(x, y).statistic),
                     "slope": float(np.polyfit(x, y, 1)[0])}  # fmt: skip
+        known = part.dropna(subset=["answer_chars_median"]) if "answer_chars_median" in part else part.iloc[:0]
+        length = known["answer_chars_median"].to_numpy(float)
+        if len(known) >= 3 and np.ptp(length) > 0 and np.ptp(known["bits_per_byte"]) > 0:
+            by_length = stats.pearsonr(length, known["bits_per_byte"].to_numpy(float))
+            row |= {"answer_chars_r": float(by_length.statistic), "answer_chars_p": float(by_length.pvalue)}
         rows.append(row)
-    columns = ["benchmark", "models", "pearson_r", "r_ci_low", "r_ci_high", "p_value", "spearman_rho", "slope"]
+    columns = ["benchmark", "models", "pearson_r", "r_ci_low", "r_ci_high", "p_value", "spearman_rho", "slope",
+               "answer_chars_r", "answer_chars_p"]  # fmt: skip
     return pd.DataFrame(rows).reindex(columns=columns)

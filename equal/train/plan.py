@@ -23,6 +23,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from equal.artifacts import Artifacts
@@ -246,6 +247,8 @@ def train_runs(
                 "seed": run.seed,
                 "train_seed": run.fine_tuning_seed,
                 "pairs": len(pairs),
+                # how long the set's answers are: terse answers teach a model to stop short of a worked solution
+                "answer_chars_median": float(np.median([len(p["answer"]) for p in pairs])) if pairs else None,
                 **{f"{domain}_pairs": n for domain, n in sorted(Counter(p["domain"] for p in pairs).items())},
                 "steps": info["steps"],
                 "tokens_seen": info["tokens_seen"],
