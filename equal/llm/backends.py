@@ -358,11 +358,16 @@ class OpenAIBackend:
 BATCHED_SUFFIX = "/batched"  # batched decoding's numerics differ from one-at-a-time: its answers are keyed apart
 
 
+def _decodes_batched(spec: dict) -> bool:
+    """Whether :func:`make_backend` builds the batched llama.cpp backend for ``spec``."""
+    return spec.get("kind") == "llama_cpp" and spec.get("n_parallel", 1) > 1
+
+
 def llama_cpp_model_id(spec: dict) -> str:
     """The model id under which a ``llama_cpp`` backend built from ``spec`` (as :func:`make_backend` builds it) keys
     its cached answers, without loading the model."""
     identity = resolve_gguf(spec["model"])[1]
-    return identity + BATCHED_SUFFIX if spec.get("n_parallel", 1) > 1 else identity
+    return identity + BATCHED_SUFFIX if _decodes_batched(spec) else identity
 
 
 def make_backend(spec: dict):
@@ -371,11 +376,12 @@ def make_backend(spec: dict):
     ``llama_cpp`` with ``n_parallel > 1`` decodes that many documents together
     (:class:`~equal.llm.llama_batch.LlamaCppBatchBackend`, the fast path on CPU).
     """
+    batched = _decodes_batched(spec)
     spec = dict(spec)
     kind = spec.pop("kind", None)
     spec.pop("executor", None)  # where the calls run (equal.llm.extract.make_extractor), not how the engine is built
     builders = {"llama_cpp": LlamaCppBackend, "transformers": TransformersBackend, "openai": OpenAIBackend}
-    if kind == "llama_cpp" and spec.get("n_parallel", 1) > 1:
+    if batched:
         from equal.llm.llama_batch import LlamaCppBatchBackend
 
         builders["llama_cpp"] = LlamaCppBatchBackend

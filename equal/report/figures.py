@@ -362,7 +362,7 @@ def link_figure(table: pd.DataFrame, correlations: pd.DataFrame, labels: dict[st
     stats = correlations.set_index("benchmark")
     for row, (column, r_column, xlabel) in zip(axes, axes_x, strict=True):
         for ax, bench in zip(row, benches, strict=False):
-            part = table[(table["benchmark"] == bench)].dropna(subset=[column])
+            part = table[table["benchmark"] == bench].dropna(subset=[column])
             for method, group in part.groupby("method", sort=False):
                 ax.scatter(group[column], group["bits_per_byte"], color=_method_color(method), label=method, s=28)
             title = (labels or {}).get(bench, bench)

@@ -64,6 +64,11 @@ def link_table(
     return pd.DataFrame(rows, columns=LINK_COLUMNS)
 
 
+def _pearson(x: np.ndarray, y: np.ndarray):
+    """scipy's Pearson result, or None where there are fewer than 3 points or either side is constant."""
+    return stats.pearsonr(x, y) if len(x) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0 else None
+
+
 def link_correlations(table: pd.DataFrame) -> pd.DataFrame:
     """Per benchmark: models, Pearson r with its 95 % confidence interval and p-value, Spearman ρ, and the
     least-squares slope (bits per byte per unit of OT distance); the method assumes r > 0. Then the same Pearson r
@@ -73,16 +78,13 @@ def link_correlations(table: pd.DataFrame) -> pd.DataFrame:
     for bench, part in table.groupby("benchmark", sort=False):
         row = {"benchmark": bench, "models": len(part)}
         x, y = part["ot_heldout"].to_numpy(float), part["bits_per_byte"].to_numpy(float)
-        if len(part) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0:
-            pearson = stats.pearsonr(x, y)
+        if pearson := _pearson(x, y):
             low, high = pearson.confidence_interval(0.95)
             row |= {"pearson_r": float(pearson.statistic), "r_ci_low": float(low), "r_ci_high": float(high),
                     "p_value": float(pearson.pvalue), "spearman_rho": float(stats.spearmanr(x, y).statistic),
                     "slope": float(np.polyfit(x, y, 1)[0])}  # fmt: skip
-        known = part.dropna(subset=["answer_chars_median"]) if "answer_chars_median" in part else part.iloc[:0]
-        length = known["answer_chars_median"].to_numpy(float)
-        if len(known) >= 3 and np.ptp(length) > 0 and np.ptp(known["bits_per_byte"]) > 0:
-            by_length = stats.pearsonr(length, known["bits_per_byte"].to_numpy(float))
+        known = part.dropna(subset=["answer_chars_median"])
+        if by_length := _pearson(known["answer_chars_median"].to_numpy(float), known["bits_per_byte"].to_numpy(float)):
             row |= {"answer_chars_r": float(by_length.statistic), "answer_chars_p": float(by_length.pvalue)}
         rows.append(row)
     columns = ["benchmark", "models", "pearson_r", "r_ci_low", "r_ci_high", "p_value", "spearman_rho", "slope",
