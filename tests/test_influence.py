@@ -57,3 +57,27 @@ def test_gradients_are_charged_as_forward_and_backward_passes_of_the_base_model(
     summary = ledger.summary().iloc[0]
     assert summary["calls"] == 0 and summary["tokens"] == 0  # no LLM call: only FLOPs
     assert summary["flops_reference"] > 0
+
+
+def test_an_interrupted_scoring_keeps_the_gradients_of_finished_batches(scorer, monkeypatch):
+    pairs = [{"question": f"What is {i} * 3?", "answer": f"{i} * 3 = {3 * i}.", "doc_id": f"e{i}"} for i in range(70)]
+    original = scorer._gradients
+    calls = {"n": 0}
+
+    def dies_on_the_second_batch(batch):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("killed")
+        return original(batch)
+
+    monkeypatch.setattr(scorer, "_gradients", dies_on_the_second_batch)
+    with pytest.raises(KeyboardInterrupt):
+        scorer.features(pairs)
+    monkeypatch.setattr(scorer, "_gradients", original)
+    resumed = GradientScorer(TINY_CHAT_MODEL, scorer.config, cache=scorer._cache_root)  # a new process
+    resumed.prepare(WARMUP)
+    assert sum(resumed.known(p) for p in pairs) == 64  # the first batch was on disk before the crash
+    computed, gradients = [], resumed._gradients
+    monkeypatch.setattr(resumed, "_gradients", lambda batch: computed.append(len(batch)) or gradients(batch))
+    assert resumed.features(pairs).shape == (70, 64) and computed == [6]  # only the unfinished pairs
+    np.testing.assert_allclose(resumed.features(pairs[64:]), scorer.features(pairs[64:]), atol=1e-5)

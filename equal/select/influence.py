@@ -31,6 +31,7 @@ from equal.chat_format import IGNORE_INDEX, PadCollator, chat_example
 from equal.fingerprint import fingerprint
 from equal.io import write_json_atomic
 from equal.paths import cache_dir
+from equal.progress import tqdm
 from equal.weights import causal_lm_dir, file_fingerprint
 
 GRADIENT_FLOPS_FACTOR = 3.0  # a forward and a backward pass
@@ -184,11 +185,13 @@ class GradientScorer:
         missing = list({self._key(p): p for p in pairs if not self.known(p)}.values())
         if missing:
             self._ensure_model()
-            for start in range(0, len(missing), 64):  # a projection is generated once per 64 gradients
-                batch = missing[start : start + 64]
-                for pair, vector in zip(batch, self._gradients(batch), strict=True):
-                    self._features[self._key(pair)] = [round(float(x), 6) for x in vector]
-            write_json_atomic(self._features_path, self._features)
+            with tqdm(total=len(missing), desc="LoRA gradients", unit="pair") as bar:
+                for start in range(0, len(missing), 64):  # a projection is generated once per 64 gradients
+                    batch = missing[start : start + 64]
+                    for pair, vector in zip(batch, self._gradients(batch), strict=True):
+                        self._features[self._key(pair)] = [round(float(x), 6) for x in vector]
+                    write_json_atomic(self._features_path, self._features)  # per batch: a crash loses one batch
+                    bar.update(len(batch))
         return np.array([self._features[self._key(p)] for p in pairs], dtype=np.float64).reshape(len(pairs), -1)
 
     def influence(self, pairs: list[dict], targets: list[dict]) -> np.ndarray:
