@@ -384,7 +384,8 @@ def comparison_figure(comparisons: pd.DataFrame, mde: dict[str, float]) -> plt.F
     of zero means the first method is better)."""
     apply_style()
     benches = list(dict.fromkeys(comparisons["benchmark"])) if len(comparisons) else []
-    fig, axes = plt.subplots(1, max(1, len(benches)), figsize=(4.8 * max(1, len(benches)), 0.45 * 8 + 1.2),
+    rows = int(comparisons["benchmark"].value_counts().max()) if len(comparisons) else 0
+    fig, axes = plt.subplots(1, max(1, len(benches)), figsize=(4.8 * max(1, len(benches)), 0.45 * max(8, rows) + 1.2),
                              squeeze=False, sharey=True)  # fmt: skip
     for ax, bench in zip(axes[0], benches, strict=False):
         part = comparisons[comparisons["benchmark"] == bench].reset_index(drop=True)
