@@ -8,7 +8,7 @@ import pytest
 from equal.artifacts import Artifacts
 from equal.errors import ConfigError
 from equal.io import write_json_atomic, write_jsonl_atomic
-from equal.llm.ledger import REFERENCE_PARAMS
+from equal.llm.ledger import BASE_REFERENCE_PARAMS, REFERENCE_PARAMS
 from equal.train.plan import TrainingRun, extraction_cost, method_costs, plan_runs, training_pairs
 
 METHODS = ["EQUAL", "Random", "All"]
@@ -68,6 +68,15 @@ def test_a_methods_cost_counts_documents_shared_by_its_targets_once(tmp_path):
     assert cost["extractor_flops"] == 2 * 1000 * 250 and cost["reference_flops"] == pytest.approx(
         2 * REFERENCE_PARAMS * 250
     )
+    # two pairs of one document scored at the same length are two gradients, in one ledger and in the other
+    scored = {**_ledger_row("c1", "score-influence", 40), "completion_tokens": 0, "reference": "base"}
+    write_jsonl_atomic(code_dir / "ledger.jsonl", [warmup, _ledger_row("c1", "extract", 70), scored, scored])
+    write_jsonl_atomic(math_dir / "ledger.jsonl", [warmup, _ledger_row("m1", "extract", 50), scored])
+    assert extraction_cost(runs[1], art)["llm_calls"] == 2  # scoring is not an LLM call
+    (cost,) = method_costs(runs, art, trained).to_dict("records")
+    assert cost["llm_calls"] == 3 and cost["tokens"] == 110 + 60 + 80  # shared across ledgers: once
+    base = 2 * BASE_REFERENCE_PARAMS * 40  # one gradient's forward FLOPs at the paper's base, before the factor
+    assert cost["reference_flops"] == pytest.approx(2 * REFERENCE_PARAMS * 250 + 2 * base)  # both gradients
 
 
 def test_a_missing_selection_names_the_file(tmp_path):

@@ -143,14 +143,20 @@ def training_pairs(run: TrainingRun, artifacts: Artifacts) -> list[dict]:
 def ledger_cost(folders: list[Path], artifacts: Artifacts) -> dict:
     """Documents, LLM calls, tokens and FLOPs (ours, and at the paper's model sizes) of the distinct records in the
     ledgers of these selection folders (a call in several of them, such as the shared warm-up, counts once).
-    FLOPs include a method's scoring compute with the base model; documents, calls and tokens are the LLM's."""
-    rows, seen = [], set()
+    FLOPs include a method's scoring compute with the base model; documents, calls and tokens are the LLM's.
+
+    Records are told apart by document, stage and tokens. Within one ledger every record counts (two pairs of one
+    document can cost the same tokens to score); across ledgers a record counts as often as the ledger that holds
+    it most often, so a call shared by several folders is paid once."""
+    rows: list[dict] = []
+    counts: dict[tuple, int] = {}
     for folder in folders:
+        here: dict[tuple, int] = {}
         for row in artifacts.load_selection(folder).ledger():
-            stage = row["stage"].removeprefix("warmup-")
-            key = (row["doc_id"], stage, row["prompt_tokens"], row["completion_tokens"])
-            if key not in seen:
-                seen.add(key)
+            key = (row["doc_id"], row["stage"].removeprefix("warmup-"), row["prompt_tokens"], row["completion_tokens"])
+            here[key] = here.get(key, 0) + 1
+            if here[key] > counts.get(key, 0):
+                counts[key] = here[key]
                 rows.append(row)
     llm_rows = [r for r in rows if r.get("reference", "extractor") == "extractor"]  # not the base model's scoring
     tokens = sum(r["prompt_tokens"] + r["completion_tokens"] for r in llm_rows)
