@@ -172,10 +172,10 @@ def _run_notebooks(profile: dict, only, overrides: dict, notebooks_dir: Path, lo
             write_json_atomic(info_path, info)
         print(f"✔ {notebook.name} in {record['wall_time_s']:.1f} s", flush=True)
     complete = len(notebooks) == len(numbered_notebooks(notebooks_dir))
-    if complete and profile["name"] == "default" and out_dir == results_dir("default"):
-        from equal.report.readme import update_readme  # the README's results block follows the results
+    if complete and profile["name"] in ("default", "baselines") and out_dir == results_dir(profile["name"]):
+        from equal.report.readme import update_readme  # the README's generated blocks follow the results
 
-        update_readme("default")
+        update_readme(profile["name"])
     return info
 
 
