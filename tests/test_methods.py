@@ -254,6 +254,32 @@ def test_llm_scoring_rates_every_pair_through_the_cache_and_keeps_the_best(world
     assert again.summary["new_llm_calls"] == 0 and again.pairs == scored.pairs  # nothing paid twice, same choice
 
 
+def test_an_interrupted_llm_scoring_resumes_without_repeating_a_rating(world, builtin_splits, monkeypatch):
+    references = {"math": builtin_splits["gsm8k_train"][130:140]}  # other examples: ratings nobody asked for yet
+    backend = world["extractor"].backend
+    chat, state = backend.chat, {"chunks": 0}
+
+    def dies_on_the_second_chunk(requests, params):
+        state["chunks"] += 1
+        if state["chunks"] == 2:
+            raise KeyboardInterrupt("killed")
+        return chat(requests, params)
+
+    setup = world["setup"]("llm-scoring-killed", references=references)
+    pairs = setup.run("All", "math", 0.25, 0).summary["pairs"]
+    setup.run("EQUAL", "math", 0.25, 0)
+    before = cached_calls(world["cache"])
+    monkeypatch.setattr(backend, "chat", dies_on_the_second_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        setup.run("LLM-scoring", "math", 0.25, 0)
+    monkeypatch.setattr(backend, "chat", chat)
+    paid = cached_calls(world["cache"]) - before
+    assert 0 < paid < pairs  # the first chunk's ratings were stored as they came
+    resumed = world["setup"]("llm-scoring-killed", references=references).run("LLM-scoring", "math", 0.25, 0)
+    assert resumed.summary["new_llm_calls"] == pairs - paid  # only the ratings not yet paid for
+    assert cached_calls(world["cache"]) - before == pairs
+
+
 def test_ratings_are_parsed_strictly():
     from equal.llm.rating import parse_rating, rating_messages
 
