@@ -77,6 +77,13 @@ def test_a_methods_cost_counts_documents_shared_by_its_targets_once(tmp_path):
     assert cost["llm_calls"] == 3 and cost["tokens"] == 110 + 60 + 80  # shared across ledgers: once
     base = 2 * BASE_REFERENCE_PARAMS * 40  # one gradient's forward FLOPs at the paper's base, before the factor
     assert cost["reference_flops"] == pytest.approx(2 * REFERENCE_PARAMS * 250 + 2 * base)  # both gradients
+    # a rewrite names the D_r item it came from and a rating its pair's document: neither reads a new document
+    rewrite = _ledger_row("dr:gsm8k-7", "rewrite", 30)
+    rating = _ledger_row("m1", "rate:qa-rate-v1", 20)
+    write_jsonl_atomic(math_dir / "ledger.jsonl", [rewrite, rewrite, rating])
+    assert extraction_cost(runs[0], art) | {"extractor_flops": 0, "reference_flops": 0} == {
+        "documents_extracted": 0, "llm_calls": 3, "tokens": 2 * 40 + 30, "extractor_flops": 0, "reference_flops": 0
+    }  # fmt: skip
 
 
 def test_a_missing_selection_names_the_file(tmp_path):

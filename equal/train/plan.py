@@ -140,10 +140,15 @@ def training_pairs(run: TrainingRun, artifacts: Artifacts) -> list[dict]:
     return [{"question": p["question"], "answer": p["answer"], "domain": p.get("domain")} for p in pairs]
 
 
+# Ledger stages that read a corpus document; a rating names the document its pair came from, a rewrite a D_r item.
+EXTRACTION_STAGES = frozenset({"extract", "retry", "refine"})
+
+
 def ledger_cost(folders: list[Path], artifacts: Artifacts) -> dict:
     """Documents, LLM calls, tokens and FLOPs (ours, and at the paper's model sizes) of the distinct records in the
     ledgers of these selection folders (a call in several of them, such as the shared warm-up, counts once).
-    FLOPs include a method's scoring compute with the base model; documents, calls and tokens are the LLM's.
+    FLOPs include a method's scoring compute with the base model; calls and tokens are the LLM's, and documents
+    those its extraction calls read (Rewriting reads none; LLM-scoring's ratings read no new one).
 
     Records are told apart by document, stage and tokens. Within one ledger every record counts (two pairs of one
     document can cost the same tokens to score); across ledgers a record counts as often as the ledger that holds
@@ -162,7 +167,9 @@ def ledger_cost(folders: list[Path], artifacts: Artifacts) -> dict:
     tokens = sum(r["prompt_tokens"] + r["completion_tokens"] for r in llm_rows)
     flops = [call_flops(r) for r in rows]
     return {
-        "documents_extracted": len({r["doc_id"] for r in llm_rows}),
+        "documents_extracted": len(
+            {r["doc_id"] for r in llm_rows if r["stage"].removeprefix("warmup-") in EXTRACTION_STAGES}
+        ),
         "llm_calls": len(llm_rows),
         "tokens": tokens,
         "extractor_flops": float(sum(model for model, _ in flops)),
