@@ -79,3 +79,18 @@ def test_the_link_pairs_each_model_with_its_training_sets_distance_and_correlate
 
     figure = link_figure(link, link_correlations(link))
     assert len(figure.axes) == 2 and "r = " in figure.axes[1].get_title()  # a second row: bpb on answer length
+
+
+def test_cost_figures_show_a_method_that_reads_no_document():
+    from equal.report.figures import cost_quality, downstream_vs_cost
+
+    table = pd.DataFrame({"target": "gsm8k", "gamma": 0.05, "method": ["EQUAL", "Random", "All", "Rewriting"],
+                          "documents_extracted": [100, 50, 1000, 0], "ot_heldout_mean": [0.7, 0.8, 0.79, 0.5],
+                          "ot_heldout_std": 0.01})  # fmt: skip
+    costs = table[["method", "gamma", "documents_extracted"]]
+    summary = pd.DataFrame({"method": table["method"], "gamma": 0.05, "benchmark": "gsm8k", "label": "GSM8K",
+                            "metric": "bits_per_byte", "mean": [0.69, 0.68, 0.74, 0.76], "std": 0.01})  # fmt: skip
+    for figure in (cost_quality(table), downstream_vs_cost(summary, costs, ("bits_per_byte",), "bpb")):
+        ax = figure.axes[0]
+        drawn = sorted(float(x) for line in ax.get_lines() for x in line.get_xdata())
+        assert drawn[0] == 0 and ax.get_xlim()[0] <= 0 < ax.get_xlim()[1]  # Rewriting is on the axis, at 0

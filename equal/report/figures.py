@@ -235,8 +235,9 @@ def cost_quality(
                 linestyle="none",
                 capsize=2,
             )
-        ax.set_xscale("log")
-        ax.set(title=f"target: {target}", xlabel="documents extracted (log scale, warm-up included)", ylabel=ylabel)
+        ax.set_xscale("symlog", linthresh=1)  # linear below 1: a method that reads no document (Rewriting) sits at 0
+        ax.set(title=f"target: {target}", xlabel="documents extracted (log scale above 1, warm-up included)",
+               ylabel=ylabel)  # fmt: skip
     handles = [
         plt.Line2D([], [], color=_method_color(m), marker="o", linestyle="none") for m in dict.fromkeys(table["method"])
     ]
@@ -302,8 +303,8 @@ def downstream_vs_cost(summary: pd.DataFrame, costs: pd.DataFrame, metrics: tupl
             ax.errorbar(row.documents_extracted, row.mean * scale, yerr=(row.std if row.std == row.std else 0) * scale,
                         marker=markers.get(row.gamma, "o"), color=_method_color(row.method),
                         markersize=8 if row.method == "EQUAL" else 5, linestyle="none", capsize=2)  # fmt: skip
-        ax.set_xscale("log")
-        ax.set(title=labels[bench], xlabel="documents extracted (log)", ylabel=ylabel)
+        ax.set_xscale("symlog", linthresh=1)  # linear below 1: a method that reads no document (Rewriting) sits at 0
+        ax.set(title=labels[bench], xlabel="documents extracted (log above 1)", ylabel=ylabel)
     controls = set(data.loc[data["documents_extracted"].isna(), "method"]) - {"Base"}
     methods = [m for m in dict.fromkeys(data["method"]) if m != "Base" and m not in controls]
     handles = [plt.Line2D([], [], color=_method_color(m), marker="o", linestyle="none") for m in methods]
