@@ -388,6 +388,7 @@ def comparison_figure(comparisons: pd.DataFrame, mde: dict[str, float]) -> plt.F
     rows = int(comparisons["benchmark"].value_counts().max()) if len(comparisons) else 0
     fig, axes = plt.subplots(1, max(1, len(benches)), figsize=(4.8 * max(1, len(benches)), 0.45 * max(8, rows) + 1.2),
                              squeeze=False, sharey=True)  # fmt: skip
+    banded = False
     for ax, bench in zip(axes[0], benches, strict=False):
         part = comparisons[comparisons["benchmark"] == bench].reset_index(drop=True)
         labels = [f"{a} − {b}" for a, b in zip(part["a"], part["b"], strict=True)]
@@ -397,14 +398,20 @@ def comparison_figure(comparisons: pd.DataFrame, mde: dict[str, float]) -> plt.F
         for i in range(len(part)):
             ax.errorbar(part["difference"][i], y[i], xerr=errors[:, i : i + 1], fmt="o", color=colours[i], capsize=3)
         if bench in mde and mde[bench] == mde[bench]:
-            ax.axvspan(-mde[bench], mde[bench], color="#DDDDDD", alpha=0.6, label="± minimum detectable effect")
-            ax.legend(fontsize=7, loc="lower right")
+            ax.axvspan(-mde[bench], mde[bench], color="#DDDDDD", alpha=0.6)
+            banded = True
         ax.axvline(0, color="#444444", linewidth=1)
+        ax.xaxis.set_major_locator(plt.MaxNLocator(5))  # a wide range otherwise crowds its tick labels
         ax.set_yticks(y, labels)
         ax.invert_yaxis()
         title = part["label"].iloc[0] if "label" in part.columns else bench
         ax.set(title=title, xlabel="Δ bits per byte (negative: first is better)")
-    fig.tight_layout()
+    if banded:  # one legend under the panels, where it covers no interval
+        band = plt.Rectangle((0, 0), 1, 1, color="#DDDDDD", alpha=0.6)
+        fig.legend([band], ["± minimum detectable effect"], loc="lower center", fontsize=8, frameon=False)
+        fig.tight_layout(rect=(0, 0.05, 1, 1))
+    else:
+        fig.tight_layout()
     return fig
 
 
