@@ -31,6 +31,17 @@ BASE_REFERENCE_PARAMS = 8.03e9
 REFERENCES = {"extractor": REFERENCE_PARAMS, "base": BASE_REFERENCE_PARAMS}
 
 
+#: Stages of the calls that read a corpus document (a warm-up call's stage carries the prefix "warmup-"). A rating
+#: names the document its pair came from and a rewrite the D_r item it rewrites: neither is a document extracted.
+EXTRACTION_STAGES = frozenset({"extract", "retry", "refine"})
+
+
+def reads_document(record: dict) -> bool:
+    """Whether a ledger record is an extractor call that read its corpus document: what "documents" counts."""
+    extractor = record.get("reference", "extractor") == "extractor"
+    return extractor and record["stage"].removeprefix("warmup-") in EXTRACTION_STAGES
+
+
 def inference_flops(n_params: float, tokens: float) -> float:
     """Forward-pass FLOPs of ``tokens`` tokens through a model of ``n_params`` parameters: 2·N·tokens."""
     return 2.0 * n_params * tokens
@@ -52,7 +63,7 @@ class CallRecord:
 
     method: str
     doc_id: str
-    stage: str  # "extract", "retry" or "refine"
+    stage: str  # an EXTRACTION_STAGES name (warm-up: "warmup-" prefixed), or a method's rating, rewrite or scoring
     backend: str
     model_id: str
     n_params: int
@@ -106,12 +117,13 @@ class CostLedger:
                     "new_wall_s",
                 ]
             )
-        flops = [call_flops(r, self.reference_params) for r in calls.to_dict("records")]
+        records = calls.to_dict("records")
+        flops = [call_flops(r, self.reference_params) for r in records]
         calls["flops_model"] = [model for model, _ in flops]
         calls["flops_reference"] = [reference for _, reference in flops]
-        # documents, calls and tokens are the LLM's; a method's scoring with the base model only adds FLOPs
+        # calls and tokens are the LLM's and documents those its extraction read; base-model scoring only adds FLOPs
         llm = (calls["reference"] == "extractor").astype(int)
-        calls["doc_id"] = calls["doc_id"].where(llm.astype(bool))
+        calls["doc_id"] = calls["doc_id"].where([reads_document(r) for r in records])
         for column in ("prompt_tokens", "completion_tokens"):
             calls[column] = calls[column] * llm
         calls["tokens"] = calls["prompt_tokens"] + calls["completion_tokens"]

@@ -409,9 +409,7 @@ def comparison_figure(comparisons: pd.DataFrame, mde: dict[str, float]) -> plt.F
     if banded:  # one legend under the panels, where it covers no interval
         band = plt.Rectangle((0, 0), 1, 1, color="#DDDDDD", alpha=0.6)
         fig.legend([band], ["± minimum detectable effect"], loc="lower center", fontsize=8, frameon=False)
-        fig.tight_layout(rect=(0, 0.05, 1, 1))
-    else:
-        fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.05 if banded else 0, 1, 1))
     return fig
 
 

@@ -29,7 +29,7 @@ import pandas as pd
 from equal.artifacts import Artifacts
 from equal.errors import ConfigError
 from equal.fingerprint import fingerprint
-from equal.llm.ledger import call_flops
+from equal.llm.ledger import call_flops, reads_document
 from equal.progress import tqdm
 from equal.select.methods import gamma_label, get_method
 from equal.train.finetune import FinetuneConfig, finetune
@@ -140,10 +140,6 @@ def training_pairs(run: TrainingRun, artifacts: Artifacts) -> list[dict]:
     return [{"question": p["question"], "answer": p["answer"], "domain": p.get("domain")} for p in pairs]
 
 
-# Ledger stages that read a corpus document; a rating names the document its pair came from, a rewrite a D_r item.
-EXTRACTION_STAGES = frozenset({"extract", "retry", "refine"})
-
-
 def ledger_cost(folders: list[Path], artifacts: Artifacts) -> dict:
     """Documents, LLM calls, tokens and FLOPs (ours, and at the paper's model sizes) of the distinct records in the
     ledgers of these selection folders (a call in several of them, such as the shared warm-up, counts once).
@@ -167,9 +163,7 @@ def ledger_cost(folders: list[Path], artifacts: Artifacts) -> dict:
     tokens = sum(r["prompt_tokens"] + r["completion_tokens"] for r in llm_rows)
     flops = [call_flops(r) for r in rows]
     return {
-        "documents_extracted": len(
-            {r["doc_id"] for r in llm_rows if r["stage"].removeprefix("warmup-") in EXTRACTION_STAGES}
-        ),
+        "documents_extracted": len({r["doc_id"] for r in rows if reads_document(r)}),
         "llm_calls": len(llm_rows),
         "tokens": tokens,
         "extractor_flops": float(sum(model for model, _ in flops)),
