@@ -86,7 +86,16 @@ def _export_answers(args: argparse.Namespace) -> int:
     from equal.pipeline import shipped_answers_cache
 
     source = llm_cache_path(args.cache) if args.cache else shipped_answers_cache(profile) or llm_cache_path()
-    done = export_answers(source, out, model_id, version)
+    also = []  # the refinement's calls: the refiner (llm.refiner, else the extractor) under its own prompt version
+    refinement = profile["common"].get("refinement") or {}
+    if refinement and refinement.get("enabled", True):
+        from equal.llm.refine import RefinementConfig
+
+        refiner = llm.get("refiner")
+        refiner_id = (llama_cpp_model_id(refiner) if refiner and refiner["kind"] == "llama_cpp"
+                      else (refiner or {}).get("model", model_id))  # fmt: skip
+        also.append((refiner_id, refinement.get("prompt_version", RefinementConfig.prompt_version)))
+    done = export_answers(source, out, model_id, version, also)
     relative = out.resolve().relative_to(REPO_ROOT) if out.resolve().is_relative_to(REPO_ROOT) else out
     line = f"llm_answers: {{file: {relative}, sha256: {done['sha256']}}}"
     path = profile_path(args.profile)  # the profile file named on the command line records the new archive

@@ -99,3 +99,19 @@ def test_export_reads_the_shipped_answers_with_the_calls_runs_added_to_them(tmp_
     assert keys == ["key00", "key01", "key02", "key03", "key04", "rating"]  # the local cache has no rating
     text = profile.read_text()
     assert text.count("llm_answers:") == 1 and "b.jsonl.gz" in text and done["sha256"] not in text
+
+
+def test_export_adds_the_refiners_answers_under_their_own_prompt(tmp_path):
+    cache = filled_cache(tmp_path / "calls.sqlite")
+    cache.put("refine1", Completion("Question: q\nSolution:\ns", 3, 3, 0.2), "llama_cpp", "refiner@1", "refine-v1",
+              "refine")  # fmt: skip
+    cache.close()
+    done = export_answers(tmp_path / "calls.sqlite", tmp_path / "a.jsonl.gz", "m@1", "qa-extract-v1",
+                          also=[("refiner@1", "refine-v1")])  # fmt: skip
+    with gzip.open(tmp_path / "a.jsonl.gz", "rt") as handle:
+        rows = [json.loads(line) for line in handle]
+    assert done["answers"] == 6 and [r["key"] for r in rows] == sorted(r["key"] for r in rows)
+    assert {r["stage"] for r in rows} == {"extract", "refine"}
+    with pytest.raises(ConfigError, match="no cached answer of refiner@2"):
+        export_answers(tmp_path / "calls.sqlite", tmp_path / "b.jsonl.gz", "m@1", "qa-extract-v1",
+                       also=[("refiner@2", "refine-v1")])  # fmt: skip

@@ -224,18 +224,22 @@ def test_batched_backend_through_the_extractor(tmp_path):
     assert report.documents == 2 and all(r.status != "error" for r in results)
 
 
-def test_refinement_pass_is_charged_and_keeps_pairs(smollm, tmp_path):
+def test_refinement_with_a_real_model_is_charged_and_keeps_drafts_by_policy(smollm, tmp_path):
+    from equal.llm.refine import PairRefiner, RefinementConfig
+
     ledger = CostLedger()
-    config = ExtractionConfig(max_pairs=1, max_tokens=96, refine=True)
-    results = QAExtractor(smollm, CallCache(tmp_path / "c.sqlite"), config).extract(
-        DOCS, method="EQUAL", ledger=ledger, progress=False
-    )
+    cache = CallCache(tmp_path / "c.sqlite")
+    refiner = PairRefiner(smollm, cache, RefinementConfig(attempts=1, max_tokens=48, on_failure="keep_draft"))
+    config = ExtractionConfig(max_pairs=1, max_tokens=96, quality_gate="keep")
+    results = QAExtractor(smollm, cache, config, refiner).extract(DOCS, method="EQUAL", ledger=ledger, progress=False)
     calls = ledger.frame()
-    with_pairs = [r for r in results if r.status in ("ok", "repaired")]
+    with_pairs = [r for r in results if r.drafts]
     assert with_pairs, "SmolLM2 under the JSON grammar should give at least one pair here"
-    refined_docs = set(calls.loc[calls["stage"] == "refine", "doc_id"])
-    assert refined_docs == {r.doc_id for r in with_pairs}  # one refinement call per document with pairs
-    assert all(r.pairs for r in with_pairs)  # a failed refinement keeps the first-pass pairs
+    refined = calls[calls["stage"] == "refine"]
+    asked = sum(sum(not o.endswith("no_reference") for o in r.refinement.elements()) for r in with_pairs)
+    assert len(refined) == asked  # one call per draft pair that had something to verify against (attempts=1)
+    assert all(len(r.pairs) == len(r.drafts) for r in with_pairs)  # keep_draft + gate keep: nothing lost
+    assert all(p["refinement"] for r in with_pairs for p in r.pairs)  # each pair says how it was refined
 
 
 def test_a_repeat_penalty_changes_the_batched_decoding_and_keeps_json_valid():

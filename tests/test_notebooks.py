@@ -91,8 +91,11 @@ def test_the_whole_pipeline_runs_in_smoke_profile(tmp_path):
     cohesion = pd.read_csv(results / "warmup_cohesion_summary.csv").set_index("clustering")
     assert {"tuned", "untuned", "random (same sizes)"} <= set(cohesion.index)
     assert cohesion.loc["random (same sizes)", "vs_random"] == 1.0
-    quality = pd.read_csv(results / "pair_quality.csv").iloc[0]
-    assert quality["documents"] == 120 and 0 <= quality["all_checks_pass_share"] <= 1
+    quality = pd.read_csv(results / "pair_quality.csv").set_index("stage")  # before and after refinement
+    assert list(quality.index) == ["extracted (drafts)", "refined and gated (trained on)"]
+    assert (quality["documents"] == 120).all() and quality["all_checks_pass_share"].between(0, 1).all()
+    outcomes = pd.read_csv(results / "refinement_outcomes.csv")  # every draft refined once (smoke: one attempt)
+    assert outcomes["drafts"].sum() == quality.loc["extracted (drafts)", "pairs"]
     heldout = pd.read_csv(results / "warmup_heldout_retrieval.csv")
     assert set(heldout["embedder"]) == {"warm-up tuned", "untuned"} and (heldout["queries"] > 0).all()
     summary = (results / "clustering_summary.csv").read_text()

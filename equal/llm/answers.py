@@ -26,24 +26,30 @@ COLUMNS = ("key", "backend", "model_id", "prompt_version", "stage", "text", "pro
            "wall_s", "finish_reason")  # fmt: skip
 
 
-def export_answers(cache_path: str | Path, out_path: str | Path, model_id: str, prompt_version: str) -> dict:
-    """Write every cached answer of ``model_id`` under ``prompt_version`` to ``out_path`` (deterministic
+def export_answers(cache_path: str | Path, out_path: str | Path, model_id: str, prompt_version: str,
+                   also: list[tuple[str, str]] = ()) -> dict:  # fmt: skip
+    """Write every cached answer of ``model_id`` under ``prompt_version`` — and of each further ``(model_id,
+    prompt_version)`` in ``also``, e.g. the refiner's under its refinement prompt — to ``out_path`` (deterministic
     gzip JSONL, sorted by key); return the number of answers and the archive's sha256."""
     cache_path = Path(cache_path)
     if not cache_path.is_file():
         raise ConfigError(f"{cache_path}: no LLM cache to export")
+    sources = [(model_id, prompt_version), *also]
+    rows: dict[str, tuple] = {}
     with sqlite3.connect(cache_path) as db:
-        rows = db.execute(
-            f"SELECT {', '.join(COLUMNS)} FROM calls WHERE model_id = ? AND prompt_version = ? ORDER BY key",
-            (model_id, prompt_version),
-        ).fetchall()
-    if not rows:
-        raise ConfigError(f"{cache_path}: no cached answer of {model_id} under prompt {prompt_version}")
+        for source_model, version in sources:
+            found = db.execute(
+                f"SELECT {', '.join(COLUMNS)} FROM calls WHERE model_id = ? AND prompt_version = ?",
+                (source_model, version),
+            ).fetchall()
+            if not found:
+                raise ConfigError(f"{cache_path}: no cached answer of {source_model} under prompt {version}")
+            rows.update({row[0]: row for row in found})
     with atomic_open(out_path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as handle:
-        for row in rows:
-            handle.write((json.dumps(dict(zip(COLUMNS, row, strict=True)), ensure_ascii=False) + "\n").encode())
+        for key in sorted(rows):
+            handle.write((json.dumps(dict(zip(COLUMNS, rows[key], strict=True)), ensure_ascii=False) + "\n").encode())
     return {"answers": len(rows), "sha256": file_digest(Path(out_path)), "model_id": model_id,
-            "prompt_version": prompt_version}  # fmt: skip
+            "prompt_version": prompt_version, "also": [list(source) for source in also]}  # fmt: skip
 
 
 def open_answers(archive: str | Path, sha256: str, cache_dir: str | Path) -> Path:

@@ -380,6 +380,7 @@ def make_backend(spec: dict):
     spec = dict(spec)
     kind = spec.pop("kind", None)
     spec.pop("executor", None)  # where the calls run (equal.llm.extract.make_extractor), not how the engine is built
+    spec.pop("refiner", None)  # the refinement's own backend (equal.llm.extract.make_refiner)
     builders = {"llama_cpp": LlamaCppBackend, "transformers": TransformersBackend, "openai": OpenAIBackend}
     if batched:
         from equal.llm.llama_batch import LlamaCppBatchBackend

@@ -7,10 +7,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 from equal.data.reading import ReadContext, iter_jsonl, require_str
-from equal.io import write_jsonl_atomic
+from equal.io import read_jsonl, write_jsonl_atomic
 from equal.llm.backends import make_backend
 from equal.llm.cache import CallCache
-from equal.llm.extract import ExtractionConfig, ExtractionReport, QAExtractor, pairs_records
+from equal.llm.extract import ExtractionConfig, ExtractionReport, QAExtractor, make_refiner, pairs_records
 from equal.llm.ledger import REFERENCE_PARAMS, CostLedger
 from equal.llm.prompts import PROMPT_VERSION, PROMPTS
 from equal.paths import llm_cache_path
@@ -24,6 +24,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", default="extraction", help="name charged in the ledger")
     add_backend_arguments(parser)
     parser.add_argument("--limit", type=int, help="only the first N documents")
+    parser.add_argument(
+        "--examples",
+        help="with --refine: JSONL of reference items (question, solution) whose style refined solutions follow",
+    )
+    parser.add_argument(
+        "--examples-kind",
+        choices=["problem", "code"],
+        default="problem",
+        help="the kind of pair the --examples illustrate",
+    )
     parser.add_argument("--cache", help="SQLite cache of LLM calls (default .cache/llm/calls.sqlite)")
     parser.add_argument("--reference-params", type=float, default=REFERENCE_PARAMS)
     parser.add_argument("--quiet", action="store_true")
@@ -53,7 +63,24 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-pairs", type=int, default=3)
     parser.add_argument("--max-tokens", type=int, default=320)
     parser.add_argument("--max-retries", type=int, default=1)
-    parser.add_argument("--refine", action="store_true", help="second pass that fixes and completes the pairs")
+    parser.add_argument(
+        "--refine",
+        action="store_true",
+        help="refine and verify every pair (equal.llm.refine): worked solutions, working code",
+    )
+    parser.add_argument("--refine-attempts", type=int, default=4, help="refinement calls per pair at most")
+    parser.add_argument(
+        "--on-failure",
+        choices=["drop", "keep_draft"],
+        default="drop",
+        help="a pair no refinement attempt verifies: drop it or keep its draft",
+    )
+    parser.add_argument(
+        "--quality-gate",
+        choices=["drop", "keep"],
+        default="drop",
+        help="pairs failing a hard check (repetition, token limit, unverified, broken code)",
+    )
     parser.add_argument("--no-json-constraint", action="store_true")
     parser.add_argument("--prompt-version", default=PROMPT_VERSION, choices=sorted(PROMPTS))
     parser.add_argument("--repeat-penalty", type=float, default=1.0, help="> 1 discourages repetition loops")
@@ -63,8 +90,15 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
 def extraction_spec(args: argparse.Namespace) -> dict:
     """Decoding parameters from the command line (:class:`~equal.llm.extract.ExtractionConfig` without the seed)."""
     return {"max_pairs": args.max_pairs, "max_tokens": args.max_tokens, "max_retries": args.max_retries,
-            "refine": args.refine, "constrain_json": not args.no_json_constraint,
+            "constrain_json": not args.no_json_constraint, "quality_gate": args.quality_gate,
             "prompt_version": args.prompt_version, "repeat_penalty": args.repeat_penalty}  # fmt: skip
+
+
+def refinement_spec(args: argparse.Namespace) -> dict | None:
+    """Refinement settings from the command line (None without ``--refine``)."""
+    if not args.refine:
+        return None
+    return {"attempts": args.refine_attempts, "on_failure": args.on_failure, "seed": args.seed}
 
 
 def backend_spec(args: argparse.Namespace) -> dict:
@@ -107,7 +141,12 @@ def run(args: argparse.Namespace) -> int:
     ledger = CostLedger(output.with_suffix(".ledger.jsonl"), reference_params=args.reference_params)
     cache = CallCache(llm_cache_path(args.cache))
     report = ExtractionReport()
-    results = QAExtractor(backend, cache, config).extract(docs, args.method, ledger, not args.quiet, report)
+    refinement = refinement_spec(args)
+    if refinement and args.examples:
+        refinement["examples_from"] = {args.examples_kind: "examples"}
+    examples = (lambda _name: read_jsonl(Path(args.examples))) if args.examples else None
+    refiner = make_refiner({}, refinement, cache, backend, examples)
+    results = QAExtractor(backend, cache, config, refiner).extract(docs, args.method, ledger, not args.quiet, report)
     write_jsonl_atomic(output, pairs_records(results, docs, args.method))
     write_jsonl_atomic(
         output.with_suffix(".documents.jsonl"),
@@ -132,6 +171,7 @@ def run(args: argparse.Namespace) -> int:
             "backend": backend.model_id,
             "prompt_version": config.prompt_version,
             "config": asdict(config),
+            "refinement": refiner.identity if refiner is not None else None,
         },
     )
     print(

@@ -1,9 +1,12 @@
-"""QA extraction from documents: prompt → (cached) LLM call → parse → bounded retry → optional refine.
+"""QA extraction from documents: prompt → (cached) LLM call → parse → bounded retry → refine → quality gate.
 
 :class:`QAExtractor` is what every later notebook calls. A malformed answer never stops a run: it
 gets one retry (``max_retries``), then the document is recorded as having no QA pairs, with the
-reason. Every call goes through the :class:`~equal.llm.cache.CallCache` (so an interrupted run
-resumes without repeating a completed call) and into the :class:`~equal.llm.ledger.CostLedger`.
+reason. Each pair is then refined and verified (:mod:`equal.llm.refine`, when the extractor has a
+refiner), and pairs failing a hard check — degenerate, cut at the token limit, an unverified refined
+problem, code that does not parse — are dropped and counted (``quality_gate: keep`` keeps them).
+Every call goes through the :class:`~equal.llm.cache.CallCache` (so an interrupted run resumes
+without repeating a completed call) and into the :class:`~equal.llm.ledger.CostLedger`.
 """
 
 from __future__ import annotations
@@ -19,15 +22,9 @@ from equal.llm.backends import stream_answers
 from equal.llm.cache import CallCache, CallMeta, call_key
 from equal.llm.ledger import CallRecord, CostLedger
 from equal.llm.parsing import ParsedAnswer, parse_pairs
-from equal.llm.prompts import (
-    PROMPT_VERSION,
-    extraction_messages,
-    get_prompt,
-    prompt_overhead,
-    qa_schema,
-    refinement_messages,
-)
-from equal.llm.quality import without_degenerate
+from equal.llm.prompts import PROMPT_VERSION, extraction_messages, get_prompt, prompt_overhead, qa_schema
+from equal.llm.quality import hard_check_failures, without_degenerate
+from equal.llm.refine import PairRefiner, RefinementConfig, finished_pair, outcome_counts, pick_examples
 from equal.llm.types import Completion, GenerationParams, Messages
 from equal.progress import tqdm
 
@@ -42,10 +39,14 @@ class ExtractionConfig:
     seed: int = 0
     constrain_json: bool = True  # grammar / JSON mode where the backend supports it
     max_retries: int = 1  # extra calls for a malformed answer
-    refine: bool = False  # the paper's second pass (fix format, fill answers, correct errors)
     max_document_tokens: int | None = None  # None: whatever fits the context
     repeat_penalty: float = 1.0  # decoding: > 1 discourages the repetition loops small models fall into
     prompt_version: str = PROMPT_VERSION  # which prompt of equal.llm.prompts.PROMPTS
+    quality_gate: str = "drop"  # drop | keep: pairs failing a hard check (equal.llm.quality.hard_check_failures)
+
+    def __post_init__(self) -> None:
+        if self.quality_gate not in ("drop", "keep"):
+            raise ConfigError(f"extraction.quality_gate must be 'drop' or 'keep', got {self.quality_gate!r}")
 
 
 @dataclass
@@ -62,6 +63,9 @@ class DocumentResult:
     refined: bool = False
     hit_limit: bool = False  # the call that produced the pairs stopped at the token limit
     degenerate_pairs: int = 0  # pairs dropped for runaway repetition (equal.llm.quality.is_degenerate)
+    drafts: list[dict] = field(default_factory=list)  # every extracted pair before refinement and the gate
+    refinement: Counter = field(default_factory=Counter)  # "kind/outcome" of each draft's refinement
+    gate_dropped: Counter = field(default_factory=Counter)  # pairs the quality gate dropped, by failed check
 
 
 @dataclass
@@ -77,6 +81,22 @@ class ExtractionReport:
     wall_s: float = 0.0
     degenerate_pairs: int = 0  # dropped: runaway repetition
     token_limit_documents: int = 0  # documents whose answer stopped at the token limit
+    draft_pairs: int = 0  # pairs extracted before refinement and the quality gate
+    refinement: Counter = field(default_factory=Counter)  # "kind/outcome" per draft pair
+    gate_dropped: Counter = field(default_factory=Counter)  # by the hard check that failed
+
+    def add(self, result: DocumentResult) -> None:
+        """Count one document's result."""
+        self.documents += 1
+        self.outcomes[result.status] += 1
+        self.pairs += len(result.pairs)
+        self.draft_pairs += len(result.drafts)
+        self.degenerate_pairs += result.degenerate_pairs
+        self.token_limit_documents += int(result.hit_limit)
+        self.new_calls += result.calls - result.cached_calls
+        self.cached_calls += result.cached_calls
+        self.refinement.update(result.refinement)
+        self.gate_dropped.update(result.gate_dropped)
 
     @property
     def well_formed_share(self) -> float:
@@ -89,21 +109,26 @@ class ExtractionReport:
 
     def as_dict(self) -> dict:
         """JSON-able form."""
-        return {**asdict(self), "outcomes": dict(self.outcomes), "well_formed_share": round(self.well_formed_share, 4)}
+        return {**asdict(self), "outcomes": dict(self.outcomes), "refinement": dict(sorted(self.refinement.items())),
+                "gate_dropped": dict(sorted(self.gate_dropped.items())),
+                "well_formed_share": round(self.well_formed_share, 4)}  # fmt: skip
 
 
 #: Bump when the way answers become pairs changes (parsing, dropping degenerate pairs): finished method runs,
 #: whose pairs were made the old way, are then recomputed from the cached answers.
-PAIRS_VERSION = 2  # 2: pairs with runaway repetition are dropped and counted
+PAIRS_VERSION = 3  # 2: pairs with runaway repetition are dropped and counted; 3: refinement and quality gate
 
 
 class QAExtractor:
-    """Extract QA pairs from documents with one backend, one cache and one configuration."""
+    """Extract QA pairs from documents with one backend, one cache and one configuration; ``refiner`` (None: no
+    refinement) refines and verifies each pair, through its own backend and the same cache."""
 
-    def __init__(self, backend, cache: CallCache, config: ExtractionConfig | None = None) -> None:
+    def __init__(self, backend, cache: CallCache, config: ExtractionConfig | None = None,
+                 refiner: PairRefiner | None = None) -> None:  # fmt: skip
         self.backend = backend
         self.cache = cache
         self.config = config or ExtractionConfig()
+        self.refiner = refiner
         schema = qa_schema(self.config.max_pairs) if self.config.constrain_json else None
         self._params = GenerationParams(
             max_tokens=self.config.max_tokens,
@@ -122,20 +147,23 @@ class QAExtractor:
             raise ValueError(f"context of {backend.context_length} tokens leaves no room for a document")
         self._doc_budget = room
 
+    @property
+    def refinement_identity(self) -> dict | None:
+        """What refined pairs depend on besides the drafts (None without refinement): part of run fingerprints."""
+        return self.refiner.identity if self.refiner is not None else None
+
     # -------------------------------------------------------------- calls
 
-    def _key(self, stage: str, messages: Messages, params: GenerationParams) -> str:
-        version = self.config.prompt_version
-        return call_key(self.backend.kind, self.backend.model_id, f"{version}/{stage}", params, messages)
-
-    def _calls(self, stage: str, requests: list[Messages], params: GenerationParams) -> list[tuple[Completion, bool]]:
+    def _calls(self, stage: str, requests: list[Messages], params: GenerationParams, backend=None,
+               version: str | None = None) -> list[tuple[Completion, bool]]:  # fmt: skip
         """Answer each request exactly once across every worker sharing the cache: stored answers are read, the
         rest are called (streamed from the backend, each stored as it arrives) or waited for when another worker
-        is already making that call."""
-        keys = [self._key(stage, m, params) for m in requests]
-        meta = CallMeta(self.backend.kind, self.backend.model_id, self.config.prompt_version, stage)
-        return self.cache.resolve(keys, lambda positions: stream_answers(self.backend, requests, positions, params),
-                                  meta)  # fmt: skip
+        is already making that call. ``backend`` and ``version`` default to the extractor's own."""
+        backend = backend or self.backend
+        version = version or self.config.prompt_version
+        keys = [call_key(backend.kind, backend.model_id, f"{version}/{stage}", params, m) for m in requests]
+        meta = CallMeta(backend.kind, backend.model_id, version, stage)
+        return self.cache.resolve(keys, lambda positions: stream_answers(backend, requests, positions, params), meta)
 
     def ask(self, stage: str, requests: list[Messages], params: GenerationParams) -> list[tuple[Completion, bool]]:
         """Answer chat requests other than extraction (e.g. ratings) through this extractor's backend and cache:
@@ -148,16 +176,18 @@ class QAExtractor:
         """Charge one call to ``ledger`` (nothing when it is None)."""
         self._charge(ledger, method, doc_id, stage, completion, cached, status)
 
-    def _charge(self, ledger, method, doc_id, stage, completion: Completion, cached: bool, status: str) -> None:
+    def _charge(self, ledger, method, doc_id, stage, completion: Completion, cached: bool, status: str,
+                backend=None) -> None:  # fmt: skip
+        backend = backend or self.backend
         if ledger is not None:
             ledger.add(
                 CallRecord(
                     method=method,
                     doc_id=doc_id,
                     stage=stage,
-                    backend=self.backend.kind,
-                    model_id=self.backend.model_id,
-                    n_params=self.backend.n_params,
+                    backend=backend.kind,
+                    model_id=backend.model_id,
+                    n_params=backend.n_params,
                     prompt_tokens=completion.prompt_tokens,
                     completion_tokens=completion.completion_tokens,
                     wall_s=round(completion.wall_s, 4),
@@ -209,23 +239,56 @@ class QAExtractor:
                     still.append(i)
             pending = still
 
-        if self.config.refine:
-            self._refine(docs, fitted, results, method, ledger)
+        return self.finish(docs, results, method, ledger)
+
+    def finish(self, docs: list[dict], results: list[DocumentResult], method: str,
+               ledger: CostLedger | None = None) -> list[DocumentResult]:  # fmt: skip
+        """The second half of extraction: keep each document's pairs as drafts, refine and verify them (when the
+        extractor has a refiner), then apply the quality gate; ``results`` are updated in place and returned."""
+        for result in results:
+            result.drafts = [dict(p) for p in result.pairs]
+        if self.refiner is not None:
+            self._refine(docs, results, method, ledger)
+        for result in results:
+            self._gate(result)
         return results
 
-    def _refine(self, docs, fitted, results: list[DocumentResult], method: str, ledger) -> None:
-        todo = [i for i, r in enumerate(results) if r.pairs]
-        requests = [refinement_messages(fitted[i][0], results[i].pairs, self.config.prompt_version) for i in todo]
-        for i, (completion, cached) in zip(todo, self._calls("refine", requests, self._params), strict=True):
-            answer = parse_pairs(completion.text) if completion.error is None else ParsedAnswer(reason=completion.error)
-            self._charge(ledger, method, docs[i]["id"], "refine", completion, cached, answer.status)
-            results[i].calls += 1
-            results[i].cached_calls += int(cached)
-            kept = without_degenerate(answer.pairs)
-            results[i].degenerate_pairs += len(answer.pairs) - len(kept)
-            if kept:  # a failed refinement keeps the first-pass pairs
-                results[i].pairs, results[i].refined = kept, True
-                results[i].hit_limit = completion.finish_reason == "length"
+    def _refine(self, docs: list[dict], results: list[DocumentResult], method: str, ledger) -> None:
+        """Refine and verify every pair (:class:`~equal.llm.refine.PairRefiner`), charging each call."""
+        refiner = self.refiner
+        version = refiner.config.prompt_version
+
+        def call(requests, params):
+            return self._calls("refine", requests, params, refiner.backend, version)
+
+        rows = refiner.refine([d["text"] for d in docs], [r.pairs for r in results], call)
+        for doc, result, row in zip(docs, results, rows, strict=True):
+            for item in row:
+                for completion, cached in item.records:
+                    self._charge(ledger, method, doc["id"], "refine", completion, cached, item.outcome,
+                                 refiner.backend)  # fmt: skip
+                    result.calls += 1
+                    result.cached_calls += int(cached)
+            result.refinement.update(outcome_counts(row))
+            result.pairs = []
+            for item in row:
+                if item.pair is not None:
+                    accepted = not item.outcome.startswith("kept_draft")
+                    pair = finished_pair(item, refiner.backend.model_id)
+                    result.pairs.append({**pair, "hit_token_limit": False if accepted else result.hit_limit})
+            result.refined = True
+
+    def _gate(self, result: DocumentResult) -> None:
+        """Drop (or, with ``quality_gate: keep``, only count) the pairs that fail a hard check."""
+        kept = []
+        for pair in result.pairs:
+            failures = hard_check_failures(pair, bool(pair.get("hit_token_limit", result.hit_limit)))
+            for failure in failures:
+                result.gate_dropped[failure] += 1
+            if not failures or self.config.quality_gate == "keep":
+                kept.append(pair)
+        if self.config.quality_gate == "drop":
+            result.pairs = kept
 
     def map_batches(self, batches: list[list[dict]], method: str) -> Iterator[tuple[list[DocumentResult], list]]:
         """Extract each batch, yielding its results and the :class:`CallRecord` list of its calls, in batch order
@@ -255,13 +318,7 @@ class QAExtractor:
         for batch, records in self.map_batches(batches, method):
             results.extend(batch)
             for result in batch:
-                report.documents += 1
-                report.outcomes[result.status] += 1
-                report.pairs += len(result.pairs)
-                report.degenerate_pairs += result.degenerate_pairs
-                report.token_limit_documents += int(result.hit_limit)
-                report.new_calls += result.calls - result.cached_calls
-                report.cached_calls += result.cached_calls
+                report.add(result)
             for record in records:  # the driver is the ledger's one writer, in document order
                 if ledger is not None:
                     ledger.add(record)
@@ -279,6 +336,17 @@ class QAExtractor:
         return results
 
 
+#: What a refined pair carries beside its question and answer (:func:`equal.llm.refine.finished_pair`).
+REFINEMENT_FIELDS = ("draft_question", "draft_answer", "reference_answer", "kind", "refinement", "refine_attempts",
+                     "refiner")  # fmt: skip
+
+
+def draft_records(results: list[DocumentResult]) -> list[dict]:
+    """Every pair as extracted, before refinement and the quality gate (``question``, ``answer``,
+    ``hit_token_limit``): the "before" side of the quality table."""
+    return [{**p, "doc_id": r.doc_id, "hit_token_limit": r.hit_limit} for r in results for p in r.drafts]
+
+
 def pairs_records(results: list[DocumentResult], docs: list[dict], method: str) -> list[dict]:
     """Flat QA records with provenance (document id, source, domain, pair index) for JSONL output."""
     by_id = {d["id"]: d for d in docs}
@@ -286,24 +354,57 @@ def pairs_records(results: list[DocumentResult], docs: list[dict], method: str) 
     for result in results:
         doc = by_id.get(result.doc_id, {})
         for index, pair in enumerate(result.pairs):
-            records.append(
-                {
-                    "method": method,
-                    "doc_id": result.doc_id,
-                    "pair_index": index,
-                    "question": pair["question"],
-                    "answer": pair["answer"],
-                    "source": doc.get("source"),
-                    "domain": doc.get("domain"),
-                    "refined": result.refined,
-                    "hit_token_limit": result.hit_limit,
-                }
-            )
+            record = {
+                "method": method,
+                "doc_id": result.doc_id,
+                "pair_index": index,
+                "question": pair["question"],
+                "answer": pair["answer"],
+                "source": doc.get("source"),
+                "domain": doc.get("domain"),
+                "refined": result.refined,
+                "hit_token_limit": bool(pair.get("hit_token_limit", result.hit_limit)),
+            }
+            # a refined pair's provenance: its draft, the answer it was verified against, its kind and outcome
+            record.update({k: pair[k] for k in REFINEMENT_FIELDS if k in pair})
+            records.append(record)
     return records
 
 
-def make_extractor(llm: dict, extraction: dict, seed: int = 0, cache_path: str | Path | None = None) -> QAExtractor:
-    """The extractor a profile describes: backend (``llm``), decoding (``extraction``), the shared call cache.
+def make_refiner(llm: dict, refinement: dict | None, cache: CallCache, backend=None,
+                 load_reference=None) -> PairRefiner | None:  # fmt: skip
+    """The refiner a profile describes (None when ``refinement`` is empty or ``enabled: false``).
+
+    ``refinement`` holds :class:`~equal.llm.refine.RefinementConfig`'s fields plus ``examples_from`` (pair kind →
+    the target whose D_r solutions are its style examples, read with ``load_reference(target)``; in ``equal
+    select``, the user's reference set). The model is ``llm["refiner"]`` (a backend specification), else the
+    extractor's own ``backend``.
+    """
+    from equal.llm.backends import make_backend
+
+    settings = dict(refinement or {})
+    if not settings or not settings.pop("enabled", True):
+        return None
+    examples_from = settings.pop("examples_from", None) or {}
+    config = RefinementConfig(**settings)
+    examples = {}
+    for kind, target in examples_from.items():
+        if target is None:  # a profile without that target: instructions alone
+            continue
+        if load_reference is None:
+            raise ConfigError("refinement.examples_from needs the reference sets (load_reference)")
+        examples[kind] = pick_examples(load_reference(target), config.examples, config.seed)
+    spec = llm.get("refiner")
+    refiner_backend = make_backend({k: v for k, v in spec.items() if k != "executor"}) if spec else backend
+    if refiner_backend is None:
+        refiner_backend = make_backend({k: v for k, v in llm.items() if k not in ("refiner", "executor")})
+    return PairRefiner(refiner_backend, cache, config, examples)
+
+
+def make_extractor(llm: dict, extraction: dict, seed: int = 0, cache_path: str | Path | None = None,
+                   refinement: dict | None = None, load_reference=None) -> QAExtractor:  # fmt: skip
+    """The extractor a profile describes: backend (``llm``), decoding (``extraction``), refinement
+    (``refinement``, see :func:`make_refiner`), the shared call cache.
 
     ``llm["executor"]`` says where the calls run: absent or ``{kind: local}``, in this process; ``{kind: ray,
     workers: N, ...}``, on Ray actors (:class:`equal.scale.executor.RayExtractor`, the ``scale`` extra).
@@ -319,7 +420,17 @@ def make_extractor(llm: dict, extraction: dict, seed: int = 0, cache_path: str |
     if kind == "ray":
         from equal.scale.executor import RayExtractor
 
-        return RayExtractor(llm, cache, config, **executor)
+        recipe = {"llm": llm, "refinement": refinement,
+                  "references": _references_for(refinement, load_reference)}  # fmt: skip
+        return RayExtractor(llm, cache, config, refinement=recipe, **executor)
     if kind != "local":
         raise ConfigError(f"llm.executor.kind must be 'local' or 'ray', got {kind!r}")
-    return QAExtractor(make_backend(llm), cache, config)
+    backend = make_backend({k: v for k, v in llm.items() if k != "refiner"})
+    refiner = make_refiner(llm, refinement, cache, backend, load_reference)
+    return QAExtractor(backend, cache, config, refiner)
+
+
+def _references_for(refinement: dict | None, load_reference) -> dict[str, list[dict]]:
+    """The D_r sets a refinement's examples come from, read on the driver (Ray workers cannot read artifacts)."""
+    targets = set(((refinement or {}).get("examples_from") or {}).values()) - {None}
+    return {t: load_reference(t) for t in sorted(targets)} if targets and load_reference else {}

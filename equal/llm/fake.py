@@ -1,10 +1,11 @@
 """A deterministic stand-in extractor for measuring the machinery around the LLM, never the LLM.
 
 :class:`ScriptedBackend` answers every extraction request with a valid QA pair derived from the document's own
-words, after a configurable latency, and can append one line per finished call to a file (``call_log``) so that
-tests can count the calls paid across processes and hosts. The scale benchmark and the exactly-once tests use
-it; no profile can select it (:func:`equal.llm.backends.make_backend` does not know it — only the scale executor's
-``backend`` specifications, built by :func:`equal.scale.executor.build_backend`, do).
+words (a refinement request: its draft in the asked format, reaching the draft's own answer), after a
+configurable latency, and can append one line per finished call to a file (``call_log``) so that tests can count
+the calls paid across processes and hosts. The scale benchmark and the exactly-once tests use it; no profile can
+select it (:func:`equal.llm.backends.make_backend` does not know it — only the scale executor's ``backend``
+specifications, built by :func:`equal.scale.executor.build_backend`, do).
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
 from pathlib import Path
 
 from equal.llm.types import Completion, GenerationParams, Messages
+from equal.task import FINAL_ANSWER
 
 
 class ScriptedBackend:
@@ -43,6 +46,8 @@ class ScriptedBackend:
 
     def _answer(self, messages: Messages, params: GenerationParams) -> Completion:
         user = messages[-1]["content"]
+        if "\nDraft " in user:  # a refinement request (equal.llm.refine): the draft rewritten in the asked format
+            return self._refined(user)
         words = [w.strip(".,:;!?\"'()[]{}") for w in user.split()]
         words = [w for w in words if w]
         digest = hashlib.sha256(f"{user}|{params.seed}".encode()).hexdigest()[:8]
@@ -50,6 +55,19 @@ class ScriptedBackend:
         pair = {"question": f"What does the text say about {topic}?",
                 "answer": f"It says: {' '.join(words[-12:])}. Reference {digest}."}  # fmt: skip
         text = json.dumps({"pairs": [pair]})
+        return Completion(text, self.count_tokens(user), self.count_tokens(text), self.latency_s, "stop")
+
+    def _refined(self, user: str) -> Completion:
+        draft = re.search(r"\nDraft (?:question|task): (.*)\nDraft answer: (.*?)\n", user, re.S)
+        question = draft.group(1).strip() if draft else "What is this?"
+        reference = re.search(r"The correct final answer is: (.*)\n", user)
+        if reference:  # a problem: a worked solution ending on the reference answer
+            solution = f"We work it out from the facts given.\n{FINAL_ANSWER} {reference.group(1).strip()}"
+        elif "```python" in user or "programming task" in user:
+            solution = "```python\ndef solve():\n    return 1\n```"
+        else:
+            solution = f"{draft.group(2).strip() if draft else 'It is so.'} That is the whole answer."
+        text = f"Question: {question}\nSolution:\n{solution}"
         return Completion(text, self.count_tokens(user), self.count_tokens(text), self.latency_s, "stop")
 
     def chat(self, batch: list[Messages], params: GenerationParams) -> list[Completion]:

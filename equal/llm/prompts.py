@@ -1,4 +1,4 @@
-"""Extraction and refinement prompts, in one place and versioned.
+"""Extraction prompts, in one place and versioned (refinement's are in :mod:`equal.llm.refine`).
 
 Every prompt is kept under its version (:data:`PROMPTS`); the version is part of every cache key, so
 answers to one prompt are never reused for another, and a run can be repeated with an older prompt.
@@ -8,7 +8,6 @@ backends with prefix caching (llama.cpp, vLLM) evaluate it once for all document
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from equal.errors import ConfigError
@@ -23,7 +22,6 @@ class Prompt:
     version: str
     system: str
     extract: str  # formatted with max_pairs, followed by the document
-    refine: str  # formatted with the pairs (JSON), followed by the document
     retry_note: str = (
         "\n\nYour previous reply was not valid JSON in the required format. Reply with the JSON object only."
     )
@@ -41,12 +39,6 @@ PROMPTS = {
             "- Each question must be self-contained: answerable without seeing the document.\n"
             "- Each answer must be correct and complete; keep the document's worked steps when it has them.\n"
             "- Skip boilerplate and references.\n" + _FORMAT + "\n\nDocument:\n"
-        ),
-        refine=(
-            "Improve these question-answer pairs extracted from the document below: fix formatting, make each "
-            "question self-contained, complete missing or partial answers, correct errors, and drop pairs the "
-            "document does not support. Keep the same JSON format: "
-            '{{"pairs": [{{"question": "...", "answer": "..."}}]}}\n\nPairs:\n{pairs}\n\nDocument:\n'
         ),
     ),
     # Pairs fit for instruction tuning: self-contained questions, worked solutions with one final-answer line
@@ -66,12 +58,6 @@ PROMPTS = {
             "- Prefer the problems and tasks the document teaches; skip boilerplate, navigation and references.\n"
             + _FORMAT
             + "\n\nDocument:\n"
-        ),
-        refine=(
-            "Improve these question-answer pairs written from the document below: make every question stand alone, "
-            f"make every problem's answer solve it step by step and end with '{FINAL_ANSWER} <final answer>', fix "
-            "code so that it runs, correct errors, and drop pairs the document does not support. Keep the same "
-            'JSON format: {{"pairs": [{{"question": "...", "answer": "..."}}]}}\n\nPairs:\n{pairs}\n\nDocument:\n'
         ),
     ),
 }
@@ -128,14 +114,6 @@ def extraction_messages(document: str, max_pairs: int, retry: bool = False, vers
     prompt = get_prompt(version)
     user = prompt.extract.format(max_pairs=max_pairs) + document + (prompt.retry_note if retry else "")
     return [{"role": "system", "content": prompt.system}, {"role": "user", "content": user}]
-
-
-def refinement_messages(document: str, pairs: list[dict], version: str = PROMPT_VERSION) -> Messages:
-    """Chat messages asking to refine already extracted ``pairs`` (the paper's second pass)."""
-    prompt = get_prompt(version)
-    shown = json.dumps({"pairs": pairs}, ensure_ascii=False, indent=1)
-    return [{"role": "system", "content": prompt.system},
-            {"role": "user", "content": prompt.refine.format(pairs=shown) + document}]  # fmt: skip
 
 
 def prompt_overhead(max_pairs: int, version: str = PROMPT_VERSION) -> str:

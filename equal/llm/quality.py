@@ -109,6 +109,39 @@ def pair_checks(question: str, answer: str, truncated: bool = False) -> dict[str
     }
 
 
+#: The checks a pair must pass to be trained on (equal.llm.extract's quality gate); the others are reported only.
+HARD_CHECKS = ("not_degenerate", "not_truncated", "verified", "code_parses")
+
+
+def hard_check_failures(pair: dict, truncated: bool = False) -> list[str]:
+    """The hard checks ``pair`` fails: runaway repetition, cut at the token limit, a refined problem whose final
+    answer was not verified (``refinement`` is not ``verified``), code that does not parse."""
+    checks = pair_checks(pair["question"], pair["answer"], truncated)
+    failures = [name for name in ("not_degenerate", "not_truncated", "code_parses") if checks[name] is False]
+    if pair.get("kind") == "problem" and pair.get("refinement") not in (None, "verified"):
+        failures.append("verified")
+    return failures
+
+
+_LIST_LINE = re.compile(r"^\s*(?:\d+[.)]\s|[-*•]\s|#+\s|step\s*\d+\b)", re.IGNORECASE | re.M)
+
+
+def solution_style(answer: str, length_range: tuple[float, float]) -> dict[str, bool]:
+    """How closely a worked solution follows the reference set's format: no list numbering, bullets or headings;
+    at least one inline calculation (``48 / 2 = 24``); the final-answer line last; a length (characters) within
+    ``length_range`` (D_r's interquartile range); ``all`` when every one holds."""
+    from equal.llm.verify import inline_calculations
+
+    lines = [line.strip() for line in answer.strip().splitlines() if line.strip()]
+    style = {
+        "no_list_numbering": not _LIST_LINE.search(answer),
+        "inline_calculations": inline_calculations(answer) > 0,
+        "final_line": bool(lines) and lines[-1].lower().startswith(FINAL_ANSWER.lower()),
+        "length_in_reference_iqr": length_range[0] <= len(answer) <= length_range[1],
+    }
+    return {**style, "all": all(style.values())}
+
+
 def passes(checks: dict[str, bool | None]) -> bool:
     """Whether a pair fails no check."""
     return all(value is not False for value in checks.values())
@@ -130,3 +163,21 @@ def quality_summary(records: list[dict], sample_size: int = 200, seed: int = 0) 
         "checks_applicable": {c: len(v) for c, v in applicable.items()},
         "answers_under_20_chars_share": round(sum(len(r["answer"]) < 20 for r in records) / max(len(records), 1), 4),
     }
+
+
+def before_after(drafts: list[dict], pairs: list[dict], sample_size: int = 200, seed: int = 0) -> list[dict]:
+    """The quality table's two rows: every check of :func:`quality_summary` on the extracted drafts and on the pairs
+    kept after refinement and the quality gate (``stage``, ``pairs``, the pass share of each check and where it
+    applies, the share passing all, answers under 20 characters, median answer length)."""
+    import statistics
+
+    rows = []
+    for stage, records in (("extracted (drafts)", drafts), ("refined and gated (trained on)", pairs)):
+        summary = quality_summary(records, sample_size, seed) if records else {}
+        checks = summary.pop("checks_pass_share", {})
+        applicable = summary.pop("checks_applicable", {})
+        rows.append({"stage": stage, "pairs": len(records),
+                     "median_answer_chars": int(statistics.median(len(r["answer"]) for r in records)) if records else 0,
+                     **summary, **{c: checks.get(c) for c in CHECKS},
+                     **{f"{c} applies": applicable.get(c, 0) for c in CHECKS}})  # fmt: skip
+    return rows

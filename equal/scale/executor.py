@@ -47,14 +47,20 @@ def build_backend(spec: dict):
 class ExtractionWorker:
     """One actor's extractor: an LLM engine, the shared cache, the run's extraction settings."""
 
-    def __init__(self, backend: dict, config: ExtractionConfig, cache) -> None:
-        self.extractor = QAExtractor(build_backend(backend), cache, config)
+    def __init__(self, backend: dict, config: ExtractionConfig, cache, refinement: dict | None = None) -> None:
+        from equal.llm.extract import make_refiner
+
+        engine = build_backend(backend)
+        recipe = refinement or {}
+        refiner = make_refiner(recipe.get("llm") or {}, recipe.get("refinement"), cache, engine,
+                               (recipe.get("references") or {}).__getitem__)  # fmt: skip
+        self.extractor = QAExtractor(engine, cache, config, refiner)
 
     def describe(self) -> dict:
         """The engine's identity and shape, for the driver's fingerprints and batching."""
         b = self.extractor.backend
         return {"kind": b.kind, "model_id": b.model_id, "n_params": int(b.n_params), "batch_size": int(b.batch_size),
-                "context_length": int(b.context_length)}  # fmt: skip
+                "context_length": int(b.context_length), "refinement": self.extractor.refinement_identity}  # fmt: skip
 
     def extract_batch(self, docs: list[dict], method: str) -> tuple[list[DocumentResult], list]:
         """One batch's results and the records of its calls (the driver charges them)."""
@@ -91,7 +97,7 @@ class RayExtractor(QAExtractor):
 
     def __init__(self, backend: dict, cache: CallCache, config: ExtractionConfig | None = None, workers: int = 2,
                  cache_owner: str = "file", worker_options: dict | None = None, address: str | None = None,
-                 ) -> None:  # fmt: skip
+                 refinement: dict | None = None) -> None:  # fmt: skip
         ray = require_ray()
         if cache_owner not in ("file", "actor"):
             raise ConfigError(f"cache_owner must be 'file' or 'actor', got {cache_owner!r}")
@@ -108,9 +114,18 @@ class RayExtractor(QAExtractor):
             self._owner = ray.remote(num_cpus=0)(CacheOwner).remote(str(cache.path), cache.lease_s)
             shared = CacheClient(self._owner)
         remote = ray.remote(**(worker_options or {"num_cpus": 1}))(ExtractionWorker)
-        self._workers = [remote.remote(backend, self.config, shared) for _ in range(workers)]
-        self.backend = RemoteBackend(**ray.get(self._workers[0].describe.remote()))
+        # refinement: {"llm", "refinement", "references"} (equal.llm.extract.make_extractor), rebuilt on each worker
+        self._workers = [remote.remote(backend, self.config, shared, refinement) for _ in range(workers)]
+        described = ray.get(self._workers[0].describe.remote())
+        self._refinement_identity = described.pop("refinement")
+        self.backend = RemoteBackend(**described)
+        self.refiner = None  # the workers refine; the driver only charges what they report
         self._ray = ray
+
+    @property
+    def refinement_identity(self) -> dict | None:
+        """The workers' refiner identity (model, settings, examples)."""
+        return self._refinement_identity
 
     def _ordered(self, submit, items: list):
         """Results of ``submit(worker, item)`` for every item, in order, each item going to the next free worker."""

@@ -4,6 +4,8 @@ Each run of a method writes one folder (named by :class:`~equal.artifacts.Artifa
 
     run.json            the run's content fingerprint and its parts (written first)
     pairs.jsonl         its QA set, one pair per line, with document id, source, domain, cluster, round
+                        (refined pairs also with their draft, reference answer, kind and refinement outcome)
+    drafts.jsonl        every pair as extracted, before refinement and the quality gate
     ledger.jsonl        every LLM call charged to it (cached calls included: cost is what the method
                         would pay on its own); warm-up calls first for the methods that use the warm-up
     rounds.jsonl        the bandit's checkpoint log (bandit methods)
@@ -37,7 +39,7 @@ from equal.embed.warmup import qa_text
 from equal.errors import ConfigError
 from equal.fingerprint import Fingerprint, arrays_digest, changed_parts, fingerprint
 from equal.io import read_jsonl, write_json_atomic, write_jsonl_atomic
-from equal.llm.extract import PAIRS_VERSION, ExtractionReport, QAExtractor, pairs_records
+from equal.llm.extract import PAIRS_VERSION, ExtractionReport, QAExtractor, draft_records, pairs_records
 from equal.llm.ledger import CallRecord, CostLedger
 from equal.select.influence import GradientScorer
 from equal.select.loop import ClusterPool
@@ -279,6 +281,9 @@ class MethodRunner:
         report = self._report
         with self._driver.released():  # other runs' driver work goes on while this one waits on the workers
             results = self.extractor.extract(docs, method=method, ledger=ledger, progress=show, report=report)
+        drafts = getattr(self._state, "drafts", None)
+        if drafts is not None:  # the run's pairs before refinement and the quality gate (drafts.jsonl)
+            drafts.extend({**d, "method": method} for d in draft_records(results))
         return pairs_records(results, docs, method)
 
     @property
@@ -331,6 +336,7 @@ class MethodRunner:
             "answers": getattr(self.extractor.cache, "identity", ""),  # local calls or a profile's shipped answers
             "extraction": self.extractor.config,
             "prompt_version": self.extractor.config.prompt_version,
+            "refinement": self.extractor.refinement_identity,
             "pairs_version": PAIRS_VERSION,
         }
         if not spec.shared:
@@ -394,11 +400,13 @@ class MethodRunner:
         try:
             with self._driver:
                 previous = self._report
+                previous_drafts = getattr(self._state, "drafts", None)
                 try:
                     request = RunRequest(target, gamma, seed, folder, self.fingerprint(method, target, gamma, seed))
                     return self._run(spec, method, request)
                 finally:
                     self._state.report = previous  # a nested run (All inside Perplexity) keeps its own report
+                    self._state.drafts = previous_drafts
         finally:
             folder_lock.release()
 
@@ -424,6 +432,7 @@ class MethodRunner:
                 warm_pairs = [{**p, "method": method, "cluster": int(labels[self._index[p["doc_id"]]]), "round": -1}
                               for p in self.warmup_pairs if p["doc_id"] in self._index]  # fmt: skip
         self._state.report = ExtractionReport()  # this run's extraction outcomes (replayed rounds count again)
+        self._state.drafts = []
         selection = spec.select(self, request, ledger)
         pairs = selection.pairs
         if selection.pulls is None:  # provenance like the bandit's: the document's (tuned) cluster, no round
@@ -441,6 +450,7 @@ class MethodRunner:
         if spec.uses_warmup:
             domains += [self.corpus[self._index[d]]["domain"] for d in sorted(self._warmup_docs) if d in self._index]
         write_jsonl_atomic(folder / "pairs.jsonl", pairs)
+        write_jsonl_atomic(folder / "drafts.jsonl", self._state.drafts)
         if selection.pulls is not None:
             selection.pulls.to_csv(folder / "pulls.csv", index=False)
         costs = ledger.summary().to_dict("records")[0] if ledger.records else {}
@@ -464,6 +474,9 @@ class MethodRunner:
             "documents_by_domain": dict(sorted(Counter(domains).items())),
             "degenerate_pairs_dropped": self._report.degenerate_pairs,
             "token_limit_documents": self._report.token_limit_documents,
+            "draft_pairs": self._report.draft_pairs,  # extracted, before refinement and the quality gate
+            "refinement": dict(sorted(self._report.refinement.items())),  # "kind/outcome" per draft
+            "quality_gate_dropped": dict(sorted(self._report.gate_dropped.items())),
             **selection.extra,
         }
         summary["documents_extracted"] = summary["loop_documents"] + summary["warmup_documents"]

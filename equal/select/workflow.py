@@ -56,6 +56,9 @@ class SelectConfig:
     llm: dict = field(default_factory=lambda: {"kind": "llama_cpp", "model": "qwen2.5-coder-0.5b-instruct",
                                                "n_parallel": 16, "n_ctx": 2048})  # fmt: skip
     extraction: dict = field(default_factory=lambda: {"max_pairs": 3, "max_tokens": 320, "max_retries": 1})
+    # None: the default profile's refinement, its style examples drawn from your reference set; {"enabled": False}
+    # turns refinement off
+    refinement: dict | None = None
     embedder: str = "all-MiniLM-L6-v2"
     warmup_fraction: float = 0.05
     pulls_per_cluster: int = 5  # k is capped so the bandit can pull each cluster this often on average
@@ -108,6 +111,22 @@ def _policies() -> tuple[dict, dict, dict]:
     params = notebook_parameters(profile, "04_bandit_extraction")
     warmup = notebook_parameters(profile, "02_contrastive_training")
     return params["policies"], params["reward"], warmup
+
+
+def refinement_settings(config: SelectConfig, reference: list[dict]) -> dict:
+    """The refinement ``equal select`` runs: the default profile's settings (or ``config.refinement``), with the
+    user's reference set as the style examples of the pair kind it illustrates (code or problems)."""
+    from equal.llm.quality import code_blocks
+    from equal.profiles import load_profile
+
+    settings = dict(config.refinement if config.refinement is not None
+                    else load_profile(SELECT_PROFILE)["common"].get("refinement") or {})  # fmt: skip
+    if not settings or not settings.get("enabled", True):
+        return {"enabled": False}
+    solutions = [r.get("solution") or r.get("answer") or "" for r in reference]
+    code = sum(bool(code_blocks(s)) or "def " in s for s in solutions) > len(solutions) / 2
+    settings["examples_from"] = {"code" if code else "problem": config.task_name}
+    return settings
 
 
 def _prepare(config: SelectConfig, art: Artifacts):
@@ -217,8 +236,14 @@ def run_select(config: SelectConfig, dry_run: bool = False) -> SelectOutcome | d
     budget_docs = max(1, round(config.budget * len(corpus)))
     warm_docs = max(1, round(config.warmup_fraction * len(corpus))) if spec.uses_warmup else 0
     cache_path = art.data / "llm_calls.sqlite"
+    refinement = refinement_settings(config, art.load_reference(config.task_name))
     extractor = make_extractor(
-        config.llm, config.extraction, config.seed, cache_path=cache_path
+        config.llm,
+        config.extraction,
+        config.seed,
+        cache_path=cache_path,
+        refinement=refinement,
+        load_reference=art.load_reference,
     )  # loads, calls nothing
     plan = {"corpus_documents": len(corpus), "method": spec.name, "budget": config.budget,
             **estimate(config, corpus, budget_docs if not spec.shared else len(corpus), warm_docs,
@@ -251,7 +276,7 @@ def run_select(config: SelectConfig, dry_run: bool = False) -> SelectOutcome | d
             "extractor": extractor.backend.model_id, "extractor_flops": run.summary["flops_model"],
             "reference_flops_72b": run.summary["flops_reference"], "clusters": k,
             "wall_s": round(time.perf_counter() - started, 1)}  # fmt: skip
-    _write_outputs(config, out, run, cost, prepared.meta, plan)
+    _write_outputs(config, out, run, cost, prepared.meta, plan, refinement)
     return SelectOutcome(out, len(run.pairs), cost, resumed)
 
 
@@ -267,13 +292,33 @@ def _resume_note(folder: Path, cached_calls: int) -> str:
 
 
 def messages_record(pair: dict) -> dict:
-    """A QA pair in chat form, with where it came from."""
+    """A QA pair in chat form, with where it came from and how it was refined (its draft and the answer it was
+    verified against)."""
+    from equal.llm.extract import REFINEMENT_FIELDS
+
     return {"messages": [{"role": "user", "content": pair["question"]},
                          {"role": "assistant", "content": pair["answer"]}],
-            **{k: pair.get(k) for k in ("doc_id", "source", "cluster", "round")}}  # fmt: skip
+            **{k: pair.get(k) for k in ("doc_id", "source", "cluster", "round", *REFINEMENT_FIELDS)}}  # fmt: skip
 
 
-def _write_outputs(config: SelectConfig, out: Path, run, cost: dict, prep_meta: dict, plan: dict) -> None:
+def quality_markdown(drafts: list[dict], pairs: list[dict], refinement_counts: dict, seed: int) -> str:
+    """The card's quality section: the automatic checks before and after refinement, and refinement's outcomes."""
+    import pandas as pd
+
+    from equal.llm.quality import CHECKS, before_after
+    from equal.llm.refine import outcome_table
+
+    rows = before_after(drafts, pairs, 200, seed)
+    columns = ["stage", "pairs", "median_answer_chars", "all_checks_pass_share", *CHECKS]
+    text = pd.DataFrame(rows)[columns].to_markdown(index=False)
+    outcomes = outcome_table(refinement_counts)
+    if outcomes:
+        text += "\n\nRefinement, per kind of pair:\n\n" + pd.DataFrame(outcomes).fillna(0).to_markdown(index=False)
+    return text
+
+
+def _write_outputs(config: SelectConfig, out: Path, run, cost: dict, prep_meta: dict, plan: dict,
+                   refinement: dict) -> None:  # fmt: skip
     from datasets import Dataset
 
     records = [messages_record(p) for p in run.pairs]
@@ -285,11 +330,16 @@ def _write_outputs(config: SelectConfig, out: Path, run, cost: dict, prep_meta: 
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items() if k != "progress"}
     settings["corpus"] = [str(p) for p in config.corpus]
     prompt = config.extraction.get("prompt_version", PROMPT_VERSION)
-    write_json_atomic(out / "select.json", {"settings": settings, "plan": plan, "prompt_version": prompt})
-    write_text_atomic(out / "README.md", dataset_card(config, run, cost, prep_meta))
+    write_json_atomic(out / "select.json", {"settings": settings, "plan": plan, "prompt_version": prompt,
+                                            "refinement": refinement})  # fmt: skip
+    from equal.io import read_jsonl
+
+    drafts = read_jsonl(run.folder / "drafts.jsonl") if run.folder and (run.folder / "drafts.jsonl").is_file() else []
+    quality = quality_markdown(drafts, run.pairs, run.summary.get("refinement", {}), config.seed)
+    write_text_atomic(out / "README.md", dataset_card(config, run, cost, prep_meta, quality))
 
 
-def dataset_card(config: SelectConfig, run, cost: dict, prep_meta: dict) -> str:
+def dataset_card(config: SelectConfig, run, cost: dict, prep_meta: dict, quality: str = "") -> str:
     """The dataset card (README.md) of an ``equal select`` output folder."""
     task = prep_meta["tasks"][config.task_name]
     return f"""# {config.task_name}: instruction data selected by {run.method}
@@ -314,7 +364,15 @@ Made with `equal select` (EQUAL, arXiv 2505.12250), prompt version
 | extraction FLOPs (a 72B extractor) | {cost["reference_flops_72b"]:.3g} |
 | wall time | {cost["wall_s"]:.0f} s |
 
-Files: `pairs.jsonl` (chat `messages` with `doc_id`, `source`, `cluster`, `round`), `dataset/`
+## Pair quality
+
+Automatic checks (equal.llm.quality) on the pairs as extracted and on the pairs kept after refinement (each pair
+rewritten once and verified: a problem's final answer must equal the draft's) and the quality gate:
+
+{quality}
+
+Files: `pairs.jsonl` (chat `messages` with `doc_id`, `source`, `cluster`, `round`, and each refined pair's
+`draft_answer`, `reference_answer`, `kind` and `refinement` outcome), `dataset/`
 (`datasets.load_from_disk`), `cost.json`, `selection_log.csv`, `select.json` (every setting).
 Each pair is the extractor's answer about one document; check the licences of your corpus before sharing.
 """

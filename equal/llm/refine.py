@@ -1,0 +1,330 @@
+"""The paper's refinement pass: every extracted pair rewritten once into a pair fit for tuning, and verified.
+
+The paper does not train on raw extractions: its extractor's pairs go through one pass that fixes the format,
+fills in missing answers and corrects errors (as MAmmoTH2 does). Here each pair is refined on its own, by the
+extractor or another model (``llm.refiner``), with a versioned prompt (:data:`REFINE_PROMPTS`) that sees the
+document, the draft question and answer, and a few solutions of the target's reference set D_r as examples of the
+style to write in. What a pair becomes depends on its kind (:func:`pair_kind`):
+
+* a **problem** gets a worked solution in D_r's style whose last line is the final-answer line; it is accepted
+  only when that final answer equals the draft's (:func:`equal.llm.verify.answers_match`) and every inline
+  calculation is right (:func:`equal.llm.verify.wrong_calculations`);
+* a **programming task** gets complete code in a ```python block, which must parse and pass the document's own
+  ``assert`` lines where it has some (:func:`equal.llm.verify.code_check`);
+* a **concept question** gets a two-to-four sentence explanation.
+
+Every question is rewritten to stand alone. Up to ``attempts`` calls are made per pair — greedy first, sampled
+after, each seeded — until one is accepted; a pair none of them fixes is dropped (``on_failure: drop``) or keeps
+its draft (``keep_draft``). Each pair keeps ``draft_question``, ``draft_answer``, ``reference_answer``, its kind and
+how it was refined. Every call goes through the exactly-once cache and is charged to the ledger (stage
+``refine``), like extraction's.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+
+from equal.errors import ConfigError
+from equal.llm.quality import _CODE_TASK, _PROBLEM, code_blocks, is_degenerate
+from equal.llm.types import Completion, GenerationParams, Messages
+from equal.llm.verify import (
+    answers_match,
+    as_number,
+    code_check,
+    final_answer,
+    reference_answer,
+    wrong_calculations,
+)
+from equal.task import FINAL_ANSWER
+
+KINDS = ("problem", "code", "concept")
+POLICIES = ("drop", "keep_draft")
+#: How a refined pair ended: accepted (verified problem, working code, explanation) or not, and why.
+OUTCOMES = ("verified", "accepted", "kept_draft", "no_reference", "wrong_answer", "wrong_arithmetic", "code_fails",
+            "malformed", "truncated", "degenerate")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RefinePrompt:
+    """One version of the refinement prompts: a system message and one user template per pair kind."""
+
+    version: str
+    system: str
+    problem: str
+    code: str
+    concept: str
+    example: str = "Question: {question}\nSolution:\n{solution}"
+
+
+_REPLY = "Reply in exactly this format and nothing else:\nQuestion: <the question>\nSolution:\n<the solution>"
+
+REFINE_PROMPTS = {
+    "refine-v1": RefinePrompt(
+        "refine-v1",
+        system="You turn rough question-answer pairs into clean training examples for a student. You follow the "
+        "requested format exactly.",
+        problem=(
+            "Rewrite the draft below as one problem and its solution.\n"
+            "- The question stands alone: it states every number and fact needed and never mentions a document, a "
+            "text or a passage.\n"
+            "- Solve it in the style of the examples: one short plain sentence per line, each calculation written "
+            "inline (like 48 / 2 = 24), no numbering, no bullets, no headings.\n"
+            f"- The last line is exactly '{FINAL_ANSWER} {{reference}}'.\n"
+            "{examples}{document}Draft question: {question}\nDraft answer: {answer}\n"
+            "The correct final answer is: {reference}\n\n" + _REPLY
+        ),
+        code=(
+            "Rewrite the draft below as one programming task and its solution.\n"
+            "- The task stands alone: it names the function to write, its inputs and what it returns, and never "
+            "mentions a document or a text.\n"
+            "- The solution is complete, working Python code in one ```python block, in the style of the examples.\n"
+            "{examples}{document}Draft task: {question}\nDraft answer: {answer}\n\n" + _REPLY
+        ),
+        concept=(
+            "Rewrite the draft below as one question and its answer.\n"
+            "- The question stands alone and never mentions a document, a text or a passage.\n"
+            "- The answer explains it correctly in two to four plain sentences.\n"
+            "{examples}{document}Draft question: {question}\nDraft answer: {answer}\n\n" + _REPLY
+        ),
+    ),
+}
+
+_NUMBER_IN_TEXT = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?(?![\w])")
+_FORMULA = re.compile(r"\\(?:frac|sqrt|int|sum|cdot|times)|[=^]|\d\s*[-+*/×÷]\s*\d|\b[a-z]\s*[-+*/^=]\s*\d", re.I)
+_REPLY_PARTS = re.compile(
+    r"^\s*\**question\s*:\s*\**\s*(.+?)\n\s*\**(?:solution|answer)\s*:\s*\**\s*\n?(.*)$", re.S | re.IGNORECASE
+)  # fmt: skip  (bold headers too: "**Question:** …")
+_SENTENCE = re.compile(r"[.!?](?:\s|$)")
+
+
+def get_refine_prompt(version: str) -> RefinePrompt:
+    """The refinement prompt of ``version``; an unknown version names the known ones."""
+    if version not in REFINE_PROMPTS:
+        raise ConfigError(f"unknown refinement prompt {version!r}; known: {sorted(REFINE_PROMPTS)}")
+    return REFINE_PROMPTS[version]
+
+
+def pair_kind(question: str, answer: str) -> str:
+    """``code`` (a programming task, or an answer holding code), ``problem`` (something to work out from numbers
+    the question gives: two numbers or a formula, or one number and a numeric final answer) or ``concept``
+    (everything else: a fact or an explanation, whatever its answer's last line says)."""
+    problem = bool(_PROBLEM.search(question))
+    if code_blocks(answer) or (problem and _CODE_TASK.search(question)):
+        return "code"
+    numbers = len(_NUMBER_IN_TEXT.findall(question))
+    formula = bool(_FORMULA.search(question))
+    stated = reference_answer(answer)
+    numeric_answer = stated is not None and as_number(stated) is not None
+    if (problem or "?" in question) and (numbers >= 2 or formula or (numbers == 1 and numeric_answer)):
+        return "problem"
+    return "concept"
+
+
+def parse_refined(text: str) -> tuple[str, str] | None:
+    """(question, solution) from a refinement reply, None when it is not in the asked format."""
+    match = _REPLY_PARTS.match(text.strip())
+    if not match:
+        return None
+    question, solution = match.group(1).strip(), match.group(2).strip()
+    return (question, solution) if question and solution else None
+
+
+@dataclass(frozen=True)
+class RefinementConfig:
+    """Refinement settings (those that shape a call are part of its cache key through the messages and params)."""
+
+    prompt_version: str = "refine-v1"
+    attempts: int = 4  # calls per pair at most: greedy first, then sampled
+    examples: int = 3  # D_r solutions shown per problem / programming task
+    max_tokens: int = 384
+    temperature: float = 0.7  # of the sampled attempts
+    repeat_penalty: float = 1.1
+    # what the prompt shows, cut to these: on a CPU, evaluating the prompt costs more than writing the answer
+    max_document_tokens: int = 256
+    max_draft_tokens: int = 256
+    on_failure: str = "drop"  # drop | keep_draft: a pair no attempt fixes
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        get_refine_prompt(self.prompt_version)
+        if self.on_failure not in POLICIES:
+            raise ConfigError(f"refinement.on_failure must be one of {POLICIES}, got {self.on_failure!r}")
+        if self.attempts < 1:
+            raise ConfigError(f"refinement.attempts must be at least 1, got {self.attempts}")
+
+
+@dataclass
+class RefinedPair:
+    """One draft pair's refinement: the pair to keep (None: dropped), its outcome and what was paid."""
+
+    draft: dict
+    kind: str
+    reference: str | None
+    pair: dict | None = None
+    outcome: str = "malformed"
+    attempts: int = 0
+    records: list = field(default_factory=list)  # (completion, cached) of every call, in order
+    hit_limit: bool = False
+
+
+def pick_examples(references: list[dict], count: int, seed: int = 0) -> list[dict]:
+    """``count`` D_r items (``question`` and ``solution``) picked with a seed: the style examples."""
+    usable = [r for r in references if r.get("question") and (r.get("solution") or r.get("answer"))]
+    chosen = random.Random(seed).sample(usable, k=min(count, len(usable)))
+    return [{"question": r["question"], "solution": r.get("solution") or r["answer"]} for r in chosen]
+
+
+class PairRefiner:
+    """Refine and verify the pairs of extracted documents with one backend, the shared cache and a config.
+
+    ``examples`` maps a pair kind (``problem``, ``code``) to the D_r items shown as style examples (from
+    :func:`pick_examples`); a kind without examples is refined from the instructions alone.
+    """
+
+    def __init__(self, backend, cache, config: RefinementConfig | None = None,
+                 examples: dict[str, list[dict]] | None = None) -> None:  # fmt: skip
+        self.backend = backend
+        self.cache = cache
+        self.config = config or RefinementConfig()
+        self.prompt = get_refine_prompt(self.config.prompt_version)
+        unknown = set(examples or {}) - set(KINDS)
+        if unknown:
+            raise ConfigError(f"refinement examples for unknown pair kinds {sorted(unknown)}; kinds: {KINDS}")
+        self.examples = {k: list(v)[: self.config.examples] for k, v in (examples or {}).items()}
+
+    @property
+    def identity(self) -> dict:
+        """What the refined pairs depend on besides the drafts (for run fingerprints)."""
+        return {"model": self.backend.model_id, "config": asdict(self.config), "examples": self.examples}
+
+    def _params(self, attempt: int) -> GenerationParams:
+        sampled = attempt > 0
+        return GenerationParams(max_tokens=self.config.max_tokens,
+                                temperature=self.config.temperature if sampled else 0.0,
+                                seed=self.config.seed + attempt, repeat_penalty=self.config.repeat_penalty)  # fmt: skip
+
+    def messages(self, document: str, draft: dict, kind: str, reference: str | None) -> Messages:
+        """The refinement request for one draft pair."""
+        shown = self.examples.get(kind, [])
+        if kind == "code":  # D_r's code is bare; the asked format (and so the example) is a ```python block
+            shown = [{**e, "solution": e["solution"] if "```" in e["solution"] else f"```python\n{e['solution']}\n```"}
+                     for e in shown]  # fmt: skip
+        examples = ""
+        if shown:
+            examples = "\nExamples of the style to write in:\n\n" + "\n\n".join(
+                self.prompt.example.format(**e) for e in shown) + "\n\n"  # fmt: skip
+        text = self.backend.truncate(document, self.config.max_document_tokens) if document else ""
+        shown_document = f"\nSource document (for facts only):\n{text}\n\n" if text else "\n"
+        template = getattr(self.prompt, kind)
+        answer = self.backend.truncate(draft["answer"], self.config.max_draft_tokens)
+        user = template.format(examples=examples, document=shown_document, question=draft["question"],
+                               answer=answer, reference=reference or "")  # fmt: skip
+        return [{"role": "system", "content": self.prompt.system}, {"role": "user", "content": user}]
+
+    def judge(self, item: RefinedPair, completion: Completion, document: str) -> tuple[str, dict | None]:
+        """The outcome of one refinement answer and, when accepted, the pair it gives."""
+        if completion.error is not None:
+            return "malformed", None
+        if completion.finish_reason == "length":
+            return "truncated", None
+        parsed = parse_refined(completion.text)
+        if parsed is None:
+            return "malformed", None
+        question, solution = parsed
+        if is_degenerate(question) or is_degenerate(solution):
+            return "degenerate", None
+        if item.kind == "problem":
+            stated = final_answer(solution)
+            if stated is None or not answers_match(item.reference or "", stated):
+                return "wrong_answer", None
+            if wrong_calculations(solution):
+                return "wrong_arithmetic", None
+            outcome = "verified"
+        elif item.kind == "code":
+            works, _ = code_check(solution, document)
+            if not works:
+                return "code_fails", None
+            outcome = "accepted"
+        else:
+            sentences = len(_SENTENCE.findall(solution.rstrip() + " "))
+            if not 1 <= sentences <= 6 or code_blocks(solution):
+                return "malformed", None
+            outcome = "accepted"
+        return outcome, {"question": question, "answer": solution}
+
+    def refine(self, documents: list[str], drafts: list[list[dict]], call) -> list[list[RefinedPair]]:
+        """Refine every draft pair of every document (``drafts[i]`` are the pairs of ``documents[i]``).
+
+        ``call(requests, params)`` answers chat requests through the shared cache, returning ``(completion,
+        cached)`` per request (:meth:`equal.llm.extract.QAExtractor.ask`'s contract for this backend).
+        """
+        items: list[list[RefinedPair]] = []
+        for pairs in drafts:
+            row = []
+            for draft in pairs:
+                kind = pair_kind(draft["question"], draft["answer"])
+                reference = reference_answer(draft["answer"]) if kind == "problem" else None
+                row.append(RefinedPair(dict(draft), kind, reference))
+            items.append(row)
+        # grouped by kind: one batch then shares its instructions and examples (a cached prompt prefix)
+        pending = sorted(((d, p) for d, row in enumerate(items) for p, item in enumerate(row)
+                          if not (item.kind == "problem" and item.reference is None)),
+                         key=lambda dp: KINDS.index(items[dp[0]][dp[1]].kind))  # fmt: skip
+        for row in items:
+            for item in row:
+                if item.kind == "problem" and item.reference is None:
+                    item.outcome = "no_reference"  # nothing to verify against: no call is paid for it
+        for attempt in range(self.config.attempts):
+            if not pending:
+                break
+            requests = [self.messages(documents[d], items[d][p].draft, items[d][p].kind, items[d][p].reference)
+                        for d, p in pending]  # fmt: skip
+            still = []
+            for (d, p), (completion, cached) in zip(pending, call(requests, self._params(attempt)), strict=True):
+                item = items[d][p]
+                item.attempts += 1
+                item.records.append((completion, cached))
+                outcome, pair = self.judge(item, completion, documents[d])
+                item.outcome = outcome
+                if pair is not None:
+                    item.pair, item.hit_limit = pair, completion.finish_reason == "length"
+                else:
+                    still.append((d, p))
+            pending = still
+        for row in items:
+            for item in row:
+                if item.pair is None and self.config.on_failure == "keep_draft":
+                    item.pair = {"question": item.draft["question"], "answer": item.draft["answer"]}
+                    item.outcome = f"kept_draft:{item.outcome}"
+        return items
+
+
+def finished_pair(item: RefinedPair, model_id: str) -> dict:
+    """The pair to keep with its provenance: draft, reference answer, kind and how it was refined."""
+    return {**item.pair, "draft_question": item.draft["question"], "draft_answer": item.draft["answer"],
+            "reference_answer": item.reference, "kind": item.kind, "refinement": item.outcome,
+            "refine_attempts": item.attempts, "refiner": model_id}  # fmt: skip
+
+
+def outcome_counts(items: list[RefinedPair]) -> Counter:
+    """Outcomes counted per ``kind/outcome``."""
+    return Counter(f"{item.kind}/{item.outcome}" for item in items)
+
+
+def outcome_table(counts: dict[str, int]) -> list[dict]:
+    """``{"kind/outcome": n}`` (a run summary's ``refinement``) as rows: kind, pairs, and the count and share of
+    each outcome."""
+    kinds: dict[str, Counter] = {}
+    for key, n in counts.items():
+        kind, outcome = key.split("/", 1)
+        kinds.setdefault(kind, Counter())[outcome] += n
+    rows = []
+    for kind in sorted(kinds, key=lambda k: KINDS.index(k) if k in KINDS else len(KINDS)):
+        total = sum(kinds[kind].values())
+        accepted = kinds[kind]["verified"] + kinds[kind]["accepted"]
+        rows.append({"kind": kind, "drafts": total, "accepted": accepted, "accepted_share": round(accepted / total, 4),
+                     **{outcome: n for outcome, n in sorted(kinds[kind].items())}})  # fmt: skip
+    return rows
