@@ -10,12 +10,12 @@ from conftest import problem_corpus
 from equal.artifacts import Artifacts
 from equal.embed.embedding import EmbeddingStore, load_embedder
 from equal.embed.warmup import qa_text
-from equal.io import read_jsonl
+from equal.io import read_jsonl, write_jsonl_atomic
 from equal.llm.backends import make_backend
 from equal.llm.cache import CallCache
 from equal.llm.extract import ExtractionConfig, QAExtractor, pairs_records
 from equal.llm.ledger import CostLedger
-from equal.select.methods import METHODS
+from equal.select.methods import BANDS, METHODS, band_name
 from equal.select.runner import MethodRunner
 from equal.weights import TINY_EMBEDDER
 
@@ -101,6 +101,25 @@ def test_budgets_warm_up_charges_and_outputs(world):
     assert oracle.summary["oracle_clusters"] == sorted(np.argsort(-rewards, kind="stable")[:1].tolist())  # 6 fit in one
     assert {world["labels"][i] for i in range(24) if world["corpus"][i]["id"] in {p["doc_id"] for p in oracle.pairs}} \
         <= set(oracle.summary["oracle_clusters"])  # fmt: skip
+
+
+def test_distance_bands_rank_documents_by_their_pairs_distance_to_held_out_items(world):
+    setup = world["setup"]("bands")
+    write_jsonl_atomic(setup.artifacts.heldout_file("math"), world["targets"]["gsm8k_train"][120:140])
+    everything = setup.run("All", "math", 0.25, 0)
+    with_pairs = {p["doc_id"] for p in everything.pairs}
+    bands = [setup.run(band_name(b), "math", 0.25, 0) for b in range(1, BANDS + 1)]
+    size = min(setup.budget(0.25), len(with_pairs))
+    for band in bands:
+        s = band.summary
+        assert s["loop_documents"] == size and s["new_llm_calls"] == 0  # All's calls, from the cache
+        assert s["ranked_documents"] == len(with_pairs)
+    means = [b.summary["band_distance_mean"] for b in bands]
+    assert means == sorted(means) and means[0] < means[-1]  # band 1 nearest, band 5 farthest
+    starts = [b.summary["band_rank_start"] for b in bands]
+    assert starts[0] == 0 and starts[-1] == len(with_pairs) - size  # spread over the whole ranking
+    # the same documents on another seed (seeds replicate fine-tuning only), a new held-out slice recomputes
+    assert setup.run(band_name(1), "math", 0.25, 1).summary["band_distance_mean"] == means[0]
 
 
 def test_an_interrupted_method_resumes_without_repeating_calls_and_matches_a_straight_run(world, monkeypatch):

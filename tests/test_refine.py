@@ -82,7 +82,7 @@ def test_parse_refined_reply():
 class Teacher(ScriptedBackend):
     """Extracts the problem a document names; refines it right, except where the question asks otherwise:
     'wrong-first' gets a wrong final answer when decoded greedily, 'always-wrong' every time, 'bad-sum' a wrong
-    inline calculation."""
+    inline calculation, 'bare' the final answer with no step before it."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -107,7 +107,8 @@ class Teacher(ScriptedBackend):
         if "always-wrong" in question or ("wrong-first" in question and params.temperature == 0):
             final = "999"
         steps = "12 + 12 = 25" if "bad-sum" in question else "40 + 12 = 52"
-        text = f"Question: {question} (restated)\nSolution:\nHe picks 40 and 12.\n{steps}\nThe answer is: {final}"
+        work = "" if "bare" in question else f"He picks 40 and 12.\n{steps}\n"
+        text = f"Question: {question} (restated)\nSolution:\n{work}The answer is: {final}"
         return Completion(text, 20, 20, 0.0, "stop")
 
 
@@ -135,6 +136,7 @@ def test_refined_pairs_are_verified_and_keep_their_drafts(tmp_path):
         document("d3", [{**PROBLEM, "question": PROBLEM["question"] + " always-wrong"}]),
         document("d4", [{**PROBLEM, "question": PROBLEM["question"] + " bad-sum"}]),
         document("d5", [{"question": "Why does ice float?", "answer": "It is less dense than water."}]),
+        document("d7", [{**PROBLEM, "question": PROBLEM["question"] + " bare"}]),
         document("d6", [{"question": "How many of 7 apples are left if 3 are eaten?", "answer": "Some were eaten, a "
                          "long story without any figure given for how many were eaten or left over at all."}]),
     ]  # fmt: skip
@@ -151,13 +153,14 @@ def test_refined_pairs_are_verified_and_keep_their_drafts(tmp_path):
     assert by_id["d4"].pairs == [] and by_id["d4"].refinement == {"problem/wrong_arithmetic": 1}
     assert by_id["d5"].pairs[0]["refinement"] == "accepted" and by_id["d5"].pairs[0]["kind"] == "concept"
     assert by_id["d6"].refinement == {"problem/no_reference": 1}  # nothing to verify against: not even called
-    # calls: 6 extractions; refinement 1 (d1) + 2 (d2) + 3 (d3) + 3 (d4) + 1 (d5) + 0 (d6)
-    assert len(backend.calls) == 6 + 10
+    assert by_id["d7"].pairs == [] and by_id["d7"].refinement == {"problem/no_steps": 1}
+    # calls: 7 extractions; refinement 1 (d1) + 2 (d2) + 3 (d3) + 3 (d4) + 1 (d5) + 0 (d6) + 3 (d7)
+    assert len(backend.calls) == 7 + 13
     refine_records = [r for r in ledger.records if r.stage == "refine"]
-    assert len(refine_records) == 10 and all(not r.cached for r in refine_records)
-    assert sum(r.calls for r in results) == 16
+    assert len(refine_records) == 13 and all(not r.cached for r in refine_records)
+    assert sum(r.calls for r in results) == 20
     # the drafts are kept for the before/after quality table; the records carry the provenance
-    assert len(draft_records(results)) == 6
+    assert len(draft_records(results)) == 7
     records = pairs_records(results, docs, "m")
     assert {r["doc_id"] for r in records} == {"d1", "d2", "d5"}
     assert all({"draft_answer", "reference_answer", "refinement", "refiner"} <= set(r) for r in records)
@@ -167,7 +170,7 @@ def test_refined_pairs_are_verified_and_keep_their_drafts(tmp_path):
     ledger2 = CostLedger()
     results2 = again.extract(docs, "m", ledger2, progress=False)
     assert backend2.calls == [] and pairs_records(results2, docs, "m") == records
-    assert len([r for r in ledger2.records if r.stage == "refine"]) == 10
+    assert len([r for r in ledger2.records if r.stage == "refine"]) == 13
 
 
 def test_failure_policy_and_quality_gate(tmp_path):

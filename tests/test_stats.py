@@ -102,3 +102,31 @@ def test_the_verdict_refuses_a_comparison_the_oracle_says_cannot_be_seen():
                                                "excludes_zero": False})  # fmt: skip
     assert text.startswith("EQUAL is better than Random") and "no detectable difference from All" in text
     assert verdict({}, 0.01, equal, {}).startswith("no extracted-oracle models")
+
+
+def test_the_band_curve_sees_a_metric_that_rises_with_distance_and_the_gate_needs_both_conditions():
+    from equal.report.bands import band_curve, link_gate
+
+    rng = np.random.default_rng(7)
+    bands = [f"Distance band {b}" for b in range(1, 6)]
+    rising = pd.DataFrame([row for b, name in enumerate(bands) for row in _items(name, [0, 1], 0.02 * b, rng,
+                                                                                  selection_noise=0.002)])  # fmt: skip
+    runs = pd.DataFrame({"method": bands, "band_distance_mean": [0.5, 0.6, 0.7, 0.8, 0.9]})
+    table, rho = band_curve(rising, runs, bands, "gsm8k", 0.05, n_boot=300)
+    assert list(table["band"]) == bands and (table["models"] == 2).all()
+    assert (table["ci_low"] <= table["mean"]).all() and (table["mean"] <= table["ci_high"]).all()
+    assert table["distance_mean"].tolist() == [0.5, 0.6, 0.7, 0.8, 0.9]
+    assert rho["spearman_rho"] == pytest.approx(1.0) and rho["rho_ci_low"] > 0 and rho["rho_excludes_zero"]
+    assert link_gate({"difference": -0.03}, rho, mde=0.01)["passes"]
+    assert not link_gate({"difference": -0.005}, rho, mde=0.01)["passes"]  # nearest band within the MDE
+    flat = pd.DataFrame([row for name in bands for row in _items(name, [0, 1], 0.0, rng, selection_noise=0.002)])
+    _, flat_rho = band_curve(flat, runs, bands, "gsm8k", 0.05, n_boot=300)
+    assert flat_rho["rho_ci_low"] < 0 < flat_rho["rho_ci_high"]
+    gate = link_gate({"difference": -0.03}, flat_rho, mde=0.01)
+    assert gate["nearest_beats_random"] and not gate["curve_rises"] and not gate["passes"]
+    text = verdict({}, 0.01, {"difference": -0.02, "ci_low": -0.03, "ci_high": -0.01, "excludes_zero": True}, {},
+                   bands={**gate, **flat_rho})  # fmt: skip
+    assert text.startswith("this design cannot test the claim") and "does not rise with distance" in text
+    passing = verdict({}, 0.01, {"difference": -0.02, "ci_low": -0.03, "ci_high": -0.01, "excludes_zero": True}, {},
+                      bands={**link_gate({"difference": -0.03}, rho, mde=0.01), **rho})  # fmt: skip
+    assert passing.startswith("EQUAL is better than Random")

@@ -85,6 +85,12 @@ def _steps(answer: str) -> int:
     return len([part for part in _STEP_SPLIT.split(text) if len(part.strip()) >= 3])
 
 
+def has_steps(solution: str) -> bool:
+    """Whether a solution works in at least two steps before its final-answer line (a line or sentence each)."""
+    body = re.split(re.escape(FINAL_ANSWER), solution, flags=re.IGNORECASE)[0]
+    return _steps(body) >= 2
+
+
 def pair_checks(question: str, answer: str, truncated: bool = False) -> dict[str, bool | None]:
     """Every check of :data:`CHECKS` on one pair (``None``: the check does not apply)."""
     code = code_blocks(answer)

@@ -7,8 +7,8 @@ document, the draft question and answer, and a few solutions of the target's ref
 style to write in. What a pair becomes depends on its kind (:func:`pair_kind`):
 
 * a **problem** gets a worked solution in D_r's style whose last line is the final-answer line; it is accepted
-  only when that final answer equals the draft's (:func:`equal.llm.verify.answers_match`) and every inline
-  calculation is right (:func:`equal.llm.verify.wrong_calculations`);
+  only when that final answer equals the draft's (:func:`equal.llm.verify.answers_match`), every inline
+  calculation is right (:func:`equal.llm.verify.wrong_calculations`) and it works in at least two steps;
 * a **programming task** gets complete code in a ```python block, which must parse and pass the document's own
   ``assert`` lines where it has some (:func:`equal.llm.verify.code_check`);
 * a **concept question** gets a two-to-four sentence explanation.
@@ -28,7 +28,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 from equal.errors import ConfigError
-from equal.llm.quality import _CODE_TASK, _PROBLEM, code_blocks, is_degenerate
+from equal.llm.quality import _CODE_TASK, _PROBLEM, code_blocks, has_steps, is_degenerate
 from equal.llm.types import Completion, GenerationParams, Messages
 from equal.llm.verify import (
     answers_match,
@@ -43,8 +43,8 @@ from equal.task import FINAL_ANSWER
 KINDS = ("problem", "code", "concept")
 POLICIES = ("drop", "keep_draft")
 #: How a refined pair ended: accepted (verified problem, working code, explanation) or not, and why.
-OUTCOMES = ("verified", "accepted", "kept_draft", "no_reference", "wrong_answer", "wrong_arithmetic", "code_fails",
-            "malformed", "truncated", "degenerate")  # fmt: skip
+OUTCOMES = ("verified", "accepted", "kept_draft", "no_reference", "wrong_answer", "wrong_arithmetic", "no_steps",
+            "code_fails", "malformed", "truncated", "degenerate")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,7 @@ REFINE_PROMPTS = {
     ),
 }
 
+_YEAR = re.compile(r"1[0-9]{3}|20[0-9]{2}")
 _NUMBER_IN_TEXT = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?(?![\w])")
 _FORMULA = re.compile(r"\\(?:frac|sqrt|int|sum|cdot|times)|[=^]|\d\s*[-+*/×÷]\s*\d|\b[a-z]\s*[-+*/^=]\s*\d", re.I)
 _REPLY_PARTS = re.compile(
@@ -114,13 +115,19 @@ def pair_kind(question: str, answer: str) -> str:
     problem = bool(_PROBLEM.search(question))
     if code_blocks(answer) or (problem and _CODE_TASK.search(question)):
         return "code"
-    numbers = len(_NUMBER_IN_TEXT.findall(question))
+    # quantities to compute with: a year ("in 1857", "the war of 1812") is a date, not a quantity
+    numbers = [n for n in _NUMBER_IN_TEXT.findall(question) if not _YEAR.fullmatch(n)]
     formula = bool(_FORMULA.search(question))
     stated = reference_answer(answer)
-    numeric_answer = stated is not None and as_number(stated) is not None
-    if (problem or "?" in question) and (numbers >= 2 or formula or (numbers == 1 and numeric_answer)):
+    computed = stated is not None and as_number(stated) is not None and _bare(stated) not in numbers
+    if (problem or "?" in question) and (len(numbers) >= 2 or formula or (len(numbers) == 1 and computed)):
         return "problem"
     return "concept"
+
+
+def _bare(text: str) -> str:
+    number = _NUMBER_IN_TEXT.search(text)
+    return number.group(0) if number else text
 
 
 def parse_refined(text: str) -> tuple[str, str] | None:
@@ -242,6 +249,8 @@ class PairRefiner:
                 return "wrong_answer", None
             if wrong_calculations(solution):
                 return "wrong_arithmetic", None
+            if not has_steps(solution):
+                return "no_steps", None  # a bare answer teaches nothing of how to reach it
             outcome = "verified"
         elif item.kind == "code":
             works, _ = code_check(solution, document)

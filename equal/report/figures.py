@@ -379,6 +379,39 @@ def link_figure(table: pd.DataFrame, correlations: pd.DataFrame, labels: dict[st
     return fig
 
 
+def band_figure(bands: pd.DataFrame, rho: pd.DataFrame, references: pd.DataFrame,
+                labels: dict[str, str] | None = None) -> plt.Figure:  # fmt: skip
+    """The distance-band test: each band's mean bits per byte with its 95 % interval against the band's mean
+    document distance to held-out target items, one panel per benchmark, Spearman ρ with its interval in the title;
+    ``references`` (``benchmark``, ``method``, ``mean``) draws Random and Base as horizontal lines."""
+    apply_style()
+    benches = list(dict.fromkeys(bands["benchmark"])) if len(bands) else []
+    if not benches:
+        return nothing_to_show("no distance band was fine-tuned and evaluated")
+    fig, axes = plt.subplots(1, len(benches), figsize=(4.8 * len(benches), 4.2), squeeze=False)
+    stats = rho.set_index("benchmark") if len(rho) else pd.DataFrame()
+    for ax, bench in zip(axes[0], benches, strict=True):
+        part = bands[bands["benchmark"] == bench]
+        x = part["distance_mean"].where(part["distance_mean"].notna(), part["order"])
+        ax.errorbar(x, part["mean"], yerr=[part["mean"] - part["ci_low"], part["ci_high"] - part["mean"]],
+                    fmt="o-", color="#00796b", capsize=3, label="distance bands (1 = nearest)")  # fmt: skip
+        for xi, yi, order in zip(x, part["mean"], part["order"], strict=True):
+            ax.annotate(str(order), (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        for _, ref in references[references["benchmark"] == bench].iterrows():
+            ax.axhline(ref["mean"], color=_method_color(ref["method"]), linestyle="--", linewidth=1,
+                       label=ref["method"])  # fmt: skip
+        title = (labels or {}).get(bench, bench)
+        if bench in stats.index and "spearman_rho" in stats and stats.loc[bench, "spearman_rho"] == stats.loc[
+                bench, "spearman_rho"]:  # fmt: skip
+            row = stats.loc[bench]
+            title += f"\nρ = {row['spearman_rho']:+.2f} [{row['rho_ci_low']:+.2f}, {row['rho_ci_high']:+.2f}]"
+        xlabel = "mean OT distance of the band's documents to held-out items"
+        ax.set(title=title, xlabel=xlabel, ylabel="bits per byte (lower is better)")
+    axes[0][-1].legend(fontsize=7, frameon=False, bbox_to_anchor=(1.02, 1), loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
 def comparison_figure(comparisons: pd.DataFrame, mde: dict[str, float]) -> plt.Figure:
     """Differences of mean bits per byte (first − second) with their 95 % bootstrap intervals, one panel per
     benchmark; the shaded band is ± the minimum detectable effect where it is known (lower is better: a bar left

@@ -141,15 +141,38 @@ def power_table(components: dict, control_effect: float, seeds: list[int], item_
 
 
 def verdict(oracle_vs_random: dict, mde: float, equal_vs_random: dict, equal_vs_all: dict,
-            lower_is_better: bool = True) -> str:  # fmt: skip
+            lower_is_better: bool = True, bands: dict | None = None) -> str:  # fmt: skip
     """The plain sentence a target's result deserves. The comparison is only a test of the claim when the
     extracted oracle beats Random by more than the minimum detectable effect; otherwise the design cannot
-    test it, whatever EQUAL − Random shows."""
+    test it, whatever EQUAL − Random shows. Where distance bands were trained, ``bands`` (the gate of
+    :func:`equal.report.bands.link_gate` with the ρ summary of :func:`equal.report.bands.band_curve`) replaces the
+    oracle: the nearest band must beat Random by more than the MDE *and* the metric must worsen with distance."""
     sign = -1.0 if lower_is_better else 1.0  # improvement = sign × difference
-    if not oracle_vs_random:
+    if bands:
+        if not bands.get("passes"):
+            gain = bands.get("nearest_gain", float("nan"))
+            nearest = (
+                f"the nearest distance band improves on Random by {gain:.4f}"
+                if gain > 0
+                else f"the nearest distance band is no better than Random (worse by {-gain:.4f})"
+                if math.isfinite(gain)
+                else "the nearest distance band has no comparison with Random"
+            )
+            beats = "more" if bands.get("nearest_beats_random") else "not more"
+            bar = f"{beats} than the minimum detectable effect {mde:.4f}"
+            if "spearman_rho" in bands:
+                curve = (
+                    f"the metric {'rises' if bands.get('curve_rises') else 'does not rise'} with distance "
+                    f"(Spearman ρ {bands['spearman_rho']:+.2f} [{bands['rho_ci_low']:+.2f}, "
+                    f"{bands['rho_ci_high']:+.2f}])"
+                )
+            else:
+                curve = "too few bands to tell whether the metric rises with distance"
+            return f"this design cannot test the claim: {nearest}, {bar}; {curve}"
+    elif not oracle_vs_random:
         return "no extracted-oracle models: the design's power to test the claim is unknown"
-    gain = sign * oracle_vs_random["difference"]
-    if not gain > mde:
+    gain = sign * oracle_vs_random["difference"] if oracle_vs_random else float("inf")
+    if not bands and not gain > mde:
         oracle = (f"the extracted oracle improves on Random by {gain:.4f}" if gain > 0
                   else f"the extracted oracle is no better than Random (worse by {-gain:.4f})")  # fmt: skip
         known = math.isfinite(mde)

@@ -252,6 +252,18 @@ class MethodRunner:
         except (FileNotFoundError, ConfigError, KeyError):
             return None
 
+    def heldout_embeddings(self, target: str) -> np.ndarray:
+        """The target's held-out items (never D_r) embedded with the base embedder, as the quality signals are."""
+        if not hasattr(self, "_heldout"):
+            self._heldout: dict[str, np.ndarray] = {}
+        if target not in self._heldout:
+            self._heldout[target] = self.stores["untuned"].get(task_texts(self.artifacts.load_heldout(target)))
+        return self._heldout[target]
+
+    def heldout_digest(self, target: str) -> str:
+        """Content digest of the target's held-out items."""
+        return records_digest(self.artifacts.load_heldout(target))
+
     def influence_identity(self) -> str:
         """The gradient scorer's identity: base model, warm-up pairs, configuration ('' when there is none)."""
         return self.influence.identity if self.influence is not None else ""

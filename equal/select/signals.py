@@ -118,7 +118,8 @@ def selection_runs_table(runs: list, heldout: dict[str, np.ndarray], store, doma
     rows = []
     for run in runs:
         signals = quality_signals(run.pairs, heldout[run.target], store, domains[run.target])
-        rows.append({**{k: run.summary[k] for k in ("method", "target", "gamma", "seed", *COSTS)}, **signals})
+        band = {k: run.summary[k] for k in ("band", "band_distance_mean") if k in run.summary}  # distance bands
+        rows.append({**{k: run.summary[k] for k in ("method", "target", "gamma", "seed", *COSTS)}, **signals, **band})
     return pd.DataFrame(rows)
 
 
