@@ -41,6 +41,21 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def select_refinement(args: argparse.Namespace) -> dict | None:
+    """``equal select``'s refinement: the default profile's (None), off (``--no-refine``), or the profile's with the
+    command line's overrides."""
+    if args.no_refine:
+        return {"enabled": False}
+    given = {"attempts": args.refine_attempts, "max_tokens": args.refine_max_tokens, "on_failure": args.on_failure}
+    overrides = {key: value for key, value in given.items() if value is not None}
+    if not overrides:
+        return None
+    from equal.profiles import load_profile
+    from equal.select.workflow import SELECT_PROFILE
+
+    return {**(load_profile(SELECT_PROFILE)["common"].get("refinement") or {}), **overrides}
+
+
 def _select(args: argparse.Namespace) -> int:
     import json
 
@@ -54,7 +69,7 @@ def _select(args: argparse.Namespace) -> int:
         reference_size=args.reference_size, fields=fields, text_field=args.text_field, llm=backend_spec(args),
         extraction=extraction_spec(args), embedder=args.embedder, warmup_fraction=args.warmup_fraction,
         arms_per_round=args.arms_per_round, docs_per_pull=args.docs_per_pull,
-        seed=args.seed, on_error=args.on_error, progress=not args.quiet,
+        seed=args.seed, on_error=args.on_error, progress=not args.quiet, refinement=select_refinement(args),
     )  # fmt: skip
     outcome = run_select(config, dry_run=args.dry_run)
     if args.dry_run:
@@ -157,6 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     select.add_argument("--docs-per-pull", type=int, default=1, help="documents per pulled cluster")
     select.add_argument("--on-error", choices=["raise", "skip"], default="raise")
     select.add_argument("--dry-run", action="store_true", help="print the plan and estimated cost, call nothing")
+    select.add_argument(
+        "--no-refine",
+        action="store_true",
+        help="keep the pairs as extracted (default: refine and verify them, as the default profile)",
+    )
     select.add_argument("--quiet", action="store_true", help="no progress bars")
     from equal.llm.cli import add_arguments, add_backend_arguments
 

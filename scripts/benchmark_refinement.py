@@ -48,6 +48,7 @@ from equal.provenance import environment, git_state, now, package_versions
 #: The default's targets (issue 25): problem pairs verified, all pairs passing every check, problem solutions in
 #: D_r's format, calls at the token limit.
 TARGETS = {"problem_verified": 0.90, "all_checks_pass": 0.85, "problem_style": 0.80, "token_limit_share": 0.05}
+FULL_ATTEMPTS = 4  # the pilot's attempts per pair: its 1-attempt figures come from the same run
 _05B = {"kind": "llama_cpp", "model": "qwen2.5-coder-0.5b-instruct", "n_parallel": 16, "n_ctx": 2048}
 _15B = {"kind": "llama_cpp", "model": "qwen2.5-coder-1.5b-instruct", "n_parallel": 16, "n_ctx": 2048}
 SETTINGS = {  # name -> (refiner backend, D_r examples shown); the extractor refining its own pairs comes first
@@ -146,7 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--problems", type=int, default=80)
     parser.add_argument("--code", type=int, default=35)
     parser.add_argument("--concepts", type=int, default=35)
-    parser.add_argument("--attempts", type=int, default=4)
+    parser.add_argument(
+        "--attempts",
+        type=int,
+        default=FULL_ATTEMPTS,
+        help="attempts per pair (1: the greedy attempt only, a partial pilot that a re-run extends)",
+    )
     parser.add_argument("--settings", nargs="*", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(REPO_ROOT / "results" / "benchmarks" / "refinement.json"))
@@ -211,10 +217,17 @@ def main(argv: list[str] | None = None) -> int:
                                                          "pairs_per_minute", "new_calls")}}))  # fmt: skip
         write_json_atomic(out_path, report)  # after every setting: a killed pilot keeps what it measured
         del backend, refiner, qa
-    report["choice"] = choose(report["settings"])
+    complete = set(report["settings"]) >= set(SETTINGS) and all(
+        m.get("attempts", 0) >= FULL_ATTEMPTS for m in report["settings"].values())  # fmt: skip
+    # a choice only from every setting at every attempt: a partial pilot (one attempt, some settings) says so
+    report["choice"] = choose(report["settings"]) if complete else None
+    report["status"] = "complete" if complete else (
+        f"partial: settings {sorted(report['settings'])} of {sorted(SETTINGS)}, attempts "
+        f"{sorted({m.get('attempts') for m in report['settings'].values()})} of {FULL_ATTEMPTS}; re-run to finish "
+        "(the calls made so far come from the cache)")  # fmt: skip
     report["finished"] = now()
     write_json_atomic(out_path, report)
-    print(f"chosen: {report['choice']}")
+    print(f"chosen: {report['choice']}" if complete else report["status"])
     return 0
 
 

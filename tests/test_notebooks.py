@@ -84,6 +84,7 @@ def test_the_whole_pipeline_runs_in_smoke_profile(tmp_path):
         "link_ot_vs_bpb",
         "comparisons",
         "warmup_cohesion",
+        "bands",
     ):
         assert {f"{name}.png", f"{name}.pdf"} <= figures
     retrieval = (results / "warmup_retrieval.csv").read_text().splitlines()
@@ -115,8 +116,16 @@ def test_the_whole_pipeline_runs_in_smoke_profile(tmp_path):
     # 05: a model per target — EQUAL, its ablations, Random on seed 0, EQUAL and Random on both seeds, the D_r
     # control — and All once; the same regime for every model
     trained = pd.read_csv(results / "finetune_runs.csv")
-    planned = [("EQUAL", 0), ("EQUAL", 1), ("Random", 0), ("Random", 1), ("EQUAL w/o warm-up", 0),
-               ("EQUAL w/o MAB", 0), ("EQUAL w/o exploration", 0)]  # fmt: skip
+    planned = [
+        ("EQUAL", 0),
+        ("EQUAL", 1),
+        ("Random", 0),
+        ("Random", 1),
+        ("EQUAL w/o warm-up", 0),
+        ("EQUAL w/o MAB", 0),
+        ("EQUAL w/o exploration", 0),
+        *((f"Distance band {b}", 0) for b in range(1, 6)),
+    ]
     expected = ["All · 100%", "D_r (control) · gsm8k"] + [f"{m} · gsm8k · 20% · seed {s}" for m, s in planned]
     assert sorted(trained["model"]) == sorted(expected)
     assert (trained["steps"] == 2).all() and (trained["pairs"] > 0).all()
@@ -151,8 +160,15 @@ def test_the_whole_pipeline_runs_in_smoke_profile(tmp_path):
     assert (comparisons["ci_low"] <= comparisons["ci_high"]).all()
     assert "EQUAL − Random (95 % CI)" in set(main["model"])
     assert not pd.read_csv(results / "power.csv").empty
-    # no extracted-oracle model in smoke: the verdict says the design's power is unknown rather than a result
-    assert pd.read_csv(results / "verdict.csv")["verdict"].str.startswith("no extracted-oracle models").all()
+    # the distance-band test: five bands with intervals, ρ and the gate, which the verdict uses
+    bands = pd.read_csv(results / "bands.csv")
+    assert list(bands["order"]) == [1, 2, 3, 4, 5] and (bands["ci_low"] <= bands["ci_high"]).all()
+    assert bands["distance_mean"].is_monotonic_increasing  # band 1 nearest
+    gate = pd.read_csv(results / "band_gate.csv").iloc[0]
+    assert -1 <= gate["spearman_rho"] <= 1 and gate["rho_ci_low"] <= gate["rho_ci_high"]
+    verdict_text = pd.read_csv(results / "verdict.csv")["verdict"].iloc[0]
+    assert verdict_text.startswith(("this design cannot test the claim", "EQUAL is"))
+    assert "distance band" in verdict_text or verdict_text.startswith("EQUAL is")
     costs = pd.read_csv(results / "cost_table.csv").set_index("model")
     assert costs.loc["All", "total / All (72B)"] == 1.0 and costs.loc["EQUAL · 20%", "total / All (72B)"] < 1.0
     # 07 redrew the figures from results/ only: its executed notebook exists and nothing failed

@@ -27,7 +27,8 @@ from equal.paths import REPO_ROOT
 #: Appended to the README's command: the smoke profile's extractor, decoding and embedder (last flag wins).
 SMOKE_FLAGS = ["--model", "smollm2-135m-instruct", "--n-parallel", "8", "--n-ctx", "1024", "--max-pairs", "1",
                "--max-tokens", "64", "--embedder", "tiny-random-bert", "--warmup-fraction", "0.15",
-               "--budget", "0.5", "--arms-per-round", "4", "--quiet"]  # fmt: skip
+               "--budget", "0.5", "--arms-per-round", "4", "--refine-attempts", "1", "--refine-max-tokens", "48",
+               "--on-failure", "keep_draft", "--quality-gate", "keep", "--quiet"]  # fmt: skip
 
 
 def readme_command() -> list[str]:
@@ -92,6 +93,9 @@ def test_equal_select_writes_a_dataset_and_resumes_after_kill(user_files):
     assert cost["reference_flops_72b"] > cost["extractor_flops"] > 0
     card = (straight / "README.md").read_text()
     assert "EQUAL" in card and "my_task.jsonl" in card and f"{len(pairs):,} question–answer pairs" in card
+    assert "refined and gated (trained on)" in card and "Refinement, per kind of pair" in card  # quality table
+    assert all(p["refinement"] for p in pairs)  # every pair says how it was refined (kept drafts included)
+    assert json.loads((straight / "select.json").read_text())["refinement"]["examples_from"] == {"problem": "my_task"}
     assert (straight / "selection_log.csv").read_text().count("\n") > 5
 
     # kill -9 in the middle of the bandit, then run again in the same folder

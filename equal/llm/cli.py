@@ -66,14 +66,14 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--refine",
         action="store_true",
-        help="refine and verify every pair (equal.llm.refine): worked solutions, working code",
+        help="equal extract: refine and verify every pair (equal.llm.refine): worked solutions, working code",
     )
-    parser.add_argument("--refine-attempts", type=int, default=4, help="refinement calls per pair at most")
+    parser.add_argument("--refine-attempts", type=int, help="refinement calls per pair at most (default 4)")
+    parser.add_argument("--refine-max-tokens", type=int, help="completion budget of a refinement call (default 384)")
     parser.add_argument(
         "--on-failure",
         choices=["drop", "keep_draft"],
-        default="drop",
-        help="a pair no refinement attempt verifies: drop it or keep its draft",
+        help="a pair no refinement attempt verifies: drop it (default) or keep its draft",
     )
     parser.add_argument(
         "--quality-gate",
@@ -98,7 +98,8 @@ def refinement_spec(args: argparse.Namespace) -> dict | None:
     """Refinement settings from the command line (None without ``--refine``)."""
     if not args.refine:
         return None
-    return {"attempts": args.refine_attempts, "on_failure": args.on_failure, "seed": args.seed}
+    overrides = {"attempts": args.refine_attempts, "max_tokens": args.refine_max_tokens, "on_failure": args.on_failure}
+    return {"seed": args.seed, **{key: value for key, value in overrides.items() if value is not None}}
 
 
 def backend_spec(args: argparse.Namespace) -> dict:

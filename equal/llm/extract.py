@@ -229,6 +229,9 @@ class QAExtractor:
                 result = results[i]
                 result.calls += 1
                 result.cached_calls += int(cached)
+                cut = completion.finish_reason == "length"
+                for index, pair in enumerate(answer.pairs):  # a cut answer cuts its last pair only
+                    pair["hit_token_limit"] = cut and index == len(answer.pairs) - 1
                 kept = without_degenerate(answer.pairs)
                 result.degenerate_pairs = len(answer.pairs) - len(kept)
                 if answer.pairs and not kept:  # every pair was a repetition loop: paid for, kept out
@@ -275,7 +278,8 @@ class QAExtractor:
                 if item.pair is not None:
                     accepted = not item.outcome.startswith("kept_draft")
                     pair = finished_pair(item, refiner.backend.model_id)
-                    result.pairs.append({**pair, "hit_token_limit": False if accepted else result.hit_limit})
+                    cut = False if accepted else item.draft.get("hit_token_limit", result.hit_limit)
+                    result.pairs.append({**pair, "hit_token_limit": cut})
             result.refined = True
 
     def _gate(self, result: DocumentResult) -> None:
@@ -344,7 +348,7 @@ REFINEMENT_FIELDS = ("draft_question", "draft_answer", "reference_answer", "kind
 def draft_records(results: list[DocumentResult]) -> list[dict]:
     """Every pair as extracted, before refinement and the quality gate (``question``, ``answer``,
     ``hit_token_limit``): the "before" side of the quality table."""
-    return [{**p, "doc_id": r.doc_id, "hit_token_limit": r.hit_limit} for r in results for p in r.drafts]
+    return [{"hit_token_limit": r.hit_limit, **p, "doc_id": r.doc_id} for r in results for p in r.drafts]
 
 
 def pairs_records(results: list[DocumentResult], docs: list[dict], method: str) -> list[dict]:

@@ -62,7 +62,8 @@ class ScriptedBackend:
         question = draft.group(1).strip() if draft else "What is this?"
         reference = re.search(r"The correct final answer is: (.*)\n", user)
         if reference:  # a problem: a worked solution ending on the reference answer
-            solution = f"We take the facts given.\nWe work it out from them.\n{FINAL_ANSWER} {reference.group(1).strip()}"
+            steps = "We take the facts given.\nWe work it out from them."
+            solution = f"{steps}\n{FINAL_ANSWER} {reference.group(1).strip()}"
         elif "```python" in user or "programming task" in user:
             solution = "```python\ndef solve():\n    return 1\n```"
         else:

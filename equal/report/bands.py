@@ -77,3 +77,11 @@ def link_gate(nearest_vs_random: dict, rho: dict, mde: float, lower_is_better: b
     rises = "rho_ci_low" in rho and (rho["rho_ci_low"] > 0 if lower_is_better else rho["rho_ci_high"] < 0)
     return {"nearest_gain": gain, "nearest_beats_random": nearest_ok, "curve_rises": bool(rises),
             "passes": nearest_ok and bool(rises)}  # fmt: skip
+
+
+def band_references(summary: pd.DataFrame, gamma: float, benchmarks: list[str]) -> pd.DataFrame:
+    """Random's (at ``gamma``) and the base model's mean bits per byte per benchmark: the band figure's lines."""
+    part = summary[(summary["metric"] == "bits_per_byte") & summary["benchmark"].isin(benchmarks)
+                   & (((summary["method"] == "Random") & np.isclose(summary["gamma"].fillna(-1), gamma))
+                      | (summary["method"] == "Base"))]  # fmt: skip
+    return part[["benchmark", "method", "mean"]].reset_index(drop=True)
