@@ -208,14 +208,29 @@ def _cluster(config: SelectConfig, art: Artifacts, corpus: list[dict], budget_do
     return k
 
 
-def estimate(config: SelectConfig, corpus: list[dict], budget_docs: int, warm_docs: int, n_params: int) -> dict:
-    """The extraction's estimated size before any call: documents, tokens (prompt + the completion budget), FLOPs."""
+def estimate(config: SelectConfig, corpus: list[dict], budget_docs: int, warm_docs: int, n_params: int,
+             refinement: dict | None = None) -> dict:  # fmt: skip
+    """The extraction's estimated size before any call: documents, tokens (prompt + the completion budget), FLOPs;
+    with ``refinement``, at most ``attempts`` refinement calls per extracted pair on top (document, draft and
+    examples shown, plus the completion budget)."""
+    from equal.llm.refine import RefinementConfig
+
     mean_tokens = float(np.mean([d.get("n_tokens", len(d["text"]) / 4) for d in corpus])) if corpus else 0.0
     per_call = mean_tokens + 200 + int(config.extraction.get("max_tokens", 320))  # + instructions, + answer budget
-    tokens = int((budget_docs + warm_docs) * per_call)
-    return {"documents": budget_docs + warm_docs, "warmup_documents": warm_docs, "selected_documents": budget_docs,
-            "tokens_at_most": tokens, "extractor_flops": inference_flops(n_params, tokens) if n_params else None,
-            "reference_flops_72b": inference_flops(REFERENCE_PARAMS, tokens)}  # fmt: skip
+    documents = budget_docs + warm_docs
+    tokens = int(documents * per_call)
+    refine_tokens = 0
+    if refinement and refinement.get("enabled", True):
+        known = {f: refinement[f] for f in RefinementConfig.__dataclass_fields__ if f in refinement}
+        settings = RefinementConfig(**known)
+        pairs = documents * int(config.extraction.get("max_pairs", 3))
+        shown = min(mean_tokens, settings.max_document_tokens) + settings.max_draft_tokens + 150 * settings.examples
+        refine_tokens = int(pairs * settings.attempts * (shown + 250 + settings.max_tokens))
+    total = tokens + refine_tokens
+    return {"documents": documents, "warmup_documents": warm_docs, "selected_documents": budget_docs,
+            "tokens_at_most": total, "refinement_tokens_at_most": refine_tokens,
+            "extractor_flops": inference_flops(n_params, total) if n_params else None,
+            "reference_flops_72b": inference_flops(REFERENCE_PARAMS, total)}  # fmt: skip
 
 
 def run_select(config: SelectConfig, dry_run: bool = False) -> SelectOutcome | dict:
@@ -247,7 +262,7 @@ def run_select(config: SelectConfig, dry_run: bool = False) -> SelectOutcome | d
     )  # loads, calls nothing
     plan = {"corpus_documents": len(corpus), "method": spec.name, "budget": config.budget,
             **estimate(config, corpus, budget_docs if not spec.shared else len(corpus), warm_docs,
-                       getattr(extractor.backend, "n_params", 0))}  # fmt: skip
+                       getattr(extractor.backend, "n_params", 0), refinement)}  # fmt: skip
     if dry_run:
         return plan
     folder = art.selection_run_dir(spec.name, config.task_name, config.budget, config.seed, shared=spec.shared)
