@@ -68,6 +68,7 @@ def sample_drafts(results: list[DocumentResult], per_kind: dict[str, int], seed:
     chosen = []
     for kind in KINDS:
         chosen += rng.sample(by_kind[kind], k=min(per_kind[kind], len(by_kind[kind])))
+    rng.shuffle(chosen)  # every chunk of the pilot holds every kind: partial figures cover them all
     return chosen, Counter({kind: len(pairs) for kind, pairs in by_kind.items()})
 
 
@@ -155,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--settings", nargs="*", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--chunk", type=int, default=32, help="pairs refined between two writes of the figures")
     parser.add_argument("--out", default=str(REPO_ROOT / "results" / "benchmarks" / "refinement.json"))
     args = parser.parse_args(argv)
 
@@ -196,35 +198,40 @@ def main(argv: list[str] | None = None) -> int:
         backend = make_backend(spec)
         refiner = PairRefiner(backend, cache, config, examples)
         qa = QAExtractor(drafting.backend, cache, ExtractionConfig(quality_gate="keep"), refiner)
-        docs, drafts = [], []
-        for doc_id, pair in sample:
-            docs.append({"id": doc_id, "text": texts[doc_id]})
-            drafts.append(DocumentResult(doc_id, [dict(pair)], "ok"))
-        ledger = CostLedger()
-        tick = time.perf_counter()
-        qa.finish(docs, drafts, "refinement-pilot", ledger)
-        wall = time.perf_counter() - tick
-        rows = []
-        for result, (_, pair) in zip(drafts, sample, strict=True):
-            rows += result.pairs or [{"kind": pair_kind(pair["question"], pair["answer"]), "refine_attempts": 0,
-                                      "refinement": next(iter(result.refinement)).split("/", 1)[1],
-                                      "draft_answer": pair["answer"], "question": "", "answer": ""}]  # fmt: skip
-        figures = measure(rows, ledger, all_mix, args.attempts, length_iqr)
-        figures.update({"refiner": backend.model_id, "examples": n_examples, "wall_s_this_run": round(wall, 1)})
-        report["settings"][name] = figures
-        print(json.dumps({name: {k: figures[k] for k in ("problem_verified", "problem_verified_first_attempt",
-                                                         "all_checks_pass", "problem_style", "token_limit_share",
-                                                         "pairs_per_minute", "new_calls")}}))  # fmt: skip
-        write_json_atomic(out_path, report)  # after every setting: a killed pilot keeps what it measured
+        ledger, rows, wall = CostLedger(), [], 0.0
+        # in chunks, the figures written after each: a pilot stopped half-way keeps what it measured (and a re-run
+        # reads the calls back from the cache)
+        for start in range(0, len(sample), args.chunk):
+            chunk = sample[start : start + args.chunk]
+            docs = [{"id": doc_id, "text": texts[doc_id]} for doc_id, _ in chunk]
+            drafts = [DocumentResult(doc_id, [dict(pair)], "ok") for doc_id, pair in chunk]
+            tick = time.perf_counter()
+            qa.finish(docs, drafts, "refinement-pilot", ledger)
+            wall += time.perf_counter() - tick
+            for result, (_, pair) in zip(drafts, chunk, strict=True):
+                rows += result.pairs or [{"kind": pair_kind(pair["question"], pair["answer"]), "refine_attempts": 0,
+                                          "refinement": next(iter(result.refinement)).split("/", 1)[1],
+                                          "draft_answer": pair["answer"], "question": "", "answer": ""}]  # fmt: skip
+            figures = measure(rows, ledger, all_mix, args.attempts, length_iqr)
+            figures.update({"refiner": backend.model_id, "examples": n_examples, "pairs_refined": len(rows),
+                            "pairs_planned": len(sample), "wall_s_this_run": round(wall, 1)})  # fmt: skip
+            report["settings"][name] = figures
+            write_json_atomic(out_path, report)
+            print(json.dumps({name: {k: figures[k] for k in ("pairs_refined", "problem_verified",
+                                                             "problem_verified_first_attempt", "all_checks_pass",
+                                                             "problem_style", "token_limit_share", "pairs_per_minute",
+                                                             "new_calls")}}), flush=True)  # fmt: skip
         del backend, refiner, qa
     complete = set(report["settings"]) >= set(SETTINGS) and all(
-        m.get("attempts", 0) >= FULL_ATTEMPTS for m in report["settings"].values())  # fmt: skip
+        m.get("attempts", 0) >= FULL_ATTEMPTS and m.get("pairs_refined") == m.get("pairs_planned")
+        for m in report["settings"].values())  # fmt: skip
     # a choice only from every setting at every attempt: a partial pilot (one attempt, some settings) says so
     report["choice"] = choose(report["settings"]) if complete else None
+    done = {n: f"{m.get('pairs_refined')}/{m.get('pairs_planned')} pairs, {m.get('attempts')} attempt(s)"
+            for n, m in report["settings"].items()}  # fmt: skip
     report["status"] = "complete" if complete else (
-        f"partial: settings {sorted(report['settings'])} of {sorted(SETTINGS)}, attempts "
-        f"{sorted({m.get('attempts') for m in report['settings'].values()})} of {FULL_ATTEMPTS}; re-run to finish "
-        "(the calls made so far come from the cache)")  # fmt: skip
+        f"partial: {done} of settings {sorted(SETTINGS)} at {FULL_ATTEMPTS} attempts; re-run to finish (the calls "
+        "made so far come from the cache)")  # fmt: skip
     report["finished"] = now()
     write_json_atomic(out_path, report)
     print(f"chosen: {report['choice']}" if complete else report["status"])

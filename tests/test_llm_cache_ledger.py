@@ -60,3 +60,20 @@ def test_ledger_sums_and_flops(tmp_path):
     assert summary.loc["EQUAL", "new_calls"] == 2 and summary.loc["EQUAL", "new_wall_s"] == 4.0
     assert summary.loc["Random", "tokens"] == 250
     assert len((tmp_path / "ledger.jsonl").read_text().splitlines()) == 4
+
+
+def test_a_key_asked_twice_in_one_batch_is_paid_once_and_counted_once(tmp_path):
+    from equal.llm.cache import CallMeta
+
+    cache = CallCache(tmp_path / "c.sqlite")
+    paid = []
+
+    def call(positions):
+        for position in positions:
+            paid.append(position)
+            yield position, Completion(f"answer {position}", 3, 2, 0.1)
+
+    answers = cache.resolve(["k1", "k2", "k1"], call, CallMeta("llama_cpp", "m@1", "v", "refine"))
+    assert paid == [0, 1] and len(cache) == 2
+    assert [cached for _, cached in answers] == [False, False, True]  # the repeat is served, not paid
+    assert answers[2][0].text == answers[0][0].text

@@ -250,3 +250,18 @@ def test_killed_refinement_resumes_without_paying_twice(tmp_path):
     assert len(set(keys)) == 80 and len(keys) - len(set(keys)) <= 2
     records = [json.loads(line) for line in (tmp_path / "pairs.jsonl").read_text().splitlines()]
     assert len(records) == 40 and all(r["refinement"] in ("accepted", "verified") for r in records)
+
+
+def test_a_request_is_fitted_to_the_refiners_context():
+    references = [{"question": f"q{i} " + "word " * 60, "solution": "step " * 80 + f"\nThe answer is: {i}"}
+                  for i in range(3)]  # fmt: skip
+    small = Teacher(context_length=700)  # words stand for tokens here
+    refiner = PairRefiner(small, None, RefinementConfig(examples=3, max_tokens=200), {"problem": references})
+    document = "zebra " * 1000
+    user = refiner.messages(document, PROBLEM, "problem", "52")[-1]["content"]
+    used = small.count_tokens(user) + small.count_tokens(refiner.prompt.system)
+    assert used <= 700 - 200 - 64  # the answer's budget and the template's margin are left free
+    assert "Question: q0" in user and "q2" not in user  # examples left out until the rest fits
+    roomy = PairRefiner(Teacher(context_length=4096), None, RefinementConfig(examples=3), {"problem": references})
+    full = roomy.messages(document, PROBLEM, "problem", "52")[-1]["content"]
+    assert "q2" in full and full.count("zebra") == RefinementConfig().max_document_tokens

@@ -334,8 +334,9 @@ def resolve_with(cache, keys: list[str], call: CallFunction, meta: CallMeta, pol
     answers: list[tuple[Completion, bool] | None] = [None] * len(keys)
 
     def settle(key: str, completion: Completion, cached: bool) -> None:
-        for position in positions[key]:
-            answers[position] = (completion, cached)
+        # a key asked twice is paid once: its other positions are served from that answer, as from the cache
+        for rank, position in enumerate(positions[key]):
+            answers[position] = (completion, cached or rank > 0)
 
     pending = list(positions)
     while pending:

@@ -214,22 +214,44 @@ class PairRefiner:
                                 seed=self.config.seed + attempt, repeat_penalty=self.config.repeat_penalty)  # fmt: skip
 
     def messages(self, document: str, draft: dict, kind: str, reference: str | None) -> Messages:
-        """The refinement request for one draft pair."""
+        """The refinement request for one draft pair, fitted to the refiner's context: the document gets what the
+        instructions, examples, draft and answer budget leave (at most ``max_document_tokens``); where even that is
+        not enough, examples are left out, then the draft is cut further."""
         shown = self.examples.get(kind, [])
         if kind == "code":  # D_r's code is bare; the asked format (and so the example) is a ```python block
             shown = [{**e, "solution": e["solution"] if "```" in e["solution"] else f"```python\n{e['solution']}\n```"}
                      for e in shown]  # fmt: skip
-        examples = ""
-        if shown:
-            examples = "\nExamples of the style to write in:\n\n" + "\n\n".join(
-                self.prompt.example.format(**e) for e in shown) + "\n\n"  # fmt: skip
-        text = self.backend.truncate(document, self.config.max_document_tokens) if document else ""
-        shown_document = f"\nSource document (for facts only):\n{text}\n\n" if text else "\n"
         template = getattr(self.prompt, kind)
+        room = self.backend.context_length - self.config.max_tokens - 64  # 64: the chat template's own tokens
         answer = self.backend.truncate(draft["answer"], self.config.max_draft_tokens)
-        user = template.format(examples=examples, document=shown_document, question=draft["question"],
-                               answer=answer, reference=reference or "")  # fmt: skip
-        return [{"role": "system", "content": self.prompt.system}, {"role": "user", "content": user}]
+
+        def user(examples: list[dict], document_text: str, answer_text: str) -> str:
+            listed = (
+                (
+                    "\nExamples of the style to write in:\n\n"
+                    + "\n\n".join(self.prompt.example.format(**e) for e in examples)
+                    + "\n\n"
+                )
+                if examples
+                else ""
+            )
+            shown_document = f"\nSource document (for facts only):\n{document_text}\n\n" if document_text else "\n"
+            return template.format(examples=listed, document=shown_document, question=draft["question"],
+                                   answer=answer_text, reference=reference or "")  # fmt: skip
+
+        fixed = self.backend.count_tokens(self.prompt.system)
+        while shown and fixed + self.backend.count_tokens(user(shown, "", answer)) > room:
+            shown = shown[:-1]
+        left = room - fixed - self.backend.count_tokens(user(shown, "", answer))
+        if left < 0:  # the draft alone is too long: cut it to what is left
+            answer = self.backend.truncate(answer, max(16, self.backend.count_tokens(answer) + left))
+            left = 0
+        budget = min(self.config.max_document_tokens, left)
+        text = self.backend.truncate(document, budget) if document and budget >= 32 else ""
+        return [
+            {"role": "system", "content": self.prompt.system},
+            {"role": "user", "content": user(shown, text, answer)},
+        ]
 
     def judge(self, item: RefinedPair, completion: Completion, document: str) -> tuple[str, dict | None]:
         """The outcome of one refinement answer and, when accepted, the pair it gives."""

@@ -50,7 +50,10 @@ def band_curve(items: pd.DataFrame, runs: pd.DataFrame, bands: list[str], benchm
     rhos = np.array([stats.spearmanr(order, row).statistic for row in draws]) if len(matrices) >= 3 else None
     distance = {}
     if "band_distance_mean" in runs.columns:
-        distance = runs[runs["method"].isin(bands)].groupby("method")["band_distance_mean"].mean().to_dict()
+        mine = runs[runs["method"].isin(bands)]
+        if "gamma" in mine.columns:  # a band's documents depend on the budget
+            mine = mine[np.isclose(mine["gamma"], gamma)]
+        distance = mine.groupby("method")["band_distance_mean"].mean().to_dict()
     rows = []
     for j, (band, values, weights, models) in enumerate(matrices):
         low, high = np.percentile(draws[:, j], [2.5, 97.5])
