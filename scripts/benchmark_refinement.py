@@ -1,6 +1,6 @@
 """The refinement pilot: which refiner, how many attempts and how many D_r examples the default uses.
 
-On a seeded sample of All's extracted pairs of a profile (read from its shipped LLM answers: no extraction call),
+On a seeded sample of 150 of All's extracted pairs of a profile (read from its shipped LLM answers: no extraction call),
 each setting — a refiner model and a number of D_r style examples — refines the same pairs with up to
 ``--attempts`` calls each (:mod:`equal.llm.refine`); one run gives both the 1-attempt figures (pairs accepted at
 their first, greedy call) and the N-attempt ones. The sample is stratified by pair kind (problems, programming
@@ -58,8 +58,10 @@ SETTINGS = {  # name -> (refiner backend, D_r examples shown); the extractor ref
 }
 
 
-def sample_drafts(results: list[DocumentResult], per_kind: dict[str, int], seed: int) -> tuple[list, Counter]:
-    """A seeded, kind-stratified sample of draft pairs: ``(doc_id, pair)`` per pair; and All's kind counts."""
+def sample_drafts(results: list[DocumentResult], per_kind: dict[str, int], seed: int, total: int = 150
+                  ) -> tuple[list, Counter]:  # fmt: skip
+    """A seeded, kind-stratified sample of at least ``total`` draft pairs: ``(doc_id, pair)`` per pair; and All's
+    kind counts."""
     by_kind: dict[str, list] = {kind: [] for kind in KINDS}
     for result in results:
         for pair in result.drafts:
@@ -67,7 +69,9 @@ def sample_drafts(results: list[DocumentResult], per_kind: dict[str, int], seed:
     rng = random.Random(seed)
     chosen = []
     for kind in KINDS:
-        chosen += rng.sample(by_kind[kind], k=min(per_kind[kind], len(by_kind[kind])))
+        # concept questions, the most plentiful kind, make up for a kind All has fewer of than asked
+        wanted = per_kind[kind] if kind != "concept" else max(per_kind[kind], total - len(chosen))
+        chosen += rng.sample(by_kind[kind], k=min(wanted, len(by_kind[kind])))
     rng.shuffle(chosen)  # every chunk of the pilot holds every kind: partial figures cover them all
     return chosen, Counter({kind: len(pairs) for kind, pairs in by_kind.items()})
 
@@ -145,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the pilot and write its JSON."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="default")
+    parser.add_argument("--pairs", type=int, default=150, help="pairs in all (concept questions fill up)")
     parser.add_argument("--problems", type=int, default=80)
     parser.add_argument("--code", type=int, default=35)
     parser.add_argument("--concepts", type=int, default=35)
@@ -174,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
           f"({sum(r.calls - r.cached_calls for r in results)} new calls, "
           f"{time.perf_counter() - tick:.0f} s)")  # fmt: skip
     per_kind = {"problem": args.problems, "code": args.code, "concept": args.concepts}
-    sample, all_mix = sample_drafts(results, per_kind, args.seed)
+    sample, all_mix = sample_drafts(results, per_kind, args.seed, args.pairs)
     texts = {d["id"]: d["text"] for d in corpus}
     examples_from = params.get("refinement", {}).get("examples_from") or {"problem": "gsm8k", "code": "mbpp"}
     references = {kind: art.load_reference(target) for kind, target in examples_from.items()}
