@@ -219,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
                                           "draft_answer": pair["answer"], "question": "", "answer": ""}]  # fmt: skip
             figures = measure(rows, ledger, all_mix, args.attempts, length_iqr)
             figures.update({"refiner": backend.model_id, "examples": n_examples, "pairs_refined": len(rows),
+                            "prompt_version": config.prompt_version,
                             "pairs_planned": len(sample), "wall_s_this_run": round(wall, 1)})  # fmt: skip
             report["settings"][name] = figures
             write_json_atomic(out_path, report)

@@ -265,3 +265,12 @@ def test_a_request_is_fitted_to_the_refiners_context():
     roomy = PairRefiner(Teacher(context_length=4096), None, RefinementConfig(examples=3), {"problem": references})
     full = roomy.messages(document, PROBLEM, "problem", "52")[-1]["content"]
     assert "q2" in full and full.count("zebra") == RefinementConfig().max_document_tokens
+
+
+def test_a_final_line_written_another_way_becomes_the_final_answer_line():
+    from equal.llm.refine import with_final_line
+
+    assert with_final_line("x + y = 3.\n\nAnswer: $\\frac{1}{4}$") == "x + y = 3.\n\nThe answer is: \\frac{1}{4}"
+    assert with_final_line("Step.\n**Final answer:** 12") == "Step.\nThe answer is: 12"
+    assert with_final_line("Step.\nThe answer is: 12\n") == "Step.\nThe answer is: 12"
+    assert with_final_line("2 + 9 = 11") == "2 + 9 = 11"  # no final line to rewrite: verification decides

@@ -90,6 +90,32 @@ REFINE_PROMPTS = {
             "{examples}{document}Draft question: {question}\nDraft answer: {answer}\n\n" + _REPLY
         ),
     ),
+    # v2 (after the pilot of v1, where both refiners copied the draft answer into the solution): a problem is shown
+    # with its final answer only, not its draft, and the examples as problems with solutions
+    "refine-v2": RefinePrompt(
+        "refine-v2",
+        system="You are a patient math and programming teacher. You write clear worked solutions and follow the "
+        "requested format exactly.",
+        problem=(
+            "{examples}Now a new problem. First restate it so that it stands alone (every number and fact it needs, "
+            "no mention of a document or a text). Then solve it in the style of the examples above: one short plain "
+            "sentence per line, each calculation written inline (like 48 / 2 = 24), no numbering, no bullets. Its "
+            f"final answer is {{reference}}, so the last line is exactly '{FINAL_ANSWER} {{reference}}'.\n"
+            "{document}Problem: {question}\n\n" + _REPLY
+        ),
+        code=(
+            "{examples}Now a new programming task. Restate it so that it stands alone (the function to write, its "
+            "inputs and what it returns, no mention of a document or a text), then write complete, working Python "
+            "code for it in one ```python block, in the style of the examples above.\n"
+            "{document}Task: {question}\nNotes (may be incomplete or wrong): {answer}\n\n" + _REPLY
+        ),
+        concept=(
+            "Restate the question below so that it stands alone (no mention of a document, a text or a passage), "
+            "then answer it correctly in two to four plain sentences of your own.\n"
+            "{document}Question: {question}\nNotes (may be incomplete or wrong): {answer}\n\n" + _REPLY
+        ),
+        example="Problem: {question}\nSolution:\n{solution}",
+    ),
 }
 
 _YEAR = re.compile(r"1[0-9]{3}|20[0-9]{2}")
@@ -128,6 +154,22 @@ def pair_kind(question: str, answer: str) -> str:
 def _bare(text: str) -> str:
     number = _NUMBER_IN_TEXT.search(text)
     return number.group(0) if number else text
+
+
+_ANSWER_LINE = re.compile(r"^\s*\**(?:final answer|answer)\**\s*[:：]\s*\**\s*(.+?)\s*$", re.IGNORECASE)
+
+
+def with_final_line(solution: str) -> str:
+    """``solution`` ending with the final-answer line: a last line written another way (``Answer: 4``,
+    ``**Final answer:** 4``) is rewritten to ``The answer is: 4``; the answer itself is not touched (it is verified
+    afterwards)."""
+    lines = solution.rstrip().splitlines()
+    if not lines or lines[-1].strip().lower().startswith(FINAL_ANSWER.lower()):
+        return solution.rstrip()
+    match = _ANSWER_LINE.match(lines[-1])
+    if match:
+        lines[-1] = f"{FINAL_ANSWER} {match.group(1).strip().strip('$').strip()}"
+    return "\n".join(lines)
 
 
 def parse_refined(text: str) -> tuple[str, str] | None:
@@ -266,6 +308,7 @@ class PairRefiner:
         if is_degenerate(question) or is_degenerate(solution):
             return "degenerate", None
         if item.kind == "problem":
+            solution = with_final_line(solution)
             stated = final_answer(solution)
             if stated is None or not answers_match(item.reference or "", stated):
                 return "wrong_answer", None

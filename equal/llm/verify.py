@@ -14,6 +14,7 @@ A refined pair is *verified, not trusted*:
 from __future__ import annotations
 
 import ast
+import logging
 import math
 import operator
 import re
@@ -88,6 +89,8 @@ def _symbolic_match(reference: str, answer: str) -> bool:
         from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
     except ImportError:  # an optional refinement: fall back to exact text where Math-Verify is missing
         return False
+    # its warning that the timeouts are off would print on every call: we turn them off on purpose
+    logging.getLogger("math_verify").setLevel(logging.ERROR)
     configs = [LatexExtractionConfig(), ExprExtractionConfig()]
     try:
         # timeouts off: Math-Verify's use SIGALRM, which works only in a process's main thread
