@@ -42,18 +42,12 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def select_refinement(args: argparse.Namespace) -> dict | None:
-    """``equal select``'s refinement: the default profile's (None), off (``--no-refine``), or the profile's with the
-    command line's overrides."""
+    """``equal select``'s refinement settings from the command line: off (``--no-refine``), or overrides of the
+    default profile's (None: none given)."""
     if args.no_refine:
         return {"enabled": False}
     given = {"attempts": args.refine_attempts, "max_tokens": args.refine_max_tokens, "on_failure": args.on_failure}
-    overrides = {key: value for key, value in given.items() if value is not None}
-    if not overrides:
-        return None
-    from equal.profiles import load_profile
-    from equal.select.workflow import SELECT_PROFILE
-
-    return {**(load_profile(SELECT_PROFILE)["common"].get("refinement") or {}), **overrides}
+    return {key: value for key, value in given.items() if value is not None} or None
 
 
 def _select(args: argparse.Namespace) -> int:

@@ -164,6 +164,7 @@ class MethodRunner:
         }
         self._clustering_digests: dict[str, str] = {}
         self._protected: list[tuple[str, str]] | None = None
+        self._heldout: dict[str, np.ndarray] = {}  # held-out items' embeddings per target (distance bands)
         self._state = threading.local()  # the extraction report of the run this thread is making
         self._driver = DriverLock()
         self._folder_locks: dict[Path, threading.Lock] = {}
@@ -254,8 +255,6 @@ class MethodRunner:
 
     def heldout_embeddings(self, target: str) -> np.ndarray:
         """The target's held-out items (never D_r) embedded with the base embedder, as the quality signals are."""
-        if not hasattr(self, "_heldout"):
-            self._heldout: dict[str, np.ndarray] = {}
         if target not in self._heldout:
             self._heldout[target] = self.stores["untuned"].get(task_texts(self.artifacts.load_heldout(target)))
         return self._heldout[target]

@@ -56,8 +56,8 @@ class SelectConfig:
     llm: dict = field(default_factory=lambda: {"kind": "llama_cpp", "model": "qwen2.5-coder-0.5b-instruct",
                                                "n_parallel": 16, "n_ctx": 2048})  # fmt: skip
     extraction: dict = field(default_factory=lambda: {"max_pairs": 3, "max_tokens": 320, "max_retries": 1})
-    # None: the default profile's refinement, its style examples drawn from your reference set; {"enabled": False}
-    # turns refinement off
+    # overrides of the default profile's refinement (None: none), its style examples drawn from your reference set;
+    # {"enabled": False} turns refinement off
     refinement: dict | None = None
     embedder: str = "all-MiniLM-L6-v2"
     warmup_fraction: float = 0.05
@@ -114,13 +114,12 @@ def _policies() -> tuple[dict, dict, dict]:
 
 
 def refinement_settings(config: SelectConfig, reference: list[dict]) -> dict:
-    """The refinement ``equal select`` runs: the default profile's settings (or ``config.refinement``), with the
+    """The refinement ``equal select`` runs: the default profile's settings updated by ``config.refinement``, with the
     user's reference set as the style examples of the pair kind it illustrates (code or problems)."""
     from equal.llm.quality import code_blocks
     from equal.profiles import load_profile
 
-    settings = dict(config.refinement if config.refinement is not None
-                    else load_profile(SELECT_PROFILE)["common"].get("refinement") or {})  # fmt: skip
+    settings = {**(load_profile(SELECT_PROFILE)["common"].get("refinement") or {}), **(config.refinement or {})}
     if not settings or not settings.get("enabled", True):
         return {"enabled": False}
     solutions = [r.get("solution") or r.get("answer") or "" for r in reference]
