@@ -51,10 +51,11 @@ TARGETS = {"problem_verified": 0.90, "all_checks_pass": 0.85, "problem_style": 0
 FULL_ATTEMPTS = 4  # the pilot's attempts per pair: its 1-attempt figures come from the same run
 _05B = {"kind": "llama_cpp", "model": "qwen2.5-coder-0.5b-instruct", "n_parallel": 16, "n_ctx": 2048}
 _15B = {"kind": "llama_cpp", "model": "qwen2.5-coder-1.5b-instruct", "n_parallel": 16, "n_ctx": 2048}
-SETTINGS = {  # name -> (refiner backend, D_r examples shown); the extractor refining its own pairs comes first
-    "0.5B, 3 examples": (_05B, 3),
-    "1.5B, 3 examples": (_15B, 3),
-    "0.5B, no example": (_05B, 0),
+PROMPT = "refine-v3"  # the prompt the pilot measures; refine-v1's partial figures stay in ``earlier_settings``
+SETTINGS = {  # name -> (refiner backend, D_r examples shown, prompt version)
+    "1.5B, 3 examples": (_15B, 3, PROMPT),
+    "0.5B, 3 examples": (_05B, 3, PROMPT),
+    "1.5B, 1 example": (_15B, 1, PROMPT),
 }
 
 
@@ -194,11 +195,16 @@ def main(argv: list[str] | None = None) -> int:
                    "all_pairs_by_kind": dict(all_mix), "seed": args.seed, "targets": TARGETS,
                    "problem_length_iqr_chars": length_iqr, "attempts": args.attempts})  # fmt: skip
     report.setdefault("settings", {})
+    # figures of another prompt (or setting no longer measured) move aside: they are history, not candidates
+    for name in [n for n, m in report["settings"].items() if n not in SETTINGS or m.get("prompt_version") != PROMPT]:
+        earlier = report["settings"].pop(name)
+        report.setdefault("earlier_settings", {})[f"{name} ({earlier.get('prompt_version')})"] = earlier
     cache = CallCache(cache_path) if cache_path else drafting.cache
     for name in args.settings:
-        spec, n_examples = SETTINGS[name]
+        spec, n_examples, prompt_version = SETTINGS[name]
         settings = {k: v for k, v in (params.get("refinement") or {}).items() if k not in ("examples_from", "enabled")}
-        config = RefinementConfig(**{**settings, "attempts": args.attempts, "examples": n_examples, "seed": args.seed})
+        config = RefinementConfig(**{**settings, "attempts": args.attempts, "examples": n_examples, "seed": args.seed,
+                                     "prompt_version": prompt_version})  # fmt: skip
         examples = {kind: pick_examples(refs, n_examples, args.seed) for kind, refs in references.items()}
         backend = make_backend(spec)
         refiner = PairRefiner(backend, cache, config, examples)

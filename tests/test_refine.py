@@ -274,3 +274,36 @@ def test_a_final_line_written_another_way_becomes_the_final_answer_line():
     assert with_final_line("Step.\n**Final answer:** 12") == "Step.\nThe answer is: 12"
     assert with_final_line("Step.\nThe answer is: 12\n") == "Step.\nThe answer is: 12"
     assert with_final_line("2 + 9 = 11") == "2 + 9 = 11"  # no final line to rewrite: verification decides
+
+
+def test_refine_v3_shows_its_examples_as_earlier_turns():
+    refiner = PairRefiner(Teacher(), None, RefinementConfig(prompt_version="refine-v3", examples=1),
+                          {"problem": GSM_STYLE})  # fmt: skip
+    turns = refiner.messages("A lesson about peaches.", PROBLEM, "problem", "52")
+    assert [t["role"] for t in turns] == ["system", "user", "assistant", "user"]
+    assert turns[1]["content"] == f"Problem: {GSM_STYLE[0]['question']}\nFinal answer: 12"
+    assert turns[2]["content"] == f"Question: {GSM_STYLE[0]['question']}\nSolution:\n{GSM_STYLE[0]['solution']}"
+    assert turns[3]["content"].endswith(f"Problem: {PROBLEM['question']}\nFinal answer: 52")
+    assert "A lesson about peaches." in turns[3]["content"]
+    concept = refiner.messages("doc", {"question": "Why?", "answer": "Because."}, "concept", None)
+    assert [t["role"] for t in concept] == ["system", "user"]  # a kind without examples: one request
+
+
+def test_a_problem_shows_its_working_in_two_steps_or_one_calculation():
+    refiner = PairRefiner(Teacher(), None, RefinementConfig(prompt_version="refine-v3"))
+    from equal.llm.refine import RefinedPair
+
+    def outcome(solution: str) -> str:
+        item = RefinedPair({"question": "Q?", "answer": "100"}, "problem", "100")
+        return refiner.judge(item, Completion(f"Question: Q?\nSolution:\n{solution}", 5, 5, 0.0, "stop"), "")[0]
+
+    assert outcome("They planted 75 + 25 = 100 trees.\nThe answer is: 100 (trees)") == "verified"
+    assert outcome("They planted the redwoods.\nThey planted the cypresses.\nThe answer is: 100") == "verified"
+    assert outcome("100\nThe answer is: 100") == "no_steps"
+    assert outcome("75 + 25 = 100\nThe answer is: 90") == "wrong_answer"
+
+
+def test_a_sentence_for_an_answer_is_explained_not_solved():
+    long_answer = "The answer is: The sum of 2 and 3 equals 5, as anyone can count on a hand."
+    assert pair_kind("What is the sum of 2 and 3?", long_answer) == "concept"
+    assert pair_kind("What is the sum of 2 and 3?", "The answer is: 5") == "problem"

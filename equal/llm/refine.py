@@ -8,7 +8,8 @@ style to write in. What a pair becomes depends on its kind (:func:`pair_kind`):
 
 * a **problem** gets a worked solution in D_r's style whose last line is the final-answer line; it is accepted
   only when that final answer equals the draft's (:func:`equal.llm.verify.answers_match`), every inline
-  calculation is right (:func:`equal.llm.verify.wrong_calculations`) and it works in at least two steps;
+  calculation is right (:func:`equal.llm.verify.wrong_calculations`) and it shows its working (two steps, or one
+  calculation written out: a one-operation problem has one step);
 * a **programming task** gets complete code in a ```python block, which must parse and pass the document's own
   ``assert`` lines where it has some (:func:`equal.llm.verify.code_check`);
 * a **concept question** gets a two-to-four sentence explanation.
@@ -35,6 +36,7 @@ from equal.llm.verify import (
     as_number,
     code_check,
     final_answer,
+    inline_calculations,
     reference_answer,
     wrong_calculations,
 )
@@ -57,6 +59,10 @@ class RefinePrompt:
     code: str
     concept: str
     example: str = "Question: {question}\nSolution:\n{solution}"
+    # few-shot as chat turns (the examples asked as users and answered as the assistant, in the asked reply
+    # format) rather than listed inside one message: small models copy a shown turn far more faithfully
+    few_shot: bool = False
+    example_user: dict[str, str] = field(default_factory=dict)  # per kind: an example's request
 
 
 _REPLY = "Reply in exactly this format and nothing else:\nQuestion: <the question>\nSolution:\n<the solution>"
@@ -116,8 +122,30 @@ REFINE_PROMPTS = {
         ),
         example="Problem: {question}\nSolution:\n{solution}",
     ),
+    # v3 (after v2 verified 1 of 16 problems: the 1.5B answered "97" or "2 + 9 = 11" with no steps and no final
+    # line, ignoring examples listed inside the message): the D_r examples are earlier chat turns answered in the
+    # reply format, and every request ends with the final answer the solution must reach
+    "refine-v3": RefinePrompt(
+        "refine-v3",
+        system="You are a patient math and programming teacher. For each problem you are given, you restate it so "
+        "that it stands alone (every number and fact it needs, no mention of a document or a text) and write a "
+        "worked solution in the same style as your earlier solutions: one short plain sentence per line, each "
+        f"calculation written inline (like 48 / 2 = 24), and the last line '{FINAL_ANSWER} <final answer>'. For a "
+        "programming task you write complete, working Python code in one ```python block. You always reply in "
+        "exactly this format:\nQuestion: <the question>\nSolution:\n<the solution>",
+        problem="{document}Problem: {question}\nFinal answer: {reference}",
+        code="{document}Task: {question}\nNotes (may be incomplete or wrong): {answer}",
+        concept=(
+            "Restate the question below so that it stands alone (no mention of a document, a text or a passage), "
+            "then answer it correctly in two to four plain sentences of your own.\n"
+            "{document}Question: {question}\nNotes (may be incomplete or wrong): {answer}\n\n" + _REPLY
+        ),
+        few_shot=True,
+        example_user={"problem": "Problem: {question}\nFinal answer: {answer}", "code": "Task: {question}"},
+    ),
 }
 
+_SHORT_ANSWER_CHARS = 40
 _YEAR = re.compile(r"1[0-9]{3}|20[0-9]{2}")
 _NUMBER_IN_TEXT = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?(?![\w])")
 _FORMULA = re.compile(r"\\(?:frac|sqrt|int|sum|cdot|times)|[=^]|\d\s*[-+*/×÷]\s*\d|\b[a-z]\s*[-+*/^=]\s*\d", re.I)
@@ -146,7 +174,13 @@ def pair_kind(question: str, answer: str) -> str:
     formula = bool(_FORMULA.search(question))
     stated = reference_answer(answer)
     computed = stated is not None and as_number(stated) is not None and _bare(stated) not in numbers
-    if (problem or "?" in question) and (len(numbers) >= 2 or formula or (len(numbers) == 1 and computed)):
+    # a stated answer that is a long sentence, not a quantity, cannot be verified: it is explained, not solved
+    sentence = stated is not None and len(stated) > _SHORT_ANSWER_CHARS and as_number(stated) is None
+    if (
+        (problem or "?" in question)
+        and not sentence
+        and (len(numbers) >= 2 or formula or (len(numbers) == 1 and computed))
+    ):
         return "problem"
     return "concept"
 
@@ -267,33 +301,39 @@ class PairRefiner:
         room = self.backend.context_length - self.config.max_tokens - 64  # 64: the chat template's own tokens
         answer = self.backend.truncate(draft["answer"], self.config.max_draft_tokens)
 
-        def user(examples: list[dict], document_text: str, answer_text: str) -> str:
-            listed = (
-                (
-                    "\nExamples of the style to write in:\n\n"
-                    + "\n\n".join(self.prompt.example.format(**e) for e in examples)
-                    + "\n\n"
-                )
-                if examples
-                else ""
-            )
-            shown_document = f"\nSource document (for facts only):\n{document_text}\n\n" if document_text else "\n"
-            return template.format(examples=listed, document=shown_document, question=draft["question"],
-                                   answer=answer_text, reference=reference or "")  # fmt: skip
+        few_shot = self.prompt.few_shot and kind in self.prompt.example_user
 
-        fixed = self.backend.count_tokens(self.prompt.system)
-        while shown and fixed + self.backend.count_tokens(user(shown, "", answer)) > room:
+        def build(examples: list[dict], document_text: str, answer_text: str) -> Messages:
+            listed = ""
+            if examples and not few_shot:
+                listed = ("\nExamples of the style to write in:\n\n"
+                          + "\n\n".join(self.prompt.example.format(**e) for e in examples) + "\n\n")  # fmt: skip
+            shown_document = f"\nSource document (for facts only):\n{document_text}\n\n" if document_text else "\n"
+            if few_shot:
+                shown_document = shown_document.lstrip("\n")
+            request = template.format(examples=listed, document=shown_document, question=draft["question"],
+                                      answer=answer_text, reference=reference or "")  # fmt: skip
+            turns: Messages = [{"role": "system", "content": self.prompt.system}]
+            for e in examples if few_shot else []:
+                final = final_answer(e["solution"]) or ""
+                turns.append({"role": "user", "content": self.prompt.example_user[kind].format(
+                    question=e["question"], answer=final)})  # fmt: skip
+                turns.append({"role": "assistant", "content": self.prompt.example.format(**e)})
+            turns.append({"role": "user", "content": request})
+            return turns
+
+        def size(turns: Messages) -> int:
+            return sum(self.backend.count_tokens(t["content"]) + 4 for t in turns)  # 4: each turn's markers
+
+        while shown and size(build(shown, "", answer)) > room:
             shown = shown[:-1]
-        left = room - fixed - self.backend.count_tokens(user(shown, "", answer))
+        left = room - size(build(shown, "", answer))
         if left < 0:  # the draft alone is too long: cut it to what is left
             answer = self.backend.truncate(answer, max(16, self.backend.count_tokens(answer) + left))
             left = 0
         budget = min(self.config.max_document_tokens, left)
         text = self.backend.truncate(document, budget) if document and budget >= 32 else ""
-        return [
-            {"role": "system", "content": self.prompt.system},
-            {"role": "user", "content": user(shown, text, answer)},
-        ]
+        return build(shown, text, answer)
 
     def judge(self, item: RefinedPair, completion: Completion, document: str) -> tuple[str, dict | None]:
         """The outcome of one refinement answer and, when accepted, the pair it gives."""
@@ -314,8 +354,8 @@ class PairRefiner:
                 return "wrong_answer", None
             if wrong_calculations(solution):
                 return "wrong_arithmetic", None
-            if not has_steps(solution):
-                return "no_steps", None  # a bare answer teaches nothing of how to reach it
+            if not (has_steps(solution) or inline_calculations(solution)):
+                return "no_steps", None  # a bare answer teaches nothing of how to reach it; one sum shown does
             outcome = "verified"
         elif item.kind == "code":
             works, _ = code_check(solution, document)
