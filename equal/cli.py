@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from equal.errors import EqualError
+from equal.errors import ConfigError, EqualError
 
 
 def _prepare(args: argparse.Namespace) -> int:
@@ -50,27 +50,86 @@ def select_refinement(args: argparse.Namespace) -> dict | None:
     return {key: value for key, value in given.items() if value is not None} or None
 
 
-def _select(args: argparse.Namespace) -> int:
+#: ``equal select``'s options that are settings of :class:`~equal.select.workflow.SelectConfig` (same names)
+_SELECT_FIELDS = ("corpus", "reference", "out", "budget", "method", "task", "evaluation", "reference_size", "fields",
+                  "text_field", "id_field", "source_field", "embedder", "warmup_fraction", "arms_per_round",
+                  "docs_per_pull", "seed", "on_error")  # fmt: skip
+
+
+def select_config(args: argparse.Namespace, given: set[str]):
+    """``equal select``'s settings: a ``--config`` file's (YAML or JSON; ``select.json`` repeats a run), the options
+    given on the command line over them (``given``: their names), the defaults for the rest."""
+    from equal.llm.cli import backend_spec, extraction_spec
+    from equal.profiles import extraction_settings
+    from equal.select.workflow import SelectConfig
+
+    settings = _read_select_config(Path(args.config)) if args.config else {}
+    cli = {name: getattr(args, name) for name in _SELECT_FIELDS}
+    cli["fields"] = dict(item.split("=", 1) for item in args.fields) if args.fields else {}
+    values = {**{k: v for k, v in cli.items() if k not in settings}, **settings,
+              **{k: v for k, v in cli.items() if k in given}}  # fmt: skip
+    missing = [f"--{name}" for name in ("corpus", "reference", "out") if not values.get(name)]
+    if missing:
+        raise ConfigError(f"equal select needs {', '.join(missing)} (on the command line or in --config)")
+    corpus = values["corpus"]
+    values["corpus"] = [Path(p) for p in (corpus if isinstance(corpus, list) else [corpus])]
+    for name in ("reference", "out", "evaluation"):
+        values[name] = Path(values[name]) if values.get(name) else None
+    values["task"] = values.get("task") or ""
+    llm, extraction, _ = extraction_settings()
+    values["llm"] = backend_spec(args, settings.get("llm") or llm)
+    values["extraction"] = extraction_spec(args, {**extraction, **(settings.get("extraction") or {})})
+    overrides = select_refinement(args)
+    refinement = {**(settings.get("refinement") or {}), **(overrides or {})}
+    refinement.pop("examples_from", None)  # drawn again from the reference set
+    values["refinement"] = refinement or None
+    return SelectConfig(**values, progress=not args.quiet)
+
+
+def _read_select_config(path: Path) -> dict:
+    """The settings of a ``--config`` file: YAML (or JSON, e.g. a run's ``select.json``, whose ``settings`` it
+    reads); an unknown setting is an error naming it."""
+    import yaml
+
+    from equal.select.workflow import SelectConfig
+
+    if not path.is_file():
+        raise ConfigError(f"--config {path}: no such file")
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"--config {path}: not YAML or JSON ({error})") from error
+    settings = loaded.get("settings", loaded) if isinstance(loaded, dict) else None
+    if not isinstance(settings, dict):
+        raise ConfigError(f"--config {path}: expected a mapping of settings, got {type(loaded).__name__}")
+    known = set(SelectConfig.__dataclass_fields__) - {"progress"}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise ConfigError(f"--config {path}: unknown settings {unknown}; known: {sorted(known)}")
+    return settings
+
+
+def _given_options(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
+    """The destinations of the options written on the command line ``argv``."""
+    written = {word.split("=", 1)[0] for word in argv if word.startswith("--")}
+    return {action.dest for action in parser._actions if written & set(action.option_strings)}
+
+
+def _select(args: argparse.Namespace, given: set[str]) -> int:
     import json
 
-    from equal.llm.cli import backend_spec, extraction_spec
-    from equal.select.workflow import SelectConfig, run_select
+    from equal.select.workflow import run_select
 
-    fields = dict(item.split("=", 1) for item in args.fields) if args.fields else {}
-    config = SelectConfig(
-        corpus=[Path(p) for p in args.corpus], reference=Path(args.reference), out=Path(args.out), budget=args.budget,
-        method=args.method, task=args.task or "", evaluation=Path(args.evaluation) if args.evaluation else None,
-        reference_size=args.reference_size, fields=fields, text_field=args.text_field, llm=backend_spec(args),
-        extraction=extraction_spec(args), embedder=args.embedder, warmup_fraction=args.warmup_fraction,
-        arms_per_round=args.arms_per_round, docs_per_pull=args.docs_per_pull,
-        seed=args.seed, on_error=args.on_error, progress=not args.quiet, refinement=select_refinement(args),
-    )  # fmt: skip
-    outcome = run_select(config, dry_run=args.dry_run)
+    outcome = run_select(select_config(args, given), dry_run=args.dry_run)
     if args.dry_run:
         print("plan (no LLM call made):\n" + json.dumps(outcome, indent=2))
         return 0
-    print(f"{outcome.pairs:,} QA pairs from {outcome.cost['documents_extracted']:,} documents "
-          f"({outcome.cost['llm_calls']:,} calls, {outcome.cost['tokens']:,} tokens) → {outcome.out}")  # fmt: skip
+    paid = outcome.cost["paid"]
+    cost = outcome.cost
+    print(f"{outcome.pairs:,} QA pairs from {cost['documents_extracted']:,} documents "
+          f"({cost['llm_calls']:,} calls, {cost['tokens']:,} tokens charged to the method; "
+          f"{paid['calls'] + paid['failed_calls']:,} calls, {paid['tokens']:,} tokens paid in all) "
+          f"→ {outcome.out} ({outcome.resumed})")  # fmt: skip
     return 0
 
 
@@ -116,8 +175,8 @@ def _export_answers(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``equal`` console script."""
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The ``equal`` command line and its sub-commands' parsers, by name."""
     parser = argparse.ArgumentParser(
         prog="equal", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -148,10 +207,12 @@ def main(argv: list[str] | None = None) -> int:
     prep.add_argument("--fetch-missing", action="store_true")
     prep.add_argument("--force", action="store_true")
     select = commands.add_parser("select", help="select and extract instruction data for your task from your corpus")
-    select.add_argument("--corpus", nargs="+", required=True, help="JSONL, .jsonl.gz or Parquet files, or folders")
-    select.add_argument("--reference", required=True, help="your task's reference set: JSONL, a question and a "
-                        "solution per line")  # fmt: skip
-    select.add_argument("--out", required=True, help="output folder (re-run with the same folder to resume)")
+    select.add_argument("--config", help="a YAML (or JSON) file of settings, e.g. a run's select.json to repeat it; "
+                        "options given on the command line win")  # fmt: skip
+    select.add_argument("--corpus", nargs="+", help="JSONL, .jsonl.gz or Parquet files, or folders (required)")
+    select.add_argument("--reference", help="your task's reference set: JSONL, a question and a solution per line "
+                        "(required)")  # fmt: skip
+    select.add_argument("--out", help="output folder (re-run with the same folder to resume; required)")
     select.add_argument("--budget", type=float, default=0.05, help="share of the corpus to extract (γ)")
     select.add_argument("--method", default="EQUAL", help="EQUAL, Random, All, Uniform, ... (equal.select.methods)")
     select.add_argument("--task", help="the task's name (default: the reference file's name)")
@@ -160,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     select.add_argument("--fields", nargs="*", help="field names of the reference file, e.g. question=problem "
                         "solution=answer")  # fmt: skip
     select.add_argument("--text-field", default="text", help="the field holding each document's text")
+    select.add_argument("--id-field", default="id", help="the field naming each record (kept in every pair)")
+    select.add_argument("--source-field", default="source", help="the field naming each record's source")
     select.add_argument("--embedder", default="all-MiniLM-L6-v2", help="packaged name or a local folder")
     select.add_argument("--warmup-fraction", type=float, default=0.05)
     select.add_argument("--arms-per-round", type=int, default=4, help="clusters pulled per round (one LLM batch)")
@@ -171,11 +234,17 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="keep the pairs as extracted (default: refine and verify them, as the default profile)",
     )
-    select.add_argument("--quiet", action="store_true", help="no progress bars")
+    select.add_argument("--quiet", action="store_true", help="only the final summary and errors")
     from equal.llm.cli import add_arguments, add_backend_arguments
 
     add_backend_arguments(select)
     add_arguments(commands.add_parser("extract", help="extract QA pairs from documents with an LLM"))
+    return parser, dict(commands.choices)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``equal`` console script."""
+    parser, commands = build_parser()
     args = parser.parse_args(argv)
     try:
         if args.command == "extract":
@@ -190,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "export-answers":
             return _export_answers(args)
         if args.command == "select":
-            return _select(args)
+            return _select(args, _given_options(commands["select"], argv if argv is not None else sys.argv[1:]))
         return _prepare(args)
     except EqualError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -26,6 +26,8 @@ from equal.paths import resource_dir
 
 PARAMS_DIR = resource_dir("params")
 PROFILES = ("smoke", "default", "pilot", "baselines", "full", "paper")
+#: The profile whose settings `equal extract` and `equal select` run (a user's run is the default's, on their data).
+DEFAULT_PROFILE = "default"
 NOT_PROFILES = ("tasks",)  # params/tasks.yaml declares the target tasks (equal.data.tasks), it is no profile
 T = TypeVar("T")
 
@@ -107,3 +109,10 @@ def cell_parameters(namespace: dict[str, Any]) -> dict[str, Any]:
     plain = (str, int, float, bool, list, dict, tuple, type(None))
     return {k: v for k, v in namespace.items()
             if not k.startswith("_") and k not in _IPYTHON_NAMES and isinstance(v, plain)}  # fmt: skip
+
+
+def extraction_settings(name: str = DEFAULT_PROFILE) -> tuple[dict, dict, dict]:
+    """A profile's extractor, extraction and refinement settings (notebook 04's): what ``equal extract`` and
+    ``equal select`` run unless an option overrides one (one source with the notebooks)."""
+    params = notebook_parameters(load_profile(name), "04_bandit_extraction")
+    return dict(params["llm"]), dict(params["extraction"]), dict(params.get("refinement") or {})

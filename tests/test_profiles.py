@@ -63,3 +63,31 @@ def test_the_baselines_profile_shares_the_default_folder_and_trains_every_new_ba
                                                params["targets"])}  # fmt: skip
     assert {"Perplexity", "Influence", "Influence-MAB", "LLM-scoring", "Rewriting"} <= trained
     assert load_profile("default").get("llm_answers") == baselines.get("llm_answers")  # one set of answers
+
+
+def test_equal_select_and_extract_run_the_default_profiles_extraction():
+    """One source: with no option given, `equal select` / `equal extract` extract and refine as notebook 04 of the
+    default profile does; an option overrides only itself."""
+    import argparse
+    from pathlib import Path
+
+    from equal.llm.cli import add_backend_arguments, backend_spec, extraction_spec
+    from equal.profiles import extraction_settings
+    from equal.select.workflow import SelectConfig, refinement_settings, with_profile_settings
+
+    params = notebook_parameters(load_profile("default"), "04_bandit_extraction")
+    parser = argparse.ArgumentParser()
+    add_backend_arguments(parser)
+    args = parser.parse_args([])
+    assert extraction_settings() == (params["llm"], params["extraction"], params["refinement"])
+    assert extraction_spec(args) == params["extraction"]
+    assert backend_spec(args) == {**params["llm"], "seed": 0}
+    config = with_profile_settings(SelectConfig(corpus=[], reference=Path("r.jsonl"), out=Path("o")))
+    assert (config.llm, config.extraction) == (params["llm"], params["extraction"])
+    refinement = refinement_settings(config, [{"question": "q", "solution": "2 + 2 = 4\nThe answer is: 4"}])
+    assert {k: v for k, v in refinement.items() if k != "examples_from"} == {
+        k: v for k, v in params["refinement"].items() if k != "examples_from"
+    }
+    overridden = parser.parse_args(["--max-tokens", "64", "--model", "smollm2-135m-instruct"])
+    assert extraction_spec(overridden) == {**params["extraction"], "max_tokens": 64}
+    assert backend_spec(overridden)["model"] == "smollm2-135m-instruct"

@@ -52,7 +52,9 @@ def user_files(raw_dir, tmp_path_factory):
                 for p in list(root.iter("Problem"))[1000:1025]]  # fmt: skip
     wiki = [p.strip() for p in (raw_dir / "raw/wikitext2/valid.txt").read_text(encoding="utf-8").split("\n \n")
             if len(p.strip()) > 400 and not p.strip().startswith("=")][:15]  # fmt: skip
-    write_jsonl_atomic(folder / "my_docs.jsonl", [{"url": f"doc{i}", "text": t} for i, t in enumerate(problems + wiki)])
+    records = [{"id": f"rec{i}", "src": "asdiv" if i < len(problems) else "wikitext", "url": f"doc{i}", "text": t}
+               for i, t in enumerate(problems + wiki)]  # fmt: skip
+    write_jsonl_atomic(folder / "my_docs.jsonl", records)
     gsm8k = read_jsonl(raw_dir / "raw/gsm8k/train.jsonl")[:30]
     write_jsonl_atomic(folder / "my_task.jsonl", [{"question": g["question"], "solution": g["answer"]} for g in gsm8k])
     return folder
@@ -82,7 +84,8 @@ def test_equal_select_writes_a_dataset_and_resumes_after_kill(user_files):
     assert not (user_files / "dry" / "pairs.jsonl").exists()
     assert len(CallCache(user_files / "dry" / "work" / "llm_calls.sqlite")) == 0
 
-    select(user_files, "straight")
+    printed = select(user_files, "straight")
+    assert printed.strip().count("\n") == 0 and "QA pairs from" in printed, printed  # --quiet: the summary only
     straight = user_files / "straight"
     pairs = read_jsonl(straight / "pairs.jsonl")
     assert pairs and all([m["role"] for m in p["messages"]] == ["user", "assistant"] for p in pairs)
@@ -91,6 +94,7 @@ def test_equal_select_writes_a_dataset_and_resumes_after_kill(user_files):
     assert cost["loop_documents"] == plan["selected_documents"] and cost["warmup_documents"] == plan["warmup_documents"]
     assert cost["llm_calls"] >= plan["documents"]
     assert cost["reference_flops_72b"] > cost["extractor_flops"] > 0
+    assert_paid_matches_the_cache(straight)
     card = (straight / "README.md").read_text()
     assert "EQUAL" in card and "my_task.jsonl" in card and f"{len(pairs):,} question–answer pairs" in card
     assert "refined and gated (trained on)" in card and "Refinement, per kind of pair" in card  # quality table
@@ -119,3 +123,71 @@ def test_equal_select_writes_a_dataset_and_resumes_after_kill(user_files):
     summary = json.loads((log.parent / "summary.json").read_text())
     stored = len(CallCache(user_files / "killed" / "work" / "llm_calls.sqlite"))
     assert summary["new_llm_calls"] == stored - int(resumed.group(2))
+    assert_paid_matches_the_cache(user_files / "killed")  # the calls of the killed run included
+
+
+def assert_paid_matches_the_cache(out: Path) -> None:
+    """cost.json's paid calls are every call the folder's cache holds (answers stored and failed calls)."""
+    import sqlite3
+
+    paid = json.loads((out / "cost.json").read_text())["paid"]
+    with sqlite3.connect(out / "work" / "llm_calls.sqlite") as db:
+        stored = db.execute("SELECT COUNT(*), SUM(prompt_tokens + completion_tokens) FROM calls").fetchone()
+        failed = db.execute("SELECT COUNT(*) FROM failed_calls").fetchone()[0]
+    assert (paid["calls"], paid["failed_calls"], paid["tokens"]) == (stored[0], failed, stored[1]), paid
+    assert set(paid["by_stage"]) <= {"extract", "refine"} and paid["by_stage"]["extract"]["calls"] > 0
+
+
+@pytest.mark.notebook
+def test_random_and_all_pay_no_warmup_and_keep_the_users_fields(user_files):
+    """Random and All read no embedding: no warm-up, training or clustering, and every call paid is counted; the
+    user's record fields (their id, a source field named otherwise, the rest) travel with every pair."""
+    from datasets import load_from_disk
+
+    for method in ("All", "Random"):  # Random reads All's answers back from the folder's cache
+        select(user_files, "plain", "--method", method, "--source-field", "src")
+        out = user_files / "plain"
+        work = out / "work" / "data"
+        assert not (work / "clusters.json").exists() and not list(work.glob("**/tuned_embedder*"))
+        cost = json.loads((out / "cost.json").read_text())
+        assert cost["warmup_documents"] == 0 and cost["clusters"] == 0
+        assert_paid_matches_the_cache(out)
+        pairs = read_jsonl(out / "pairs.jsonl")
+        assert pairs and all(re.fullmatch(r"rec\d+", p["metadata"]["id"]) for p in pairs)
+        assert {p["metadata"]["source"] for p in pairs} <= {"asdiv", "wikitext"}
+        assert all(p["metadata"]["url"].startswith("doc") for p in pairs)
+        dataset = load_from_disk(str(out / "dataset"))
+        assert dataset[0]["record_id"] == pairs[0]["metadata"]["id"]
+        card = (out / "README.md").read_text()
+        assert "## Sources" in card and "| asdiv" in card and "| wikitext" in card
+
+
+def test_an_emptied_corpus_is_a_clear_error(user_files, tmp_path):
+    tiny = tmp_path / "tiny.jsonl"
+    write_jsonl_atomic(tiny, [{"text": "Too short to keep."}, {"text": "Also short."}])
+    result = subprocess.run([sys.executable, "-m", "equal.cli", "select", "--corpus", str(tiny), "--reference",
+                             str(user_files / "my_task.jsonl"), "--out", str(tmp_path / "o"), "--dry-run"],
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode != 0
+    assert "no document left to select from" in result.stderr and "2 too short" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_run_repeats_from_its_select_json(tmp_path):
+    """--config reads a run's select.json (or YAML): its settings, with the options given on the command line over
+    them; an unknown setting is an error naming it."""
+    from equal.cli import _given_options, _read_select_config, build_parser, select_config
+    from equal.errors import ConfigError
+
+    saved = {"settings": {"corpus": ["a.jsonl"], "reference": "r.jsonl", "out": "o", "budget": 0.1,
+                          "method": "Random", "seed": 3, "extraction": {"max_tokens": 99}}}  # fmt: skip
+    (tmp_path / "select.json").write_text(json.dumps(saved))
+    _, commands = build_parser()
+    argv = ["select", "--config", str(tmp_path / "select.json"), "--budget", "0.2"]
+    args = commands["select"].parse_args(argv[1:])
+    config = select_config(args, _given_options(commands["select"], argv))
+    assert (config.method, config.seed, config.budget, config.corpus) == ("Random", 3, 0.2, [Path("a.jsonl")])
+    assert config.extraction["max_tokens"] == 99
+    (tmp_path / "bad.yaml").write_text("budget: 0.1\nbudgte: 2\n")
+    with pytest.raises(ConfigError, match="unknown settings \\['budgte'\\]"):
+        _read_select_config(tmp_path / "bad.yaml")

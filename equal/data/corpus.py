@@ -37,7 +37,7 @@ from equal.progress import tqdm
 from equal.task import TaskSpec, spec_record
 
 #: Bump when the preparation logic changes, so cached outputs are rebuilt.
-PREP_VERSION = 3  # 2: target tasks declared as data (equal.data.tasks); 3: per-source quotas
+PREP_VERSION = 4  # 2: target tasks declared as data (equal.data.tasks); 3: per-source quotas; 4: user metadata
 
 
 @dataclass
@@ -128,16 +128,17 @@ def _unit_records(source: str, domain: str, license_: str, docs, config: CorpusC
                     "unit_index": index,
                     "n_units_in_document": len(pieces),
                     "license": license_,
+                    **({"metadata": doc.metadata} if doc.metadata else {}),
                 }
             )
     return units, too_short
 
 
-def _user_parser(path: Path, text_field: str = "text"):
+def _user_parser(path: Path, text_field: str = "text", id_field: str = "id", source_field: str = "source"):
     """A parse job for a user corpus: a JSONL or Parquet file, or a folder of them (max_files does not apply)."""
 
     def parse(ctx: ReadContext, _max_files: int | None):
-        return parse_user_corpus(path, ctx, text_field)
+        return parse_user_corpus(path, ctx, text_field, id_field, source_field)
 
     return parse
 
@@ -164,7 +165,8 @@ def _parse_sources(config: CorpusConfig, manifest) -> tuple[dict[str, list[dict]
             raise ConfigError(f"user_corpus name {name!r} is already a source name; choose another")
         if not Path(path).exists():
             raise ConfigError(f"user_corpus {name!r}: no file or folder at {path}")
-        parser = _user_parser(Path(path), spec.get("text_field", "text"))
+        parser = _user_parser(Path(path), spec.get("text_field", "text"), spec.get("id_field", "id"),
+                              spec.get("source_field", "source"))  # fmt: skip
         jobs.append((name, spec.get("domain", "unknown"), spec.get("license", ""), parser))
     units_by_source: dict[str, list[dict]] = {}
     info: dict[str, dict] = {}

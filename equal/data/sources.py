@@ -32,6 +32,7 @@ class RawDocument:
     file: str  # path relative to the raw-data folder
     locator: str = ""  # record inside the file: "line 12", "Id=345", "" for whole-file documents
     domain: str | None = None  # only for user corpora whose records name their own domain
+    metadata: dict | None = None  # a user record's own fields (its id, source, ...): kept with every unit of it
 
 
 Parser = Callable[[Source, Path, ReadContext, int | None], Iterator[RawDocument]]
@@ -431,18 +432,20 @@ def parse_wikitext(source: Source, raw_dir: Path, ctx: ReadContext, max_files: i
 # ----------------------------------------------------------------------------- a user's own corpus
 
 
-def parse_user_corpus(path: Path, ctx: ReadContext, text_field: str = "text") -> Iterator[RawDocument]:
+def parse_user_corpus(path: Path, ctx: ReadContext, text_field: str = "text", id_field: str = "id",
+                      source_field: str = "source") -> Iterator[RawDocument]:  # fmt: skip
     """A user corpus (JSONL, .jsonl.gz, Parquet or a folder of them): ``text_field`` required, optional
-    ``id``, ``title``, ``domain``."""
+    ``id``, ``title``, ``domain``; every other field is kept as the document's metadata."""
     from equal.data.user_corpus import iter_documents
 
-    for doc in iter_documents(path, ctx, text_field):
+    for doc in iter_documents(path, ctx, text_field, id_field, source_field):
         yield RawDocument(
             title=doc["title"],
             blocks=_text_blocks(doc["text"], ctx),
             file=doc["file"],
             locator=doc["locator"],
             domain=doc["domain"],
+            metadata=doc["metadata"] or None,
         )
 
 

@@ -9,6 +9,7 @@ Each record needs a non-empty text field (``text`` unless told otherwise); ``id`
 from __future__ import annotations
 
 import gzip
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,8 +51,16 @@ def iter_records(path: Path, ctx: ReadContext) -> Iterator[tuple[str, dict]]:
         yield f"line {line_no}", obj
 
 
-def iter_documents(path: str | Path, ctx: ReadContext, text_field: str = "text") -> Iterator[dict]:
-    """Every usable record of a corpus file or folder: ``text``, ``title``, ``domain``, ``file``, ``locator``."""
+def _plain(value):
+    """A record's value as JSON can hold it (Parquet gives dates, decimals, bytes)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def iter_documents(path: str | Path, ctx: ReadContext, text_field: str = "text", id_field: str = "id",
+                   source_field: str = "source") -> Iterator[dict]:  # fmt: skip
+    """Every usable record of a corpus file or folder: ``text``, ``title``, ``domain``, ``file``, ``locator`` and
+    ``metadata`` (the record's other fields, its ``id_field`` and ``source_field`` named ``id`` and ``source``):
+    what lets a pair be traced back to the record it came from."""
     for file in corpus_files(path):
         if file.name.endswith(".parquet"):
             import pyarrow.parquet as pq
@@ -65,10 +74,14 @@ def iter_documents(path: str | Path, ctx: ReadContext, text_field: str = "text")
             if text is None:
                 continue
             ctx.report.records += 1
+            renamed = {id_field: "id", source_field: "source"}
+            metadata = {renamed.get(k, k): _plain(v) for k, v in obj.items() if k != text_field}
+            record_id = metadata.get("id")
             yield {
                 "text": text,
                 "title": str(obj.get("title") or ""),
                 "domain": obj.get("domain"),
                 "file": str(file),
-                "locator": f"id={obj['id']}" if obj.get("id") not in (None, "") else locator,
+                "locator": f"id={record_id}" if record_id not in (None, "") else locator,
+                "metadata": metadata,
             }

@@ -53,6 +53,18 @@ CREATE TABLE IF NOT EXISTS calls (
     finish_reason TEXT NOT NULL,
     created TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP
 );
+CREATE TABLE IF NOT EXISTS failed_calls (
+    key TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    model_id TEXT NOT NULL,
+    prompt_version TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    wall_s REAL NOT NULL,
+    error TEXT NOT NULL,
+    created TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP
+);
 CREATE TABLE IF NOT EXISTS leases (
     key TEXT PRIMARY KEY,
     owner TEXT NOT NULL,
@@ -205,7 +217,13 @@ class CallCache:
         owner = owner or self.owner
         with self._transaction() as db:
             db.execute("DELETE FROM leases WHERE key = ? AND owner = ?", (key, owner))
-            if completion.error is not None:
+            if completion.error is not None:  # paid (perhaps) but never served: counted in paid(), not cached
+                db.execute(
+                    "INSERT INTO failed_calls (key, backend, model_id, prompt_version, stage, prompt_tokens, "
+                    "completion_tokens, wall_s, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (key, backend, model_id, prompt_version, stage, completion.prompt_tokens,
+                     completion.completion_tokens, completion.wall_s, str(completion.error)),
+                )  # fmt: skip
                 return completion
             inserted = db.execute(
                 f"INSERT OR IGNORE INTO calls ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -278,6 +296,32 @@ class CallCache:
     def identity(self) -> str:
         """Which answers this cache holds, for fingerprints: its file name (``calls`` or ``answers-<digest>``)."""
         return self.path.stem
+
+    def paid(self) -> dict:
+        """Every call this cache has paid for, per stage: answers stored and calls that failed (made, not served),
+        with their tokens and model seconds. What a cost report counts as paid."""
+        query = ("SELECT stage, COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), "
+                 "COALESCE(SUM(wall_s), 0) FROM {} GROUP BY stage")  # fmt: skip
+        stages: dict[str, dict] = {}
+        with self._lock:
+            db = self._conn()
+            for table, kind in (("calls", "calls"), ("failed_calls", "failed_calls")):
+                for stage, n, prompt, completion, wall in self._retrying(lambda t=table: db.execute(
+                        query.format(t)).fetchall()):  # fmt: skip
+                    row = stages.setdefault(stage, {"calls": 0, "failed_calls": 0, "prompt_tokens": 0,
+                                                    "completion_tokens": 0, "model_wall_s": 0.0})  # fmt: skip
+                    row[kind] += n
+                    row["prompt_tokens"] += prompt
+                    row["completion_tokens"] += completion
+                    row["model_wall_s"] = round(row["model_wall_s"] + wall, 1)
+        total = {key: sum(row[key] for row in stages.values()) for key in
+                 ("calls", "failed_calls", "prompt_tokens", "completion_tokens")}  # fmt: skip
+        return {
+            **total,
+            "tokens": total["prompt_tokens"] + total["completion_tokens"],
+            "model_wall_s": round(sum(row["model_wall_s"] for row in stages.values()), 1),
+            "by_stage": stages,
+        }
 
     def __len__(self) -> int:
         with self._lock:

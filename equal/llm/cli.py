@@ -7,13 +7,15 @@ from dataclasses import asdict
 from pathlib import Path
 
 from equal.data.reading import ReadContext, iter_jsonl, require_str
+from equal.errors import ConfigError
 from equal.io import read_jsonl, write_jsonl_atomic
 from equal.llm.backends import make_backend
 from equal.llm.cache import CallCache
 from equal.llm.extract import ExtractionConfig, ExtractionReport, QAExtractor, make_refiner, pairs_records
 from equal.llm.ledger import REFERENCE_PARAMS, CostLedger
-from equal.llm.prompts import PROMPT_VERSION, PROMPTS
+from equal.llm.prompts import PROMPTS
 from equal.paths import llm_cache_path
+from equal.profiles import extraction_settings
 from equal.weights import TINY_CHAT_MODEL, build_tiny_chat_model
 
 
@@ -40,13 +42,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
-    """The extractor's options (backend and decoding), shared by ``equal extract`` and ``equal select``."""
-    parser.add_argument("--backend", choices=["llama_cpp", "transformers", "openai"], default="llama_cpp")
+    """The extractor's options (backend and decoding), shared by ``equal extract`` and ``equal select``. Each one
+    left out keeps the default profile's setting (:func:`backend_spec`, :func:`extraction_spec`): one source."""
+    parser.add_argument("--backend", choices=["llama_cpp", "transformers", "openai"],
+                        help="default: the default profile's (llama_cpp)")  # fmt: skip
     parser.add_argument(
         "--model",
-        default="qwen2.5-coder-0.5b-instruct",
         help="llama_cpp: packaged model name or .gguf path; transformers: model folder or "
-        f"'{TINY_CHAT_MODEL}'; openai: the server's model name",
+        f"'{TINY_CHAT_MODEL}'; openai: the server's model name (default: the default profile's)",
     )
     parser.add_argument("--base-url", help="openai: server URL, e.g. http://localhost:8000/v1")
     parser.add_argument("--api-key", help="openai: API key (default $OPENAI_API_KEY)")
@@ -55,66 +58,76 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
         "--response-format", default="json_object", choices=["json_schema", "json_object", "guided_json", "none"]
     )
     parser.add_argument("--n-params", type=float, default=0, help="openai: model parameters, for FLOPs")
-    parser.add_argument("--n-ctx", type=int, default=2048, help="context length (per document)")
+    parser.add_argument("--n-ctx", type=int, help="context length (per document)")
     parser.add_argument("--batch-size", type=int, default=4, help="transformers: sequences per generate()")
-    parser.add_argument(
-        "--n-parallel", type=int, default=16, help="llama_cpp: documents decoded together (1: one at a time)"
-    )
-    parser.add_argument("--max-pairs", type=int, default=3)
-    parser.add_argument("--max-tokens", type=int, default=320)
-    parser.add_argument("--max-retries", type=int, default=1)
+    parser.add_argument("--n-parallel", type=int, help="llama_cpp: documents decoded together (1: one at a time)")
+    parser.add_argument("--max-pairs", type=int)
+    parser.add_argument("--max-tokens", type=int)
+    parser.add_argument("--max-retries", type=int)
     parser.add_argument(
         "--refine",
         action="store_true",
         help="equal extract: refine and verify every pair (equal.llm.refine): worked solutions, working code",
     )
-    parser.add_argument("--refine-attempts", type=int, help="refinement calls per pair at most (default 4)")
-    parser.add_argument("--refine-max-tokens", type=int, help="completion budget of a refinement call (default 384)")
+    parser.add_argument("--refine-attempts", type=int, help="refinement calls per pair at most")
+    parser.add_argument("--refine-max-tokens", type=int, help="completion budget of a refinement call")
     parser.add_argument(
         "--on-failure",
         choices=["drop", "keep_draft"],
-        help="a pair no refinement attempt verifies: drop it (default) or keep its draft",
+        help="a pair no refinement attempt verifies: drop it or keep its draft",
     )
     parser.add_argument(
         "--quality-gate",
         choices=["drop", "keep"],
-        default="drop",
         help="pairs failing a hard check (repetition, token limit, unverified, broken code)",
     )
     parser.add_argument("--no-json-constraint", action="store_true")
-    parser.add_argument("--prompt-version", default=PROMPT_VERSION, choices=sorted(PROMPTS))
-    parser.add_argument("--repeat-penalty", type=float, default=1.0, help="> 1 discourages repetition loops")
+    parser.add_argument("--prompt-version", choices=sorted(PROMPTS))
+    parser.add_argument("--repeat-penalty", type=float, help="> 1 discourages repetition loops")
     parser.add_argument("--seed", type=int, default=0)
 
 
-def extraction_spec(args: argparse.Namespace) -> dict:
-    """Decoding parameters from the command line (:class:`~equal.llm.extract.ExtractionConfig` without the seed)."""
-    return {"max_pairs": args.max_pairs, "max_tokens": args.max_tokens, "max_retries": args.max_retries,
-            "constrain_json": not args.no_json_constraint, "quality_gate": args.quality_gate,
-            "prompt_version": args.prompt_version, "repeat_penalty": args.repeat_penalty}  # fmt: skip
+def extraction_spec(args: argparse.Namespace, base: dict | None = None) -> dict:
+    """Extraction settings (:class:`~equal.llm.extract.ExtractionConfig` without the seed): ``base`` (default: the
+    default profile's) with the options given on the command line."""
+    base = extraction_settings()[1] if base is None else base
+    given = {"max_pairs": args.max_pairs, "max_tokens": args.max_tokens, "max_retries": args.max_retries,
+             "quality_gate": args.quality_gate, "prompt_version": args.prompt_version,
+             "repeat_penalty": args.repeat_penalty}  # fmt: skip
+    spec = {**base, **{key: value for key, value in given.items() if value is not None}}
+    if args.no_json_constraint:
+        spec["constrain_json"] = False
+    return spec
 
 
 def refinement_spec(args: argparse.Namespace) -> dict | None:
-    """Refinement settings from the command line (None without ``--refine``)."""
+    """Refinement settings from the command line (None without ``--refine``): the default profile's, with the
+    options given."""
     if not args.refine:
         return None
     overrides = {"attempts": args.refine_attempts, "max_tokens": args.refine_max_tokens, "on_failure": args.on_failure}
-    return {"seed": args.seed, **{key: value for key, value in overrides.items() if value is not None}}
+    settings = {k: v for k, v in extraction_settings()[2].items() if k not in ("examples_from", "enabled")}
+    return {**settings, "seed": args.seed, **{key: value for key, value in overrides.items() if value is not None}}
 
 
-def backend_spec(args: argparse.Namespace) -> dict:
-    """Backend parameters from the command line."""
-    if args.backend == "llama_cpp":
-        return {
-            "kind": "llama_cpp",
-            "model": args.model,
-            "n_ctx": args.n_ctx,
-            "seed": args.seed,
-            "n_parallel": args.n_parallel,
-        }
-    if args.backend == "transformers":
-        folder = build_tiny_chat_model() if args.model == TINY_CHAT_MODEL else args.model
-        return {"kind": "transformers", "model_dir": folder, "batch_size": args.batch_size}
+def backend_spec(args: argparse.Namespace, base: dict | None = None) -> dict:
+    """The backend: ``base`` (default: the default profile's extractor) with the options given; another
+    ``--backend`` than the base's starts from that backend's own defaults."""
+    base = extraction_settings()[0] if base is None else base
+    kind = args.backend or base["kind"]
+    start = dict(base) if kind == base["kind"] else {"kind": kind}
+    if kind == "llama_cpp":
+        given = {"model": args.model, "n_ctx": args.n_ctx, "n_parallel": args.n_parallel}
+        spec = {**start, **{key: value for key, value in given.items() if value is not None}, "seed": args.seed}
+        spec.setdefault("model", "qwen2.5-coder-0.5b-instruct")
+        return spec
+    if kind == "transformers":
+        if not args.model and "model_dir" not in start:
+            raise ConfigError("--backend transformers needs --model: a model folder or " + repr(TINY_CHAT_MODEL))
+        folder = build_tiny_chat_model() if args.model == TINY_CHAT_MODEL else (args.model or start["model_dir"])
+        return {**start, "kind": "transformers", "model_dir": folder, "batch_size": args.batch_size}
+    if not args.model:
+        raise ConfigError("--backend openai needs --model: the server's model name")
     return {
         "kind": "openai",
         "base_url": args.base_url,
@@ -123,7 +136,7 @@ def backend_spec(args: argparse.Namespace) -> dict:
         "concurrency": args.concurrency,
         "response_format": args.response_format,
         "n_params": int(args.n_params),
-        "context_length": args.n_ctx,
+        "context_length": args.n_ctx or 2048,
     }
 
 

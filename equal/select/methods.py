@@ -42,14 +42,15 @@ Distance band 1 … 5        a control: the corpus ranked by the OT distance of 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import pandas as pd
 
 from equal.embed.warmup import qa_text
 from equal.errors import ConfigError
-from equal.fingerprint import fingerprint
+from equal.fingerprint import Fingerprint, fingerprint
 from equal.llm.ledger import CallRecord, CostLedger
 from equal.llm.rating import RATING_VERSION, rate_pairs
 from equal.select.loop import LoopConfig, run_loop
@@ -57,8 +58,53 @@ from equal.select.policies import make_policy
 from equal.select.reward import OTReward
 from equal.select.rewriting import REWRITE_VERSION, rewrite_from_seeds
 
-if TYPE_CHECKING:
-    from equal.select.runner import MethodRunner, RunRequest
+
+@dataclass
+class RunRequest:
+    """One run to make: which target, budget and seed, where, under which fingerprint."""
+
+    target: str
+    gamma: float
+    seed: int
+    folder: Path
+    fingerprint: Fingerprint
+
+
+class MethodRunner(Protocol):
+    """What a method reads from the runner that runs it (:class:`equal.select.runner.MethodRunner`): the corpus,
+    clusterings, embedders and references, the extractor, and the digests its fingerprint names."""
+
+    corpus: list[dict]
+    labels: dict[str, np.ndarray]
+    distances: dict[str, np.ndarray]
+    stores: dict[str, Any]
+    references: dict[str, list[dict]]
+    extractor: Any
+    perplexity: Any
+    influence: Any
+    reward_config: Any
+    docs_per_pull: int
+    arms_per_round: int
+    progress: bool
+
+    def budget(self, gamma: float) -> int: ...
+    def reference_texts(self, target: str) -> list[str]: ...
+    def policy_config(self, method: str) -> dict: ...
+    def reference_digest(self, target: str) -> str: ...
+    def protected_items(self) -> list[tuple[str, str]]: ...
+    def target_domain(self, target: str) -> str | None: ...
+    def heldout_embeddings(self, target: str) -> np.ndarray: ...
+    def heldout_digest(self, target: str) -> str: ...
+    def influence_identity(self) -> str: ...
+    def perplexity_identity(self) -> str: ...
+    def clustering_digest(self, name: str) -> str: ...
+    def warmup_mask(self) -> np.ndarray: ...
+    def extract(self, method: str, indices: list[int], ledger: CostLedger, progress: bool | None = None
+                ) -> list[dict]: ...  # fmt: skip
+    def cluster_oracles(self, all_pairs: list[dict], targets: list[str]) -> dict[tuple[str, str], np.ndarray]: ...
+    def fingerprint(self, method: str, target: str, gamma: float, seed: int) -> Fingerprint: ...
+    def run(self, method: str, target: str, gamma: float, seed: int) -> Any: ...
+
 
 RATING_EXAMPLES = 2  # D_r items shown to the rater as examples of the target task
 EMPTY_INFLUENCE = -1.0  # the reward of an Influence-MAB pull with no pair: the lowest cosine
@@ -104,6 +150,8 @@ class Method:
     clustering: str = "tuned"  # which clustering (and embedder for the reward): tuned | untuned
     shared: bool = False  # one run serves every target, γ and seed (All)
     kind: ClassVar[str] = "method"
+    #: whether it reads embeddings or clusters (False: `equal select` skips the warm-up, training and clustering)
+    uses_embeddings: ClassVar[bool] = True
 
     def fingerprint_parts(self, runner: MethodRunner, request: RunRequest) -> dict:
         """Inputs this method's result depends on beyond the runner's common ones."""
@@ -221,6 +269,7 @@ class RandomMethod(Method):
 
     uses_warmup: bool = False
     kind: ClassVar[str] = "random"
+    uses_embeddings: ClassVar[bool] = False
 
     def select(self, runner: MethodRunner, request: RunRequest, ledger: CostLedger) -> Selection:
         rng = np.random.default_rng([request.seed, 0xDA7A])
@@ -236,6 +285,7 @@ class AllMethod(Method):
     uses_warmup: bool = False
     shared: bool = True
     kind: ClassVar[str] = "all"
+    uses_embeddings: ClassVar[bool] = False
 
     def select(self, runner: MethodRunner, request: RunRequest, ledger: CostLedger) -> Selection:
         everything = list(range(len(runner.corpus)))

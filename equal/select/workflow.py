@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +35,7 @@ from equal.fingerprint import fingerprint
 from equal.io import write_json_atomic, write_jsonl_atomic, write_text_atomic
 from equal.llm.ledger import REFERENCE_PARAMS, inference_flops
 from equal.llm.prompts import PROMPT_VERSION
-
-SELECT_PROFILE = "default"  # the profile whose policies, reward and warm-up settings `equal select` uses
+from equal.profiles import DEFAULT_PROFILE, extraction_settings, load_profile, notebook_parameters
 
 
 @dataclass
@@ -53,9 +52,11 @@ class SelectConfig:
     reference_size: int | None = None  # D_r drawn from the reference file (None: all of it)
     fields: dict[str, str] = field(default_factory=dict)  # e.g. {"question": "problem", "solution": "answer"}
     text_field: str = "text"  # the corpus records' text field
-    llm: dict = field(default_factory=lambda: {"kind": "llama_cpp", "model": "qwen2.5-coder-0.5b-instruct",
-                                               "n_parallel": 16, "n_ctx": 2048})  # fmt: skip
-    extraction: dict = field(default_factory=lambda: {"max_pairs": 3, "max_tokens": 320, "max_retries": 1})
+    id_field: str = "id"  # the field naming each record (kept as metadata.id: a pair's way back to its record)
+    source_field: str = "source"  # the field naming each record's source (metadata.source; the card's shares)
+    # the extractor and its extraction settings (None: the default profile's, as the notebooks run them)
+    llm: dict | None = None
+    extraction: dict | None = None
     # overrides of the default profile's refinement (None: none), its style examples drawn from your reference set;
     # {"enabled": False} turns refinement off
     refinement: dict | None = None
@@ -104,10 +105,17 @@ def task_declaration(config: SelectConfig) -> dict:
     return {config.task_name: declaration}
 
 
-def _policies() -> tuple[dict, dict, dict]:
-    from equal.profiles import load_profile, notebook_parameters
+def with_profile_settings(config: SelectConfig) -> SelectConfig:
+    """``config`` with the default profile's extractor and extraction settings where it gives none (one source:
+    ``equal select`` extracts as the notebooks do)."""
+    llm, extraction, _ = extraction_settings()
+    given = config.llm or {}
+    backend = {**llm, **given} if given.get("kind", llm["kind"]) == llm["kind"] else given
+    return replace(config, llm=backend, extraction={**extraction, **(config.extraction or {})})
 
-    profile = load_profile(SELECT_PROFILE)
+
+def _policies() -> tuple[dict, dict, dict]:
+    profile = load_profile(DEFAULT_PROFILE)
     params = notebook_parameters(profile, "04_bandit_extraction")
     warmup = notebook_parameters(profile, "02_contrastive_training")
     return params["policies"], params["reward"], warmup
@@ -117,9 +125,8 @@ def refinement_settings(config: SelectConfig, reference: list[dict]) -> dict:
     """The refinement ``equal select`` runs: the default profile's settings updated by ``config.refinement``, with the
     user's reference set as the style examples of the pair kind it illustrates (code or problems)."""
     from equal.llm.quality import code_blocks
-    from equal.profiles import load_profile
 
-    settings = {**(load_profile(SELECT_PROFILE)["common"].get("refinement") or {}), **(config.refinement or {})}
+    settings = {**extraction_settings()[2], **(config.refinement or {})}
     if not settings or not settings.get("enabled", True):
         return {"enabled": False}
     solutions = [r.get("solution") or r.get("answer") or "" for r in reference]
@@ -132,7 +139,8 @@ def _prepare(config: SelectConfig, art: Artifacts):
     from equal.data.corpus import CorpusConfig, prepare_data
 
     names = [f"corpus{i}" if len(config.corpus) > 1 else "corpus" for i in range(len(config.corpus))]
-    user = [{"path": str(Path(p).resolve()), "name": name, "domain": "unknown", "text_field": config.text_field}
+    user = [{"path": str(Path(p).resolve()), "name": name, "domain": "unknown", "text_field": config.text_field,
+             "id_field": config.id_field, "source_field": config.source_field}
             for name, p in zip(names, config.corpus, strict=True)]  # fmt: skip
     corpus_config = CorpusConfig(raw_dir=paths.raw_data_dir(), out_dir=art.data, seed=config.seed, sources=[],
                                  user_corpus=user, max_documents=None, tasks=task_declaration(config),
@@ -140,7 +148,8 @@ def _prepare(config: SelectConfig, art: Artifacts):
     return prepare_data(corpus_config)
 
 
-def _warmup(config: SelectConfig, art: Artifacts, corpus: list[dict], extractor, warmup_params: dict) -> float:
+def _warmup(config: SelectConfig, art: Artifacts, corpus: list[dict], extractor, warmup_params: dict,
+            device: str | None = None) -> float:  # fmt: skip
     """The warm-up extraction and the tuned embedder; returns the extraction's documents per minute."""
     from equal.embed.embedding import embedder_identity, load_embedder
     from equal.embed.warmup import WarmupConfig, run_warmup, sample_documents, warmup_training_pairs
@@ -167,16 +176,15 @@ def _warmup(config: SelectConfig, art: Artifacts, corpus: list[dict], extractor,
             f"the warm-up's {len(warm_docs)} documents yielded no QA pair: the extractor "
             f"({extractor.backend.model_id}) answers nothing usable; outcomes {dict(report.outcomes)}"
         )
-    _, _, summary = run_warmup(load_embedder(config.embedder), identity, warm_docs, pairs, warm_config,
+    _, _, summary = run_warmup(load_embedder(config.embedder, device), identity, warm_docs, pairs, warm_config,
                                art.tuned_embedder_dir, progress=config.progress)  # fmt: skip
     art.save_embedder_info(config.embedder, identity, art.tuned_embedder_dir, summary)
     return float(rate or 0.0)
 
 
-def _cluster(config: SelectConfig, art: Artifacts, corpus: list[dict], budget_docs: int) -> int:
+def _cluster(config: SelectConfig, art: Artifacts, corpus: list[dict], budget_docs: int,
+             device: str | None = None) -> int:  # fmt: skip
     """Both clusterings (tuned and untuned embeddings), read back when corpus, embedders and k are unchanged."""
-    from sentence_transformers import SentenceTransformer
-
     from equal.embed.clustering import choose_k, cluster_documents, elbow
     from equal.embed.embedding import embed_texts, load_embedder
 
@@ -194,9 +202,9 @@ def _cluster(config: SelectConfig, art: Artifacts, corpus: list[dict], budget_do
         return int(recorded["k"])
     embeddings = {
         "tuned": embed_texts(
-            SentenceTransformer(str(info.tuned), device="cpu"), texts, info.tuned_identity, progress=config.progress
+            load_embedder(str(info.tuned), device), texts, info.tuned_identity, progress=config.progress
         ),
-        "untuned": embed_texts(load_embedder(info.base), texts, info.base_identity, progress=config.progress),
+        "untuned": embed_texts(load_embedder(info.base, device), texts, info.base_identity, progress=config.progress),
     }
     candidates = [k for k in (5, 10, 20, 30, 40, 60, 80) if k < len(texts)] or [2]
     knee, _ = elbow(embeddings["tuned"], candidates, seed=config.seed)
@@ -234,12 +242,15 @@ def estimate(config: SelectConfig, corpus: list[dict], budget_docs: int, warm_do
 
 def run_select(config: SelectConfig, dry_run: bool = False) -> SelectOutcome | dict:
     """Prepare, warm up, cluster and select (see the module docstring); ``dry_run`` stops before any LLM call and
-    returns the plan with its estimated cost."""
+    returns the plan with its estimated cost. The warm-up, the contrastive training and the clustering run only for
+    a method that reads embeddings (not Random, not All)."""
+    from equal.embed.embedding import default_device
     from equal.llm.extract import make_extractor
     from equal.select.methods import get_method
-    from equal.select.runner import MethodRunner
 
     started = time.perf_counter()
+    config = with_profile_settings(config)
+    quiet(not config.progress)
     spec = get_method(config.method)
     out = Path(config.out)
     art = Artifacts("select", out / "work", out / "work" / "results", out / "work" / "figures")
@@ -247,8 +258,11 @@ def run_select(config: SelectConfig, dry_run: bool = False) -> SelectOutcome | d
         raise ConfigError(f"--budget {config.budget}: give a share of the corpus in (0, 1]")
     prepared = _prepare(config, art)
     corpus = art.load_corpus()
+    if not corpus:
+        raise ConfigError(f"no document left to select from: {_emptied(prepared.stats)}")
     budget_docs = max(1, round(config.budget * len(corpus)))
-    warm_docs = max(1, round(config.warmup_fraction * len(corpus))) if spec.uses_warmup else 0
+    embeds = spec.uses_embeddings
+    warm_docs = max(1, round(config.warmup_fraction * len(corpus))) if embeds else 0
     cache_path = art.data / "llm_calls.sqlite"
     refinement = refinement_settings(config, art.load_reference(config.task_name))
     extractor = make_extractor(
@@ -266,32 +280,75 @@ def run_select(config: SelectConfig, dry_run: bool = False) -> SelectOutcome | d
         return plan
     folder = art.selection_run_dir(spec.name, config.task_name, config.budget, config.seed, shared=spec.shared)
     resumed = _resume_note(folder, len(extractor.cache))
-    print(
+    say = print if config.progress else (lambda *_: None)
+    say(
         f"equal select: {len(corpus):,} documents ({prepared.meta['tasks']}), method {spec.name}, "
-        f"budget {budget_docs:,} documents + warm-up {warm_docs:,}; {resumed}"
+        f"budget {budget_docs:,} documents" + (f" + warm-up {warm_docs:,}" if embeds else "") + f"; {resumed}"
     )
     policies, reward, warmup_params = _policies()
-    rate = _warmup(config, art, corpus, extractor, warmup_params)
-    if rate:
-        left = budget_docs if not spec.shared else len(corpus)
-        print(
-            f"warm-up extracted at {rate:.1f} documents/min: the selection's {left:,} documents take about "
-            f"{left / rate:.0f} min more"
-        )
-    k = _cluster(config, art, corpus, budget_docs)
-    runner = MethodRunner.from_artifacts(
-        art, extractor, [config.task_name], policies, reward,
-        include_warmup_pairs=False, progress=config.progress, arms_per_round=config.arms_per_round,
-        docs_per_pull=config.docs_per_pull,
-    )  # fmt: skip
+    k = 0
+    device = default_device()  # the GPU when there is one, as in the notebooks
+    if embeds:
+        rate = _warmup(config, art, corpus, extractor, warmup_params, device)
+        if rate:
+            left = budget_docs if not spec.shared else len(corpus)
+            say(f"warm-up extracted at {rate:.1f} documents/min: the selection's {left:,} documents take about "
+                f"{left / rate:.0f} min more")  # fmt: skip
+        k = _cluster(config, art, corpus, budget_docs, device)
+    runner = _runner(config, art, extractor, policies, reward, embeds, device)
     run = runner.run(spec.name, config.task_name, config.budget, config.seed)
     cost = {**{key: run.summary[key] for key in ("documents_extracted", "warmup_documents", "loop_documents",
                                                   "llm_calls", "tokens")},
             "extractor": extractor.backend.model_id, "extractor_flops": run.summary["flops_model"],
             "reference_flops_72b": run.summary["flops_reference"], "clusters": k,
+            # every call this output folder paid for, whoever asked (warm-up, retries, refinement, an interrupted
+            # earlier run): the cache's own count; the keys above are what the method is charged
+            "paid": extractor.cache.paid(),
             "wall_s": round(time.perf_counter() - started, 1)}  # fmt: skip
-    _write_outputs(config, out, run, cost, prepared.meta, plan, refinement)
+    _write_outputs(config, out, run, cost, prepared.meta, plan, refinement, corpus)
     return SelectOutcome(out, len(run.pairs), cost, resumed)
+
+
+def _runner(config: SelectConfig, art: Artifacts, extractor, policies: dict, reward: dict, embeds: bool,
+            device: str):  # fmt: skip
+    """The method runner: over the warm-up, embedders and clusterings when the method reads them, else over the
+    corpus and reference set alone."""
+    from equal.select.runner import MethodRunner
+
+    options = {"include_warmup_pairs": False, "progress": config.progress, "arms_per_round": config.arms_per_round,
+               "docs_per_pull": config.docs_per_pull}  # fmt: skip
+    if embeds:
+        return MethodRunner.from_artifacts(art, extractor, [config.task_name], policies, reward,
+                                           embedding_device=device, **options)  # fmt: skip
+    return MethodRunner(corpus=art.load_corpus(), labels={}, distances={}, stores={},
+                        references={config.task_name: art.load_reference(config.task_name)}, extractor=extractor,
+                        policies=policies, artifacts=art, **options)  # fmt: skip
+
+
+def _emptied(stats) -> str:
+    """What emptied a corpus, from the preparation's counts."""
+    total = stats[(stats["source"] == "(all)") & (stats["domain"] == "(all)")].iloc[0]
+    parts = [f"{int(total[c]):,} {label}" for c, label in (
+        ("records", "records read"), ("skipped_bad_records", "skipped as bad"), ("too_short", "too short"),
+        ("exact_duplicates", "exact duplicates"), ("near_duplicates", "near duplicates"),
+        ("contaminated", "overlapping the evaluation items"), ("documents", "documents kept"))]  # fmt: skip
+    return ", ".join(parts)
+
+
+def quiet(on: bool) -> None:
+    """``--quiet``: no progress bar or library log from here on (the final summary and errors still print)."""
+    if not on:
+        return
+    import logging
+
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    for name in ("sentence_transformers", "datasets", "transformers", "huggingface_hub"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def _resume_note(folder: Path, cached_calls: int) -> str:
@@ -312,7 +369,8 @@ def messages_record(pair: dict) -> dict:
 
     return {"messages": [{"role": "user", "content": pair["question"]},
                          {"role": "assistant", "content": pair["answer"]}],
-            **{k: pair.get(k) for k in ("doc_id", "source", "cluster", "round", *REFINEMENT_FIELDS)}}  # fmt: skip
+            **{k: pair.get(k) for k in ("doc_id", "source", "cluster", "round", *REFINEMENT_FIELDS)},
+            "metadata": pair.get("metadata") or {}}  # fmt: skip
 
 
 def quality_markdown(drafts: list[dict], pairs: list[dict], refinement_counts: dict, seed: int) -> str:
@@ -332,12 +390,17 @@ def quality_markdown(drafts: list[dict], pairs: list[dict], refinement_counts: d
 
 
 def _write_outputs(config: SelectConfig, out: Path, run, cost: dict, prep_meta: dict, plan: dict,
-                   refinement: dict) -> None:  # fmt: skip
+                   refinement: dict, corpus: list[dict]) -> None:  # fmt: skip
+    import pandas as pd
     from datasets import Dataset
 
     records = [messages_record(p) for p in run.pairs]
     write_jsonl_atomic(out / "pairs.jsonl", records)
-    Dataset.from_list(records).save_to_disk(str(out / "dataset"))
+    # the dataset's columns must share one type: a record's own fields (which differ between records) go in as
+    # JSON, with its id and source as columns of their own
+    rows = [{**r, "record_id": _text(r["metadata"].get("id")), "record_source": _text(r["metadata"].get("source")),
+             "metadata": json.dumps(r["metadata"], ensure_ascii=False)} for r in records]  # fmt: skip
+    Dataset.from_list(rows).save_to_disk(str(out / "dataset"))
     if run.pulls is not None:
         run.pulls.to_csv(out / "selection_log.csv", index=False)
     write_json_atomic(out / "cost.json", cost)
@@ -350,10 +413,32 @@ def _write_outputs(config: SelectConfig, out: Path, run, cost: dict, prep_meta: 
 
     drafts = read_jsonl(run.folder / "drafts.jsonl") if run.folder and (run.folder / "drafts.jsonl").is_file() else []
     quality = quality_markdown(drafts, run.pairs, run.summary.get("refinement", {}), config.seed)
-    write_text_atomic(out / "README.md", dataset_card(config, run, cost, prep_meta, quality))
+    chosen = {row["doc_id"] for row in run.ledger() if row.get("doc_id")}
+    sources = pd.DataFrame(source_shares(corpus, chosen)).to_markdown(index=False)
+    write_text_atomic(out / "README.md", dataset_card(config, run, cost, prep_meta, quality, sources))
 
 
-def dataset_card(config: SelectConfig, run, cost: dict, prep_meta: dict, quality: str = "") -> str:
+def _text(value) -> str | None:
+    return None if value is None else str(value)
+
+
+def source_shares(corpus: list[dict], chosen_ids: set[str]) -> list[dict]:
+    """Per source (a record's own ``source`` field, else its corpus file's name): documents and share in the corpus
+    and among the documents the method chose."""
+    from collections import Counter
+
+    def source(doc: dict) -> str:
+        return str((doc.get("metadata") or {}).get("source") or doc.get("source") or "unknown")
+
+    everything = Counter(source(d) for d in corpus)
+    chosen = Counter(source(d) for d in corpus if d["id"] in chosen_ids)
+    n_all, n_chosen = max(sum(everything.values()), 1), max(sum(chosen.values()), 1)
+    return [{"source": name, "corpus documents": everything[name], "corpus share": round(everything[name] / n_all, 4),
+             "chosen documents": chosen[name], "chosen share": round(chosen[name] / n_chosen, 4)}
+            for name, _ in everything.most_common()]  # fmt: skip
+
+
+def dataset_card(config: SelectConfig, run, cost: dict, prep_meta: dict, quality: str = "", sources: str = "") -> str:
     """The dataset card (README.md) of an ``equal select`` output folder."""
     task = prep_meta["tasks"][config.task_name]
     return f"""# {config.task_name}: instruction data selected by {run.method}
@@ -372,11 +457,21 @@ Made with `equal select` (EQUAL, arXiv 2505.12250), prompt version
 | warm-up documents | {cost["warmup_documents"]:,} |
 | documents chosen by the method | {cost["loop_documents"]:,} |
 | clusters | {cost["clusters"]} |
-| LLM calls | {cost["llm_calls"]:,} |
-| tokens | {cost["tokens"]:,} |
+| LLM calls charged to the method | {cost["llm_calls"]:,} |
+| tokens charged to the method | {cost["tokens"]:,} |
+| LLM calls paid by this folder (warm-up, retries, refinement, interrupted runs; failed ones included) | \
+{cost["paid"]["calls"] + cost["paid"]["failed_calls"]:,} |
+| tokens paid by this folder | {cost["paid"]["tokens"]:,} |
 | extraction FLOPs (this extractor) | {cost["extractor_flops"]:.3g} |
 | extraction FLOPs (a 72B extractor) | {cost["reference_flops_72b"]:.3g} |
 | wall time | {cost["wall_s"]:.0f} s |
+
+## Sources
+
+Documents per source (a record's own `{config.source_field}` field, else its corpus file) in the corpus and among
+the documents the method chose:
+
+{sources}
 
 ## Pair quality
 
@@ -385,7 +480,8 @@ rewritten once and verified: a problem's final answer must equal the draft's) an
 
 {quality}
 
-Files: `pairs.jsonl` (chat `messages` with `doc_id`, `source`, `cluster`, `round`, and each refined pair's
+Files: `pairs.jsonl` (chat `messages` with `doc_id`, `source`, `cluster`, `round`, `metadata` (your record's own
+fields: `id`, `source` and the rest), and each refined pair's
 `draft_answer`, `reference_answer`, `kind` and `refinement` outcome), `dataset/`
 (`datasets.load_from_disk`), `cost.json`, `selection_log.csv`, `select.json` (every setting).
 Each pair is the extractor's answer about one document; check the licences of your corpus before sharing.
