@@ -63,7 +63,9 @@ def test_two_gloo_processes_train_one_model_through_torchrun(tmp_path):
     pairs = [{"question": f"What is {i} + {i}?", "answer": f"{i} + {i} = {2 * i}."} for i in range(16)]
     config = FinetuneConfig(epochs=1, batch_size=2, learning_rate=1e-3, lr_scheduler_type="constant", seed=0,
                             processes=2, ddp_backend="gloo")  # fmt: skip
-    losses = finetune(build_tiny_chat_model(), pairs, tmp_path, config, progress=False)
+    from equal.train.launch import train
+
+    losses = train(build_tiny_chat_model(), pairs, tmp_path, config, progress=False)
     info = json.loads((tmp_path / "train_info.json").read_text())
     assert info["world_size"] == 2
     assert info["steps"] == len(losses) == 4  # 16 pairs / (2 per process × 2 processes)
@@ -74,8 +76,11 @@ def test_two_gloo_processes_train_one_model_through_torchrun(tmp_path):
 def test_a_failed_launch_is_an_error_with_the_log(tmp_path):
     import pytest
 
-    from equal.train.launch import LaunchFailed
+    from equal.errors import ConfigError
+    from equal.train.launch import LaunchFailed, train
 
     config = FinetuneConfig(max_steps=1, processes=2, ddp_backend="no-such-backend")
     with pytest.raises(LaunchFailed, match="torchrun with 2 processes failed"):
+        train(build_tiny_chat_model(), [{"question": "q", "answer": "a"}], tmp_path, config, progress=False)
+    with pytest.raises(ConfigError, match=r"equal\.train\.launch\.train"):  # finetune alone would train one process
         finetune(build_tiny_chat_model(), [{"question": "q", "answer": "a"}], tmp_path, config, progress=False)

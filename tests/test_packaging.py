@@ -10,7 +10,8 @@ from pathlib import Path
 from equal.paths import REPO_ROOT
 
 PACKAGE = REPO_ROOT / "equal"
-STAGES = ["data", "embed", "select", "train", "evaluate", "report"]  # in pipeline order
+# in pipeline order: the extraction engine (llm) serves every later stage, the scale-out (scale) fans them out
+STAGES = ["data", "llm", "embed", "select", "train", "evaluate", "report", "scale"]
 # Core modules any stage may use; entry points (cli, pipeline) may import anything.
 ENTRY_POINTS = {"cli", "pipeline"}
 
@@ -49,6 +50,37 @@ def test_every_third_party_import_is_a_declared_dependency():
             if not dists & (declared | weights):
                 missing.setdefault(top, []).append(str(path.relative_to(REPO_ROOT)))
     assert not missing, f"imported but not declared in pyproject.toml: {missing}"
+
+
+def test_no_module_imports_itself_back():
+    """No import cycle between modules, local imports (inside functions) included: a cycle hidden behind a local
+    import is still one. A later stage's implementation is named through a registry (equal.registry) instead."""
+    modules = {".".join(p.relative_to(REPO_ROOT).with_suffix("").parts).removesuffix(".__init__"): p
+               for p in PACKAGE.rglob("*.py")}  # fmt: skip
+    graph = {name: set() for name in modules}
+    for name, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets = [f"{node.module}.{a.name}" for a in node.names] + [node.module]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            else:
+                continue
+            graph[name] |= {t for t in targets if t in modules and t != name}
+
+    def reaches(start: str, goal: str) -> bool:
+        seen, todo = set(), [start]
+        while todo:
+            current = todo.pop()
+            if current == goal:
+                return True
+            if current not in seen:
+                seen.add(current)
+                todo.extend(graph[current])
+        return False
+
+    cycles = sorted((a, b) for a in graph for b in graph[a] if reaches(b, a))
+    assert not cycles, f"import cycles (module imports, and is imported back by): {cycles}"
 
 
 def test_stages_import_only_earlier_stages_and_the_core():
@@ -90,3 +122,25 @@ def test_an_install_outside_the_checkout_finds_profiles_and_task_yamls(tmp_path)
     done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().startswith(str(target))
+
+
+def test_every_dependency_has_the_tested_version_as_its_floor():
+    """pyproject.toml's floors are the versions requirements.txt pins (what the suite ran on): a package whose newer
+    API the code uses (TrainingArguments(activation_checkpointing=…), transformers 5.23) cannot be installed older."""
+    import re
+    import tomllib
+
+    from equal.paths import REPO_ROOT
+
+    pins = {}
+    for line in (REPO_ROOT / "requirements.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if "==" in line:
+            name, version = line.split("==")
+            pins[re.sub(r"\[.*\]", "", name).strip().lower()] = version.strip()
+    pins["torch"] = "2.13.0"  # installed on its own by `make venv` (a CPU build)
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    for requirement in project["dependencies"]:
+        name, _, floor = requirement.partition(">=")
+        assert floor, f"{requirement}: no floor"
+        assert pins.get(name.lower()) == floor, f"{requirement}: requirements.txt pins {pins.get(name.lower())}"

@@ -1,7 +1,7 @@
 import time
 from pathlib import Path
 
-from equal.evaluate.sandbox import run_python
+from equal.sandbox import run_python
 
 
 def test_a_correct_solution_passes_and_a_wrong_one_fails():

@@ -6,7 +6,7 @@
 * MATH-500 (boxed): exact match on the final answer — the final-answer line, else the last
   ``\\boxed{...}``, else the last number — after a light LaTeX normalisation.
 * MBPP / HumanEval: pass@1 — the answer's code is run with the benchmark's tests in
-  :mod:`equal.evaluate.sandbox` and passes if the program exits cleanly within the timeout.
+  :mod:`equal.sandbox` and passes if the program exits cleanly within the timeout.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import ast
 import re
 
-from equal.evaluate.sandbox import run_python
+from equal.sandbox import run_python
 from equal.task import FINAL_ANSWER
 
 CODE_TIMEOUT_S = 10.0

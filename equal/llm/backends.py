@@ -22,7 +22,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from equal.errors import ConfigError
-from equal.llm.types import Completion, GenerationParams, Messages
+from equal.llm.types import BATCHED_SUFFIX, Completion, GenerationParams, Messages
+from equal.registry import Registry
 from equal.weights import file_fingerprint, resolve_gguf
 
 
@@ -355,9 +356,6 @@ class OpenAIBackend:
         return answers  # type: ignore[return-value]
 
 
-BATCHED_SUFFIX = "/batched"  # batched decoding's numerics differ from one-at-a-time: its answers are keyed apart
-
-
 def _decodes_batched(spec: dict) -> bool:
     """Whether :func:`make_backend` builds the batched llama.cpp backend for ``spec``."""
     return spec.get("kind") == "llama_cpp" and spec.get("n_parallel", 1) > 1
@@ -368,6 +366,15 @@ def llama_cpp_model_id(spec: dict) -> str:
     its cached answers, without loading the model."""
     identity = resolve_gguf(spec["model"])[1]
     return identity + BATCHED_SUFFIX if _decodes_batched(spec) else identity
+
+
+BACKEND_KINDS = ("llama_cpp", "transformers", "openai")
+#: Backends by kind; batched llama.cpp (n_parallel > 1) is its own entry, imported when first used
+BACKENDS: Registry = Registry("backend")
+BACKENDS.register("llama_cpp", LlamaCppBackend)
+BACKENDS.register(f"llama_cpp{BATCHED_SUFFIX}", "equal.llm.llama_batch:LlamaCppBatchBackend")
+BACKENDS.register("transformers", TransformersBackend)
+BACKENDS.register("openai", OpenAIBackend)
 
 
 def make_backend(spec: dict):
@@ -381,16 +388,8 @@ def make_backend(spec: dict):
     kind = spec.pop("kind", None)
     spec.pop("executor", None)  # where the calls run (equal.llm.extract.make_extractor), not how the engine is built
     spec.pop("refiner", None)  # the refinement's own backend (equal.llm.extract.make_refiner)
-    builders = {"llama_cpp": LlamaCppBackend, "transformers": TransformersBackend, "openai": OpenAIBackend}
-    if batched:
-        from equal.llm.llama_batch import LlamaCppBatchBackend
-
-        builders["llama_cpp"] = LlamaCppBatchBackend
-    elif kind == "llama_cpp":
+    if kind not in BACKEND_KINDS:
+        raise ConfigError(f"backend kind must be one of {sorted(BACKEND_KINDS)}, got {kind!r}")
+    if kind == "llama_cpp" and not batched:
         spec.pop("n_parallel", None)
-    if kind not in builders:
-        raise ConfigError(f"backend kind must be one of {sorted(builders)}, got {kind!r}")
-    try:
-        return builders[kind](**spec)
-    except TypeError as exc:
-        raise ConfigError(f"bad parameters for the {kind} backend: {exc}") from exc
+    return BACKENDS.build(f"{kind}{BATCHED_SUFFIX}" if batched else kind, **spec)

@@ -27,6 +27,7 @@ from equal.llm.quality import hard_check_failures, without_degenerate
 from equal.llm.refine import PairRefiner, RefinementConfig, finished_pair, outcome_counts, pick_examples
 from equal.llm.types import Completion, GenerationParams, Messages
 from equal.progress import tqdm
+from equal.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -371,6 +372,8 @@ def pairs_records(results: list[DocumentResult], docs: list[dict], method: str) 
             }
             # a refined pair's provenance: its draft, the answer it was verified against, its kind and outcome
             record.update({k: pair[k] for k in REFINEMENT_FIELDS if k in pair})
+            if doc.get("metadata"):  # a user record's own fields (its id, source, ...): the pair's way back to it
+                record["metadata"] = doc["metadata"]
             records.append(record)
     return records
 
@@ -405,6 +408,12 @@ def make_refiner(llm: dict, refinement: dict | None, cache: CallCache, backend=N
     return PairRefiner(refiner_backend, cache, config, examples)
 
 
+#: Where an extractor's calls run besides this process (``llm.executor.kind``), imported when first used: the
+#: extraction engine names the scale-out without depending on it
+EXECUTORS: Registry = Registry("executor (llm.executor.kind; 'local' runs in this process)")
+EXECUTORS.register("ray", "equal.scale.executor:RayExtractor")
+
+
 def make_extractor(llm: dict, extraction: dict, seed: int = 0, cache_path: str | Path | None = None,
                    refinement: dict | None = None, load_reference=None) -> QAExtractor:  # fmt: skip
     """The extractor a profile describes: backend (``llm``), decoding (``extraction``), refinement
@@ -421,14 +430,10 @@ def make_extractor(llm: dict, extraction: dict, seed: int = 0, cache_path: str |
     kind = executor.pop("kind", "local")
     cache = CallCache(llm_cache_path(cache_path))
     config = ExtractionConfig(seed=seed, **extraction)
-    if kind == "ray":
-        from equal.scale.executor import RayExtractor
-
+    if kind != "local":
         recipe = {"llm": llm, "refinement": refinement,
                   "references": _references_for(refinement, load_reference)}  # fmt: skip
-        return RayExtractor(llm, cache, config, refinement=recipe, **executor)
-    if kind != "local":
-        raise ConfigError(f"llm.executor.kind must be 'local' or 'ray', got {kind!r}")
+        return EXECUTORS.build(kind, llm, cache, config, refinement=recipe, **executor)
     backend = make_backend({k: v for k, v in llm.items() if k != "refiner"})
     refiner = make_refiner(llm, refinement, cache, backend, load_reference)
     return QAExtractor(backend, cache, config, refiner)

@@ -27,8 +27,7 @@ from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 from llama_cpp.llama_grammar import LlamaGrammar
 
 from equal.errors import ConfigError
-from equal.llm.backends import BATCHED_SUFFIX
-from equal.llm.types import Completion, GenerationParams, Messages
+from equal.llm.types import BATCHED_SUFFIX, Completion, GenerationParams, Messages
 from equal.weights import resolve_gguf
 
 _TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])

@@ -21,6 +21,7 @@ from __future__ import annotations
 import ast
 import re
 
+from equal.llm.verify import _FENCED, code_blocks, inline_calculations
 from equal.task import FINAL_ANSWER  # the final-answer line every problem's solution ends with
 
 CHECKS = ("not_degenerate", "self_contained", "has_steps", "final_answer", "code_parses", "not_truncated")
@@ -39,8 +40,6 @@ _PROBLEM = re.compile(
     re.IGNORECASE,
 )
 _CODE_TASK = re.compile(r"\b(?:function|program|script|class|method|python|code|implement)\b", re.IGNORECASE)
-_FENCED = re.compile(r"```(?:python|py)?\s*\n(.*?)```", re.S | re.IGNORECASE)
-_CODE_LINE = re.compile(r"^\s*(?:def |class |import |from \S+ import |for .+:$|while .+:$|if .+:$|return\b)", re.M)
 _STEP_SPLIT = re.compile(r"(?:\n+|(?<=[.!?])\s+(?=[A-Z0-9]))")
 
 
@@ -70,14 +69,6 @@ def is_degenerate(text: str) -> bool:
 def without_degenerate(pairs: list[dict]) -> list[dict]:
     """The pairs whose question and answer are both free of runaway repetition."""
     return [p for p in pairs if not (is_degenerate(p["question"]) or is_degenerate(p["answer"]))]
-
-
-def code_blocks(answer: str) -> list[str]:
-    """The Python code in an answer: its fenced blocks, else the answer itself when it reads as code."""
-    fenced = _FENCED.findall(answer)
-    if fenced:
-        return fenced
-    return [answer] if len(_CODE_LINE.findall(answer)) >= 1 and "\n" in answer else []
 
 
 def _steps(answer: str) -> int:
@@ -136,8 +127,6 @@ def solution_style(answer: str, length_range: tuple[float, float]) -> dict[str, 
     """How closely a worked solution follows the reference set's format: no list numbering, bullets or headings;
     at least one inline calculation (``48 / 2 = 24``); the final-answer line last; a length (characters) within
     ``length_range`` (D_r's interquartile range); ``all`` when every one holds."""
-    from equal.llm.verify import inline_calculations
-
     lines = [line.strip() for line in answer.strip().splitlines() if line.strip()]
     style = {
         "no_list_numbering": not _LIST_LINE.search(answer),

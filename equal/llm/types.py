@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
 Messages = list[dict[str, str]]  # OpenAI-style chat messages
+#: The identity rule of batched decoding: its numerics differ from one-at-a-time, so its answers are keyed apart
+BATCHED_SUFFIX = "/batched"
 
 
 @dataclass(frozen=True)

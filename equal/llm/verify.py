@@ -8,7 +8,7 @@ A refined pair is *verified, not trusted*:
   normalised and compared as numbers, anything else through Math-Verify's symbolic comparison, then as text;
 * :func:`wrong_calculations` recomputes every inline calculation (``48 / 2 = 24``) of a solution;
 * :func:`code_check` parses the code of an answer and, where the document gives ``assert`` lines about a function
-  the answer defines, runs them in :mod:`equal.evaluate.sandbox`.
+  the answer defines, runs them in :mod:`equal.sandbox`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ import re
 from fractions import Fraction
 
 from equal.task import FINAL_ANSWER
+
+_FENCED = re.compile(r"```(?:python|py)?\s*\n(.*?)```", re.S | re.IGNORECASE)
+_CODE_LINE = re.compile(r"^\s*(?:def |class |import |from \S+ import |for .+:$|while .+:$|if .+:$|return\b)", re.M)
 
 _FINAL_LINE = re.compile(re.escape(FINAL_ANSWER) + r"\s*(.+)", re.IGNORECASE)
 _BOXED = re.compile(r"\\boxed\{((?:[^{}]|\{[^{}]*\})*)\}")
@@ -159,11 +162,18 @@ def wrong_calculations(solution: str) -> list[str]:
 _ASSERT = re.compile(r"^\s*(assert\s+.+)$", re.M)
 
 
+def code_blocks(answer: str) -> list[str]:
+    """The Python code in an answer: its fenced blocks, else the answer itself when it reads as code."""
+    fenced = _FENCED.findall(answer)
+    if fenced:
+        return fenced
+    return [answer] if len(_CODE_LINE.findall(answer)) >= 1 and "\n" in answer else []
+
+
 def code_check(answer: str, document: str = "", timeout: float = 10.0) -> tuple[bool, str]:
     """Whether the code of ``answer`` parses and passes the ``assert`` lines of ``document`` that call a function it
     defines (run in the sandbox); with the reason when it does not."""
-    from equal.evaluate.sandbox import run_python
-    from equal.llm.quality import code_blocks
+    from equal.sandbox import run_python
 
     blocks = code_blocks(answer)
     if not blocks:

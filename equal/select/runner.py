@@ -43,7 +43,7 @@ from equal.llm.extract import PAIRS_VERSION, ExtractionReport, QAExtractor, draf
 from equal.llm.ledger import CallRecord, CostLedger
 from equal.select.influence import GradientScorer
 from equal.select.loop import ClusterPool
-from equal.select.methods import Method, gamma_label, get_method
+from equal.select.methods import Method, RunRequest, gamma_label, get_method
 from equal.select.perplexity import PerplexityScorer
 from equal.select.reward import RewardConfig
 from equal.select.rewriting import protected_items
@@ -96,17 +96,6 @@ class DriverLock:
             for _ in range(held):
                 self._lock.acquire()
             self._depth.n = held
-
-
-@dataclass
-class RunRequest:
-    """One run to make: which target, budget and seed, where, under which fingerprint."""
-
-    target: str
-    gamma: float
-    seed: int
-    folder: Path
-    fingerprint: Fingerprint
 
 
 @dataclass

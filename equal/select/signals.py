@@ -129,18 +129,17 @@ def oracle_table(oracles: dict[tuple[str, str], np.ndarray]) -> pd.DataFrame:
                          for (t, c), values in oracles.items() for j, v in enumerate(values)])  # fmt: skip
 
 
-def regret_curves(runs: list, oracles: dict[tuple[str, str], np.ndarray], pool_sizes) -> pd.DataFrame:
+def regret_curves(runs: list, oracles: dict[tuple[str, str], np.ndarray], pool_sizes, spec_of) -> pd.DataFrame:
     """Per pull of every bandit run: observed reward (OT methods), oracle value of the pulled cluster, regret.
 
-    ``pool_sizes(method)`` gives the candidate documents per cluster the method started from.
+    ``pool_sizes(method)`` gives the candidate documents per cluster the method started from, ``spec_of(method)``
+    the method (:func:`equal.select.methods.get_method`: its clustering and reward).
     """
-    from equal.select.methods import get_method
-
     curves = []
     for run in runs:
         if run.pulls is None or not len(run.pulls):
             continue
-        spec = get_method(run.method)
+        spec = spec_of(run.method)
         curve = regret_curve(run.pulls, oracles[run.target, spec.clustering], pool_sizes(run.method))
         curve["reward"] = run.pulls["reward"].to_numpy() if getattr(spec, "reward", "") == "ot" else np.nan
         curves.append(curve.assign(method=run.method, target=run.target, gamma=run.gamma, seed=run.seed))

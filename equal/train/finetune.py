@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from equal.chat_format import IGNORE_INDEX, PadCollator, chat_example
+from equal.errors import ConfigError
 from equal.io import write_json_atomic
 
 __all__ = ["IGNORE_INDEX", "FinetuneConfig", "PadCollator", "chat_example", "finetune"]
@@ -87,10 +88,9 @@ def finetune(
     import os
     import time
 
-    if config.processes > 1 and "LOCAL_RANK" not in os.environ:  # not inside a launch yet: launch one
-        from equal.train.launch import launch
-
-        return launch(model_dir, pairs, out_dir, config, progress)
+    if config.processes > 1 and "LOCAL_RANK" not in os.environ:  # not inside a launch: it would train alone
+        raise ConfigError(f"processes = {config.processes}: train through equal.train.launch.train, which starts "
+                          "them with torchrun")  # fmt: skip
 
     import torch
     from datasets import Dataset

@@ -26,6 +26,15 @@ class LaunchFailed(EqualError):
     """The distributed training processes exited with an error."""
 
 
+def train(model_dir: str | Path, pairs: list[dict], out_dir: str | Path, config: FinetuneConfig,
+          progress: bool = True) -> list[dict]:  # fmt: skip
+    """Fine-tune ``model_dir`` on ``pairs`` into ``out_dir``: in this process, or on ``config.processes`` processes
+    started by torchrun (:func:`launch`); return the (main process's) loss log."""
+    if config.processes > 1 and "LOCAL_RANK" not in os.environ:
+        return launch(model_dir, pairs, out_dir, config, progress)
+    return finetune(model_dir, pairs, out_dir, config, progress)
+
+
 def launch(model_dir: str | Path, pairs: list[dict], out_dir: str | Path, config: FinetuneConfig,
            progress: bool = True) -> list[dict]:  # fmt: skip
     """Run :func:`finetune` on ``config.processes`` processes; return the main process's loss log."""

@@ -32,7 +32,8 @@ from equal.fingerprint import fingerprint
 from equal.llm.ledger import call_flops, reads_document
 from equal.progress import tqdm
 from equal.select.methods import gamma_label, get_method
-from equal.train.finetune import FinetuneConfig, finetune
+from equal.train.finetune import FinetuneConfig
+from equal.train.launch import train
 from equal.weights import file_fingerprint
 
 # A positive control, not a method: the reference sets D_r themselves (task problems with their gold
@@ -241,7 +242,7 @@ def train_runs(
             if isolate:
                 _finetune_in_own_process(base_model_dir, pairs, folder, run_config, progress)
             else:
-                finetune(base_model_dir, pairs, folder, run_config, progress=progress)
+                train(base_model_dir, pairs, folder, run_config, progress=progress)
                 gc.collect()  # the trainer and model sit in reference cycles: free them before the next model
         info = json.loads(info_path.read_text())
         losses = [row["loss"] for row in info["losses"]]
@@ -280,7 +281,7 @@ def _finetune_in_own_process(base_model_dir: Path, pairs: list[dict], folder: Pa
     import multiprocessing
 
     with multiprocessing.get_context("spawn").Pool(1) as pool:  # leaving the block terminates the worker
-        pool.apply(finetune, (base_model_dir, pairs, folder, config), {"progress": progress})
+        pool.apply(train, (base_model_dir, pairs, folder, config), {"progress": progress})
 
 
 def loss_curves(runs: list[TrainingRun], artifacts: Artifacts) -> pd.DataFrame:
