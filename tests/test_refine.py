@@ -307,3 +307,13 @@ def test_a_sentence_for_an_answer_is_explained_not_solved():
     long_answer = "The answer is: The sum of 2 and 3 equals 5, as anyone can count on a hand."
     assert pair_kind("What is the sum of 2 and 3?", long_answer) == "concept"
     assert pair_kind("What is the sum of 2 and 3?", "The answer is: 5") == "problem"
+
+
+def test_a_reply_that_skips_the_restatement_keeps_the_draft_question():
+    assert parse_refined("Solution:\n2 + 2 = 4\nThe answer is: 4", "Q?") == ("Q?", "2 + 2 = 4\nThe answer is: 4")
+    assert parse_refined("Rayleigh scattering makes it blue.", "Why is the sky blue?") == (
+        "Why is the sky blue?", "Rayleigh scattering makes it blue.")  # fmt: skip
+    assert parse_refined("Problem: What is 2 + 2?\nSolution:\n2 + 2 = 4", "Q?") == ("What is 2 + 2?", "2 + 2 = 4")
+    assert parse_refined("Task: Why?\nNotes (may be incomplete or wrong): because", "Q?") is None  # an echo
+    assert parse_refined("Source document (for facts only):\nText.", "Q?") is None
+    assert parse_refined("Rayleigh scattering.") is None  # without a draft question: the strict format only

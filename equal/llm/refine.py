@@ -150,8 +150,9 @@ _YEAR = re.compile(r"1[0-9]{3}|20[0-9]{2}")
 _NUMBER_IN_TEXT = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?(?![\w])")
 _FORMULA = re.compile(r"\\(?:frac|sqrt|int|sum|cdot|times)|[=^]|\d\s*[-+*/×÷]\s*\d|\b[a-z]\s*[-+*/^=]\s*\d", re.I)
 _REPLY_PARTS = re.compile(
-    r"^\s*\**question\s*:\s*\**\s*(.+?)\n\s*\**(?:solution|answer)\s*:\s*\**\s*\n?(.*)$", re.S | re.IGNORECASE
-)  # fmt: skip  (bold headers too: "**Question:** …")
+    r"^\s*\**(?:question|problem|task)\s*:\s*\**\s*(.+?)\n\s*\**(?:solution|answer)\s*:\s*\**\s*\n?(.*)$",
+    re.S | re.IGNORECASE,
+)  # fmt: skip  (bold headers too: "**Question:** …"; the request's own "Problem:" / "Task:")
 _SENTENCE = re.compile(r"[.!?](?:\s|$)")
 
 
@@ -206,13 +207,26 @@ def with_final_line(solution: str) -> str:
     return "\n".join(lines)
 
 
-def parse_refined(text: str) -> tuple[str, str] | None:
-    """(question, solution) from a refinement reply, None when it is not in the asked format."""
-    match = _REPLY_PARTS.match(text.strip())
-    if not match:
+_ECHO = re.compile(r"^\s*\**(?:task|problem|source document)\b|notes \(may be incomplete", re.IGNORECASE)
+_SOLUTION_ONLY = re.compile(r"^\s*\**solution\s*:\s*\**\s*\n?(.*)$", re.S | re.IGNORECASE)
+
+
+def parse_refined(text: str, draft_question: str | None = None) -> tuple[str, str] | None:
+    """(question, solution) from a refinement reply; None when it is not in the asked format.
+
+    With ``draft_question``, a reply that answers without restating the question (only a ``Solution:``, or the
+    solution alone) keeps the draft's question: small refiners often skip the restatement, and what the answer
+    says is verified afterwards either way. A reply that echoes the request back is never a solution."""
+    stripped = text.strip()
+    match = _REPLY_PARTS.match(stripped)
+    if match:
+        question, solution = match.group(1).strip(), match.group(2).strip()
+        return (question, solution) if question and solution else None
+    if draft_question is None or not stripped or _ECHO.search(stripped):
         return None
-    question, solution = match.group(1).strip(), match.group(2).strip()
-    return (question, solution) if question and solution else None
+    only = _SOLUTION_ONLY.match(stripped)
+    solution = only.group(1).strip() if only else stripped
+    return (draft_question, solution) if solution and not _REPLY_PARTS.match(solution) else None
 
 
 @dataclass(frozen=True)
@@ -341,7 +355,7 @@ class PairRefiner:
             return "malformed", None
         if completion.finish_reason == "length":
             return "truncated", None
-        parsed = parse_refined(completion.text)
+        parsed = parse_refined(completion.text, item.draft["question"])
         if parsed is None:
             return "malformed", None
         question, solution = parsed
