@@ -89,6 +89,11 @@ def fingerprint(**parts: Any) -> Fingerprint:
     return Fingerprint(hashlib.sha256(payload.encode()).hexdigest()[:20], canonical)
 
 
+def records_digest(records: list[dict]) -> str:
+    """Content digest of a list of records (order included)."""
+    return fingerprint(records=records).digest
+
+
 def changed_parts(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> list[str]:
     """Names of the top-level parts that differ between two fingerprints' ``parts`` (all when old is None)."""
     if not old:

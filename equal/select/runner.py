@@ -37,7 +37,7 @@ import pandas as pd
 from equal.artifacts import Artifacts
 from equal.embed.warmup import qa_text
 from equal.errors import ConfigError
-from equal.fingerprint import Fingerprint, arrays_digest, changed_parts, fingerprint
+from equal.fingerprint import Fingerprint, arrays_digest, changed_parts, fingerprint, records_digest
 from equal.io import read_jsonl, write_json_atomic, write_jsonl_atomic
 from equal.llm.extract import PAIRS_VERSION, ExtractionReport, QAExtractor, draft_records, pairs_records
 from equal.llm.ledger import CallRecord, CostLedger
@@ -59,11 +59,6 @@ def _gradient_scorer(model: str, warmup_pairs: list[dict]) -> GradientScorer:
 def task_texts(records: list[dict]) -> list[str]:
     """Task items (D_r, held-out slices) as QA texts — question and worked solution — like extracted pairs."""
     return [qa_text({"question": r["question"], "answer": r.get("solution") or r["answer"]}) for r in records]
-
-
-def records_digest(records: list[dict]) -> str:
-    """Content digest of a list of records (order included)."""
-    return fingerprint(records=records).digest
 
 
 class DriverLock:

@@ -150,69 +150,44 @@ def _prepare(config: SelectConfig, art: Artifacts):
 
 def _warmup(config: SelectConfig, art: Artifacts, corpus: list[dict], extractor, warmup_params: dict,
             device: str | None = None) -> float:  # fmt: skip
-    """The warm-up extraction and the tuned embedder; returns the extraction's documents per minute."""
-    from equal.embed.embedding import embedder_identity, load_embedder
-    from equal.embed.warmup import WarmupConfig, run_warmup, sample_documents, warmup_training_pairs
-    from equal.llm.extract import ExtractionReport, pairs_records
-    from equal.llm.ledger import CostLedger
+    """Stage 02 (:func:`equal.embed.stages.warmup_stage`) with the default profile's settings; returns the
+    extraction's documents per minute."""
+    from equal.embed.stages import warmup_stage
+    from equal.embed.warmup import WarmupConfig
 
     keys = ("holdout_fraction", "range_min", "range_max", "num_negatives", "temperature", "learning_rate", "epochs",
             "batch_size")  # fmt: skip
     warm_config = WarmupConfig(fraction=config.warmup_fraction, seed=config.seed,
                                **{k: warmup_params[k] for k in keys})  # fmt: skip
-    warm_docs = sample_documents(corpus, warm_config.fraction, config.seed)
-    tick = time.perf_counter()
-    art.warmup_ledger_file.unlink(missing_ok=True)  # rewritten from the cache: a re-run charges each call once
-    ledger, report = CostLedger(art.warmup_ledger_file), ExtractionReport()
-    results = extractor.extract(warm_docs, method="EQUAL (warm-up)", ledger=ledger, report=report,
-                                progress=config.progress)  # fmt: skip
-    rate = report.new_calls and len(warm_docs) / max((time.perf_counter() - tick) / 60, 1e-9)
-    write_jsonl_atomic(art.warmup_pairs_file, pairs_records(results, warm_docs, "EQUAL (warm-up)"))
-    ledger.write_summary(art.warmup_dir / "ledger_summary.json", {"report": report.as_dict()})
-    identity = embedder_identity(config.embedder)
-    pairs = warmup_training_pairs(results, warm_docs)
-    if not pairs:
-        raise ConfigError(
-            f"the warm-up's {len(warm_docs)} documents yielded no QA pair: the extractor "
-            f"({extractor.backend.model_id}) answers nothing usable; outcomes {dict(report.outcomes)}"
-        )
-    _, _, summary = run_warmup(load_embedder(config.embedder, device), identity, warm_docs, pairs, warm_config,
-                               art.tuned_embedder_dir, progress=config.progress)  # fmt: skip
-    art.save_embedder_info(config.embedder, identity, art.tuned_embedder_dir, summary)
-    return float(rate or 0.0)
+    stage = warmup_stage(art, corpus, extractor, warm_config, config.embedder, device=device,
+                         progress=config.progress)  # fmt: skip
+    return stage.documents_per_minute
 
 
 def _cluster(config: SelectConfig, art: Artifacts, corpus: list[dict], budget_docs: int,
              device: str | None = None) -> int:  # fmt: skip
-    """Both clusterings (tuned and untuned embeddings), read back when corpus, embedders and k are unchanged."""
-    from equal.embed.clustering import choose_k, cluster_documents, elbow
-    from equal.embed.embedding import embed_texts, load_embedder
+    """Stage 03 (:func:`equal.embed.stages.clustering_stage`) with the default profile's settings, k capped so the
+    bandit can pull each cluster ``pulls_per_cluster`` times within the budget; read back when corpus, embedders and
+    settings are unchanged."""
+    from equal.embed.stages import clustering_stage
+    from equal.fingerprint import records_digest
 
+    params = notebook_parameters(load_profile(DEFAULT_PROFILE), "03_clustering")
     info = art.load_embedder_info()
-    texts, domains = [d["text"] for d in corpus], [d["domain"] for d in corpus]
-    pulls = budget_docs // config.docs_per_pull
-    cap = max(2, pulls // config.pulls_per_cluster)  # at least `pulls_per_cluster` pulls per cluster
+    cap = max(2, budget_docs // config.docs_per_pull // config.pulls_per_cluster)
+    max_clusters = min(cap, params["max_clusters"] or cap)
+    settings = {"k_values": params["k_values"], "k": params["k"], "min_clusters": min(params["min_clusters"],
+                max_clusters), "max_clusters": max_clusters, "algorithm": params["algorithm"],
+                "w2_only_below": params["w2_only_below"]}  # fmt: skip
     stamp = art.data / "clusters.json"
-    from equal.select.runner import records_digest
-
     key = fingerprint(corpus=records_digest(corpus), tuned=info.tuned_identity, base=info.base_identity,
-                      cap=cap, seed=config.seed).digest  # fmt: skip
+                      seed=config.seed, **settings).digest  # fmt: skip
     recorded = json.loads(stamp.read_text()) if stamp.is_file() else {}
     if recorded.get("key") == key:
         return int(recorded["k"])
-    embeddings = {
-        "tuned": embed_texts(
-            load_embedder(str(info.tuned), device), texts, info.tuned_identity, progress=config.progress
-        ),
-        "untuned": embed_texts(load_embedder(info.base, device), texts, info.base_identity, progress=config.progress),
-    }
-    candidates = [k for k in (5, 10, 20, 30, 40, 60, 80) if k < len(texts)] or [2]
-    knee, _ = elbow(embeddings["tuned"], candidates, seed=config.seed)
-    k = choose_k(knee, None, 2, cap, len(texts))
-    for name, x in embeddings.items():
-        cluster_documents(name, x, domains, k, seed=config.seed).save(art.clustering_file(name))
-    write_json_atomic(stamp, {"key": key, "k": k})
-    return k
+    stage = clustering_stage(art, corpus, seed=config.seed, device=device, progress=config.progress, **settings)
+    write_json_atomic(stamp, {"key": key, "k": stage.k})
+    return stage.k
 
 
 def estimate(config: SelectConfig, corpus: list[dict], budget_docs: int, warm_docs: int, n_params: int,
