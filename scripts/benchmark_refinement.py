@@ -55,7 +55,7 @@ PROMPT = "refine-v3"  # the prompt the pilot measures; refine-v1's partial figur
 SETTINGS = {  # name -> (refiner backend, D_r examples shown, prompt version)
     "1.5B, 3 examples": (_15B, 3, PROMPT),
     "0.5B, 3 examples": (_05B, 3, PROMPT),
-    "1.5B, 1 example": (_15B, 1, PROMPT),
+    "0.5B, 1 example": (_05B, 1, PROMPT),  # the examples' effect, measured on the faster refiner
 }
 
 

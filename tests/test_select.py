@@ -147,8 +147,9 @@ def test_random_and_all_pay_no_warmup_and_keep_the_users_fields(user_files):
     for method in ("All", "Random"):  # Random reads All's answers back from the folder's cache
         select(user_files, "plain", "--method", method, "--source-field", "src")
         out = user_files / "plain"
-        work = out / "work" / "data"
-        assert not (work / "clusters.json").exists() and not list(work.glob("**/tuned_embedder*"))
+        work = out / "work"
+        assert not (work / "clusters.json").exists() and not (work / "embedder_tuned").exists()
+        assert not (work / "warmup").exists()
         cost = json.loads((out / "cost.json").read_text())
         assert cost["warmup_documents"] == 0 and cost["clusters"] == 0
         assert_paid_matches_the_cache(out)
