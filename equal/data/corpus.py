@@ -156,7 +156,7 @@ def _parse_sources(config: CorpusConfig, manifest) -> tuple[dict[str, list[dict]
         source = manifest[name]
         if name not in PARSERS:
             raise ConfigError(f"no parser for corpus source {name!r}")
-        jobs.append((name, source.domain, source.license, partial(PARSERS[name], source, config.raw_dir)))
+        jobs.append((name, source.domain, source.license, partial(PARSERS.get(name), source, config.raw_dir)))
     for spec in config.user_corpus:
         name, path = spec.get("name"), spec.get("path")
         if not name or not path:

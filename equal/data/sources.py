@@ -21,6 +21,7 @@ from equal.data.cnxml import collection_order, parse_cnxml
 from equal.data.manifest import Source
 from equal.data.reading import ReadContext, iter_jsonl, read_text_file, require_str
 from equal.data.text import Block, clean_text, html_to_text, paragraphs_of
+from equal.registry import Registry
 
 
 @dataclass
@@ -36,17 +37,12 @@ class RawDocument:
 
 
 Parser = Callable[[Source, Path, ReadContext, int | None], Iterator[RawDocument]]
-PARSERS: dict[str, Parser] = {}
+PARSERS: Registry = Registry("corpus source parser")
 
 
 def parser(name: str) -> Callable[[Parser], Parser]:
     """Register a parser for the manifest source ``name``."""
-
-    def register(function: Parser) -> Parser:
-        PARSERS[name] = function
-        return function
-
-    return register
+    return PARSERS.register(name)
 
 
 def _text_blocks(text: str, ctx: ReadContext) -> list[Block]:

@@ -13,9 +13,9 @@ import pandas as pd
 from equal.artifacts import Artifacts
 from equal.report.bands import band_curve, link_gate
 from equal.report.stats import minimum_detectable_effect, paired_bootstrap, power_table, variance_components, verdict
+from equal.select.methods import ABLATIONS
 from equal.train.plan import REFERENCE_CONTROL, TrainingRun
 
-ABLATIONS = ("EQUAL w/o warm-up", "EQUAL w/o MAB", "EQUAL w/o exploration")
 POWER_SEEDS = [3, 5, 8, 10, 15, 20]  # designs the power table considers: seed replicates per method …
 POWER_ITEMS = [100, 200, 400, 800]  # … and evaluation items
 

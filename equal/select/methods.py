@@ -53,6 +53,7 @@ from equal.errors import ConfigError
 from equal.fingerprint import Fingerprint, fingerprint
 from equal.llm.ledger import CallRecord, CostLedger
 from equal.llm.rating import RATING_VERSION, rate_pairs
+from equal.registry import Registry
 from equal.select.loop import LoopConfig, run_loop
 from equal.select.policies import make_policy
 from equal.select.reward import OTReward
@@ -507,44 +508,41 @@ def band_name(band: int) -> str:
 
 
 # The paper's names; colours are matplotlib's tab20 in this order, EQUAL alone in red.
-METHODS: dict[str, Method] = {
-    m.name: m
-    for m in (
-        BanditMethod("EQUAL", "#D62728"),
-        BanditMethod("EQUAL (authors' code)", "#aec7e8"),
-        BanditMethod("EQUAL w/o warm-up", "#ff7f0e", uses_warmup=False, clustering="untuned"),
-        BanditMethod("EQUAL w/o MAB", "#ffbb78"),
-        BanditMethod("EQUAL w/o exploration", "#2ca02c"),
-        BanditMethod("Thompson sampling", "#98df8a"),
-        BanditMethod("ε-greedy", "#1f77b4"),
-        BanditMethod("Uniform", "#ff9896"),
-        BanditMethod("Perplexity-MAB", "#9467bd", reward="perplexity"),
-        RandomMethod("Random", "#c5b0d5"),
-        AllMethod("All", "#8c564b"),
-        FilterMethod("Avg-sim", "#c49c94"),
-        FilterMethod("Perplexity", "#e377c2", score="perplexity"),
-        FilterMethod("LLM-scoring", "#f7b6d2", score="llm"),
-        FilterMethod("Influence", "#bcbd22", score="influence"),
-        BanditMethod("Influence-MAB", "#dbdb8d", reward="influence"),
-        RewritingMethod("Rewriting", "#17becf"),
-        OracleMethod("Oracle (extracted)", "#7f7f7f"),
-        # the distance bands: from dark (nearest) to light grey-green (farthest)
-        *(
-            BandMethod(band_name(b), colour, band=b)
-            for b, colour in enumerate(("#004d40", "#00796b", "#26a69a", "#80cbc4", "#c8e6e3"), start=1)
-        ),
-    )
-}
+METHODS: Registry = Registry("method")
+for _method in (
+    BanditMethod("EQUAL", "#D62728"),
+    BanditMethod("EQUAL (authors' code)", "#aec7e8"),
+    BanditMethod("EQUAL w/o warm-up", "#ff7f0e", uses_warmup=False, clustering="untuned"),
+    BanditMethod("EQUAL w/o MAB", "#ffbb78"),
+    BanditMethod("EQUAL w/o exploration", "#2ca02c"),
+    BanditMethod("Thompson sampling", "#98df8a"),
+    BanditMethod("ε-greedy", "#1f77b4"),
+    BanditMethod("Uniform", "#ff9896"),
+    BanditMethod("Perplexity-MAB", "#9467bd", reward="perplexity"),
+    RandomMethod("Random", "#c5b0d5"),
+    AllMethod("All", "#8c564b"),
+    FilterMethod("Avg-sim", "#c49c94"),
+    FilterMethod("Perplexity", "#e377c2", score="perplexity"),
+    FilterMethod("LLM-scoring", "#f7b6d2", score="llm"),
+    FilterMethod("Influence", "#bcbd22", score="influence"),
+    BanditMethod("Influence-MAB", "#dbdb8d", reward="influence"),
+    RewritingMethod("Rewriting", "#17becf"),
+    OracleMethod("Oracle (extracted)", "#7f7f7f"),
+    # the distance bands: from dark (nearest) to light grey-green (farthest)
+    *(
+        BandMethod(band_name(b), colour, band=b)
+        for b, colour in enumerate(("#004d40", "#00796b", "#26a69a", "#80cbc4", "#c8e6e3"), start=1)
+    ),
+):
+    METHODS.register(_method.name, _method)
 ABLATIONS = ("EQUAL w/o warm-up", "EQUAL w/o MAB", "EQUAL w/o exploration")
 
 
 def get_method(name: str) -> Method:
     """The registered method called ``name`` (a clear error naming the known ones otherwise)."""
-    if name not in METHODS:
-        raise ConfigError(f"unknown method {name!r}; known: {list(METHODS)}")
-    return METHODS[name]
+    return METHODS.get(name)
 
 
 def method_colour(name: str) -> str:
     """The plot colour of a method (grey for names outside the registry, e.g. Base)."""
-    return METHODS[name].colour if name in METHODS else UNKNOWN_COLOUR
+    return METHODS.get(name).colour if name in METHODS else UNKNOWN_COLOUR

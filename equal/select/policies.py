@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from equal.errors import ConfigError
+from equal.registry import Registry
 
 REWARD_MODES = ("cumulative", "per_pull")
 
@@ -201,16 +202,13 @@ class RoundRobin(BanditPolicy):
         return -self.pulls_.astype(np.float64)
 
 
-POLICIES = {cls.name: cls for cls in (UCB, Greedy, StaticRanking, ThompsonSampling, EpsilonGreedy, RoundRobin)}
+POLICIES: Registry = Registry("policy")
+for _policy in (UCB, Greedy, StaticRanking, ThompsonSampling, EpsilonGreedy, RoundRobin):
+    POLICIES.register(_policy.name, _policy)
 
 
 def make_policy(spec: dict) -> BanditPolicy:
     """A policy from ``{"name": ..., **parameters}`` (the form used in params/*.yaml)."""
     spec = dict(spec)
     name = spec.pop("name", None)
-    if name not in POLICIES:
-        raise ConfigError(f"unknown policy {name!r}; known: {sorted(POLICIES)}")
-    try:
-        return POLICIES[name](**spec)
-    except TypeError as exc:
-        raise ConfigError(f"bad parameters for policy {name!r}: {exc}") from exc
+    return POLICIES.build(name, **spec)
