@@ -10,7 +10,7 @@ from equal.data.sources import PARSERS
 
 def parse(manifest, raw_dir, name, max_files=2):
     ctx = ReadContext(on_error="raise")
-    docs = list(PARSERS[name](manifest[name], raw_dir, ctx, max_files))
+    docs = list(PARSERS.get(name)(manifest[name], raw_dir, ctx, max_files))
     return docs, ctx.report
 
 
