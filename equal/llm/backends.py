@@ -368,7 +368,6 @@ def llama_cpp_model_id(spec: dict) -> str:
     return identity + BATCHED_SUFFIX if _decodes_batched(spec) else identity
 
 
-BACKEND_KINDS = ("llama_cpp", "transformers", "openai")
 #: Backends by kind; batched llama.cpp (n_parallel > 1) is its own entry, imported when first used
 BACKENDS: Registry = Registry("backend")
 BACKENDS.register("llama_cpp", LlamaCppBackend)
@@ -388,8 +387,9 @@ def make_backend(spec: dict):
     kind = spec.pop("kind", None)
     spec.pop("executor", None)  # where the calls run (equal.llm.extract.make_extractor), not how the engine is built
     spec.pop("refiner", None)  # the refinement's own backend (equal.llm.extract.make_refiner)
-    if kind not in BACKEND_KINDS:
-        raise ConfigError(f"backend kind must be one of {sorted(BACKEND_KINDS)}, got {kind!r}")
+    if kind not in BACKENDS or BATCHED_SUFFIX in str(kind):
+        kinds = [name for name in BACKENDS if BATCHED_SUFFIX not in name]
+        raise ConfigError(f"backend kind must be one of {kinds}, got {kind!r}")
     if kind == "llama_cpp" and not batched:
         spec.pop("n_parallel", None)
     return BACKENDS.build(f"{kind}{BATCHED_SUFFIX}" if batched else kind, **spec)
