@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -101,3 +101,30 @@ def changed_parts(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> list
     keys = set(old) | set(new)
     return sorted(k for k in keys if json.dumps(old.get(k), sort_keys=True, default=str)
                   != json.dumps(new.get(k), sort_keys=True, default=str))  # fmt: skip
+
+
+def reuse_or_reset(folder: str | Path, fp: Fingerprint, done: str, label: str = "", stamp: str = "fingerprint.json",
+                   log: Callable[[str], None] | None = print) -> bool:  # fmt: skip
+    """The one cache rule for a folder of finished work: its fingerprint is written first, its ``done`` marker
+    last. True when ``folder`` holds finished work for ``fp`` (read it back). Otherwise the folder is ready to
+    (re)compute into: one stamped with another fingerprint is cleared, saying which parts changed (``label``
+    names the work); one without a stamp (torn, or older than stamps) is cleared; an unfinished one with this
+    fingerprint is kept, so the work resumes."""
+    import shutil
+
+    from equal.io import write_json_atomic
+
+    folder = Path(folder)
+    stamp_path = folder / stamp
+    if stamp_path.is_file():
+        old = json.loads(stamp_path.read_text(encoding="utf-8"))
+        if old.get("fingerprint") == fp.digest:
+            return (folder / done).exists()
+        if log:
+            log(f"{label}: inputs changed ({', '.join(changed_parts(old.get('parts'), fp.parts))}) — recomputing")
+        shutil.rmtree(folder)
+    elif folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(stamp_path, {"fingerprint": fp.digest, "parts": fp.parts})
+    return False

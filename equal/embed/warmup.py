@@ -87,8 +87,10 @@ def retrieval_metrics(
     return metrics
 
 
-def finetune_embedder(model, anchors: list[str], positives: list[str], config: WarmupConfig, out_dir: Path):
-    """Fine-tune ``model`` in place on (document, QA) pairs with mined hard negatives; save to ``out_dir``."""
+def finetune_embedder(model, anchors: list[str], positives: list[str], config: WarmupConfig, out_dir: Path,
+                      progress: bool = True):  # fmt: skip
+    """Fine-tune ``model`` in place on (document, QA) pairs with mined hard negatives, on the model's device; save
+    to ``out_dir``. Without ``progress``, neither a bar nor the trainer's log lines."""
     from datasets import Dataset
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
@@ -123,10 +125,14 @@ def finetune_embedder(model, anchors: list[str], positives: list[str], config: W
         logging_steps=10,
         report_to=[],
         batch_sampler=BatchSamplers.NO_DUPLICATES,
-        use_cpu=True,
-        disable_tqdm=False,
+        use_cpu=str(model.device) == "cpu",
+        disable_tqdm=not progress,
     )
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=pairs, loss=loss)
+    if not progress:
+        from transformers import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)  # it prints every log line when the bar is off
     trainer.train()
     model.save_pretrained(str(out_dir))
     return model, len(pairs), list(pairs.column_names)
@@ -170,7 +176,7 @@ def run_warmup(
     from sentence_transformers import SentenceTransformer
 
     from equal.embed.embedding import embed_texts
-    from equal.fingerprint import fingerprint
+    from equal.fingerprint import fingerprint, reuse_or_reset
     from equal.io import write_json_atomic
 
     train_ids, holdout_ids = split_documents(sorted({p["doc_id"] for p in pairs}), config.holdout_fraction, config.seed)
@@ -196,15 +202,14 @@ def run_warmup(
 
     before = evaluate(model, identity)
     # the tuned model depends on the base weights, the training pairs and the parameters: nothing else
-    key = fingerprint(version=TRAINING_VERSION, base=identity, train=train, config=config).digest[:16]
-    key_file = out_dir / "key.json"
-    if key_file.is_file() and json.loads(key_file.read_text()).get("key") == key:
-        tuned = SentenceTransformer(str(out_dir), device="cpu")
+    stamp = fingerprint(version=TRAINING_VERSION, base=identity, train=train, config=config)
+    key, key_file = stamp.digest[:16], out_dir / "key.json"  # key.json: written last, with the training's rows
+    if reuse_or_reset(out_dir, stamp, key_file.name, "warm-up embedder", log=print if progress else None):
+        tuned = SentenceTransformer(str(out_dir), device=str(model.device))
         trained_rows, columns, reused = json.loads(key_file.read_text())["rows"], None, True
     else:
-        key_file.unlink(missing_ok=True)
         tuned, trained_rows, columns = finetune_embedder(
-            model, [p["document"] for p in train], [p["qa"] for p in train], config, out_dir
+            model, [p["document"] for p in train], [p["qa"] for p in train], config, out_dir, progress
         )
         write_json_atomic(key_file, {"key": key, "rows": trained_rows, "base": identity})
         reused = False

@@ -22,7 +22,6 @@ same fingerprint resumes from its round log.
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import time
 from collections import Counter
@@ -37,7 +36,7 @@ import pandas as pd
 from equal.artifacts import Artifacts
 from equal.embed.warmup import qa_text
 from equal.errors import ConfigError
-from equal.fingerprint import Fingerprint, arrays_digest, changed_parts, fingerprint, records_digest
+from equal.fingerprint import Fingerprint, arrays_digest, fingerprint, records_digest, reuse_or_reset
 from equal.io import read_jsonl, write_json_atomic, write_jsonl_atomic
 from equal.llm.extract import PAIRS_VERSION, ExtractionReport, QAExtractor, draft_records, pairs_records
 from equal.llm.ledger import CallRecord, CostLedger
@@ -342,24 +341,14 @@ class MethodRunner:
         return fingerprint(**parts, **spec.fingerprint_parts(self, request))
 
     def _read_back(self, spec: Method, request: RunRequest) -> MethodRun | None:
-        """The finished run in ``request.folder`` when its fingerprint matches; clears a stale folder."""
+        """The finished run in ``request.folder`` when its fingerprint matches (:func:`equal.fingerprint.
+        reuse_or_reset`: a stale folder is cleared and said so, an unfinished one kept for the bandit to resume)."""
         folder = request.folder
-        recorded = folder / "run.json"
-        if recorded.is_file():
-            old = json.loads(recorded.read_text(encoding="utf-8"))
-            if old.get("fingerprint") != request.fingerprint.digest:
-                if self.log:
-                    changed = ", ".join(changed_parts(old.get("parts"), request.fingerprint.parts))
-                    print(f"{spec.name} · {request.target} · γ={request.gamma:g} · seed {request.seed}: inputs "
-                          f"changed ({changed}) — recomputing (paid LLM calls come from the cache)")  # fmt: skip
-                shutil.rmtree(folder)
-                return None
-        elif folder.exists():  # written before fingerprints were recorded, or torn: never trusted
-            shutil.rmtree(folder)
+        label = f"{spec.name} · {request.target} · γ={request.gamma:g} · seed {request.seed}"  # paid calls: cached
+        if not reuse_or_reset(folder, request.fingerprint, "summary.json", label, stamp="run.json",
+                              log=print if self.log else None):  # fmt: skip
             return None
         done = folder / "summary.json"
-        if not done.is_file():
-            return None  # unfinished: a bandit resumes from its round log
         summary = json.loads(done.read_text(encoding="utf-8"))
         pulls = pd.read_csv(folder / "pulls.csv") if (folder / "pulls.csv").is_file() else None
         if spec.shared:  # one run serves every target/γ/seed: label it for the caller
@@ -410,11 +399,7 @@ class MethodRunner:
         finished = self._read_back(spec, request)
         if finished is not None:
             return finished
-        folder = request.folder
-        folder.mkdir(parents=True, exist_ok=True)
-        if not (folder / "run.json").is_file():
-            write_json_atomic(folder / "run.json", {"fingerprint": request.fingerprint.digest,
-                                                    "parts": request.fingerprint.parts})  # fmt: skip
+        folder = request.folder  # stamped with the run's fingerprint by _read_back
         tick = time.perf_counter()
         ledger = CostLedger(folder / "ledger.jsonl")
         warm_pairs: list[dict] = []

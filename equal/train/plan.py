@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import gc
 import json
-import shutil
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ import pandas as pd
 
 from equal.artifacts import Artifacts
 from equal.errors import ConfigError
-from equal.fingerprint import fingerprint
+from equal.fingerprint import Fingerprint, fingerprint, records_digest, reuse_or_reset
 from equal.llm.ledger import call_flops, reads_document
 from equal.progress import tqdm
 from equal.select.methods import gamma_label, get_method
@@ -201,9 +200,9 @@ def model_identity(model_dir: Path) -> str:
     return file_fingerprint([*model_dir.glob("*.safetensors"), *model_dir.glob("*.bin")])
 
 
-def training_fingerprint(base_identity: str, config: FinetuneConfig, pairs: list[dict]) -> str:
+def training_fingerprint(base_identity: str, config: FinetuneConfig, pairs: list[dict]) -> Fingerprint:
     """What a fine-tuned model depends on: the base model's weights, the regime and the training pairs."""
-    return fingerprint(base_model=base_identity, config=config, pairs=pairs).digest
+    return fingerprint(base_model=base_identity, config=config, pairs=records_digest(pairs))
 
 
 def train_runs(
@@ -230,14 +229,10 @@ def train_runs(
         folder = run.folder(artifacts)
         pairs = training_pairs(run, artifacts)
         run_config = dataclasses.replace(config, seed=config.seed + run.fine_tuning_seed)
-        stamp_value = training_fingerprint(base_identity, run_config, pairs)
-        info_path, stamp = folder / "train_info.json", folder / "fingerprint.txt"
-        reuse = info_path.is_file() and (folder / "model" / "config.json").is_file()
-        if not (stamp.is_file() and stamp.read_text().strip() == stamp_value):
-            shutil.rmtree(folder, ignore_errors=True)  # another regime or set: its checkpoints do not apply
-            folder.mkdir(parents=True)
-            stamp.write_text(stamp_value + "\n")
-            reuse = False
+        info_path = folder / "train_info.json"  # written last by finetune: the run is done
+        # another regime or set: the folder (and its checkpoints) is cleared; an interrupted run resumes
+        stamp = training_fingerprint(base_identity, run_config, pairs)
+        reuse = reuse_or_reset(folder, stamp, info_path.name, run.label, log=print if progress else None)
         if not reuse:
             if isolate:
                 _finetune_in_own_process(base_model_dir, pairs, folder, run_config, progress)
@@ -265,7 +260,7 @@ def train_runs(
                 "final_loss": sum(losses[-5:]) / len(losses[-5:]) if losses else None,
                 "wall_s": info["wall_s"],
                 "reused": reuse,
-                "fingerprint": stamp_value,
+                "fingerprint": stamp.digest,
             }
         )
     table = pd.DataFrame(rows)
