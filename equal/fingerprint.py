@@ -40,6 +40,17 @@ def file_digest(path: str | Path) -> str:
     return _FILE_DIGESTS[key]
 
 
+def files_digest(files: list[Path]) -> str:
+    """First 16 hex digits of the sha256 over the given files' bytes, in path order: a model's identity in cache
+    keys (a GGUF file, a folder's weight files)."""
+    digest = hashlib.sha256()
+    for path in sorted(files):
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1 << 22):
+                digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
 def arrays_digest(arrays: Mapping[str, np.ndarray]) -> str:
     """sha256 of named arrays' names, dtypes, shapes and values (independent of how they were saved)."""
     digest = hashlib.sha256()

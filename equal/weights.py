@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from equal.errors import ConfigError
+from equal.fingerprint import files_digest
 from equal.io import atomic_open
 from equal.paths import cache_dir
 
@@ -86,25 +87,21 @@ def _part_files(model: PackagedModel) -> list[Path]:
     return files
 
 
-def file_fingerprint(files: list[Path]) -> str:
-    """First 16 hex digits of the sha256 over the given files' bytes (a model identity for cache keys)."""
-    digest = hashlib.sha256()
-    for path in sorted(files):
-        with open(path, "rb") as handle:
-            while chunk := handle.read(1 << 22):
-                digest.update(chunk)
-    return digest.hexdigest()[:16]
+def model_identity(model_dir: str | Path) -> str:
+    """A model folder's identity in cache keys: the digest of its weight files."""
+    model_dir = Path(model_dir)
+    return files_digest([*model_dir.glob("*.safetensors"), *model_dir.glob("*.bin")])
 
 
 def resolve_gguf(model: str) -> tuple[Path, str]:
     """Path and identity (``name@hash``) of a packaged model name or a path to any ``.gguf`` file."""
     if model in PACKAGED_MODELS:
         path, known = packaged_gguf(model), PACKAGED_MODELS[model]
-        return path, f"{model}@{known.sha256[:16] if known.sha256 else file_fingerprint([path])}"
+        return path, f"{model}@{known.sha256[:16] if known.sha256 else files_digest([path])}"
     path = Path(model)
     if not path.is_file():
         raise ConfigError(f"no GGUF file at {path} (or use one of {sorted(PACKAGED_MODELS)})")
-    return path, f"{path.stem}@{file_fingerprint([path])}"
+    return path, f"{path.stem}@{files_digest([path])}"
 
 
 def packaged_gguf(name: str, cache: Path | None = None) -> Path:

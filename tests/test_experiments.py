@@ -141,9 +141,10 @@ def test_models_are_retrained_exactly_when_their_training_set_changes(tmp_path):
 
 def test_a_model_trained_in_its_own_process_is_the_one_trained_in_this_process(tmp_path):
     """Isolation (the default) changes where a model trains, not what it learns; an error in the worker surfaces."""
+    from equal.fingerprint import files_digest
     from equal.train.finetune import FinetuneConfig
     from equal.train.plan import _finetune_in_own_process, train_runs
-    from equal.weights import TINY_CHAT_MODEL, causal_lm_dir, file_fingerprint
+    from equal.weights import TINY_CHAT_MODEL, causal_lm_dir
 
     config = FinetuneConfig(method="full", max_steps=2, batch_size=2, learning_rate=1e-3, lr_scheduler_type="constant",
                             warmup_steps=0, max_length=64, bf16=False, save_dtype="float32", save_steps=1)  # fmt: skip
@@ -159,7 +160,7 @@ def test_a_model_trained_in_its_own_process_is_the_one_trained_in_this_process(t
         write_jsonl_atomic(folder / "ledger.jsonl", [])
         write_json_atomic(folder / "summary.json", {"method": run.method})
         table = train_runs([run], art, base, config, progress=False, isolate=isolate)
-        weights.append(file_fingerprint(list((run.folder(art) / "model").glob("*.safetensors"))))
+        weights.append(files_digest(list((run.folder(art) / "model").glob("*.safetensors"))))
         losses.append(table["final_loss"].item())
     assert weights[0] == weights[1] and losses[0] == losses[1]
     with pytest.raises(ValueError, match="no QA pairs"):

@@ -3,8 +3,9 @@ import shutil
 
 import pytest
 
-from equal.data.manifest import load_manifest, sha256_of, verify_sources
+from equal.data.manifest import load_manifest, verify_sources
 from equal.errors import ChecksumError, DataFormatError
+from equal.fingerprint import file_digest
 
 
 @pytest.fixture
@@ -50,10 +51,10 @@ def test_upstream_url_points_at_the_pinned_commit(manifest):
     assert raw_file.upstream_url.endswith("grade_school_math/data/train.jsonl")
 
 
-def test_sha256_of(tmp_path):
+def test_file_digest(tmp_path):
     path = tmp_path / "x"
     path.write_bytes(b"abc")
-    assert sha256_of(path) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    assert file_digest(path) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
 
 
 def test_missing_file_is_downloaded_from_a_mirror_and_verified(small_raw, tmp_path_factory):

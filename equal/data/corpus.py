@@ -22,7 +22,7 @@ from equal import paths
 from equal.artifacts import Artifacts
 from equal.data.decontam import Decontaminator
 from equal.data.dedup import Deduplicator
-from equal.data.manifest import load_manifest, sha256_of, verify_sources
+from equal.data.manifest import load_manifest, verify_sources
 from equal.data.reading import ParseReport, ReadContext
 from equal.data.sources import PARSERS, RawDocument, parse_user_corpus
 from equal.data.targets import evaluation_text
@@ -31,7 +31,7 @@ from equal.data.text import pack_units
 from equal.data.tokens import DEFAULT_TOKENIZER, count_tokens
 from equal.data.user_corpus import corpus_files
 from equal.errors import ConfigError
-from equal.fingerprint import fingerprint
+from equal.fingerprint import file_digest, fingerprint
 from equal.io import read_jsonl, write_json_atomic, write_jsonl_atomic, write_text_atomic
 from equal.progress import tqdm
 from equal.task import TaskSpec, spec_record
@@ -191,7 +191,7 @@ def _task_file_digests(specs: dict[str, TaskSpec], raw_dir: Path) -> list[str]:
     """Content digests of the task files that the manifest does not pin (a user's own tasks)."""
     files = [resolve_file(ref, raw_dir, paths.REPO_ROOT) for spec in specs.values() for ref in spec.files.values()
              if not ref.startswith(MANIFEST_PREFIX)]  # fmt: skip
-    return [sha256_of(path) for path in files if path.is_file()]
+    return [file_digest(path) for path in files if path.is_file()]
 
 
 def source_caps(quotas: dict[str, float] | None, limit: int, sources: list[str],
@@ -303,9 +303,9 @@ def prepare_data(config: CorpusConfig, force: bool = False) -> PreparedData:
     started = time.perf_counter()
     out = config.out_dir
     manifest_file = config.raw_dir / "MANIFEST.json"
-    manifest_sha = sha256_of(manifest_file) if manifest_file.is_file() else ""
+    manifest_sha = file_digest(manifest_file) if manifest_file.is_file() else ""
     # The manifest pins the raw files; a user's corpus is pinned by its own content.
-    user_shas = [sha256_of(f) for s in config.user_corpus if Path(s.get("path") or "").exists()
+    user_shas = [file_digest(f) for s in config.user_corpus if Path(s.get("path") or "").exists()
                  for f in corpus_files(s["path"])]  # fmt: skip
     specs = task_specs(config)
     key = config.cache_key(":".join([manifest_sha, *user_shas, *_task_file_digests(specs, config.raw_dir)]))

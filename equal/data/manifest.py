@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from equal.errors import ChecksumError, DataFormatError
+from equal.fingerprint import file_digest
 from equal.io import atomic_open
 from equal.progress import tqdm
 
@@ -103,15 +104,6 @@ def load_manifest(raw_dir: Path) -> dict[str, Source]:
     return sources
 
 
-def sha256_of(path: Path, chunk_size: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def source_url(raw_file: RawFile, mirror_url: str | None = None) -> str:
     """Where to download a file: ``<mirror_url>/<local_path>`` for a mirror, else its upstream URL."""
     return f"{mirror_url.rstrip('/')}/{raw_file.local_path}" if mirror_url else raw_file.upstream_url
@@ -157,7 +149,7 @@ def verify_sources(
                 url = source_url(raw_file, mirror_url)
                 problems.append(f"{path}: missing, and the download from {url} failed: {exc}")
                 continue
-        actual = sha256_of(path)
+        actual = file_digest(path)
         if actual != raw_file.sha256:
             problems.append(f"{path}: sha256 {actual} does not match the manifest ({raw_file.sha256})")
     if problems:

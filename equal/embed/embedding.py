@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from equal.errors import ConfigError
-from equal.fingerprint import fingerprint
+from equal.fingerprint import files_digest, fingerprint
 from equal.io import atomic_open
 from equal.paths import cache_dir
-from equal.weights import TINY_EMBEDDER, build_tiny_embedder, file_fingerprint
+from equal.weights import TINY_EMBEDDER, build_tiny_embedder
 
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 
@@ -58,7 +58,7 @@ def embedder_identity(name: str) -> str:
     if not folder.is_dir():
         return name  # a hub name: the name is all we know
     weights = [p for p in folder.rglob("*") if p.suffix in (".safetensors", ".bin") and p.is_file()]
-    return f"{folder.name}@{file_fingerprint(weights)}" if weights else str(folder)
+    return f"{folder.name}@{files_digest(weights)}" if weights else str(folder)
 
 
 def embed_texts(

@@ -28,7 +28,7 @@ from equal.fingerprint import fingerprint
 from equal.io import read_jsonl, write_json_atomic, write_jsonl_atomic
 from equal.paths import resource_dir
 from equal.task import METRIC_NAMES, TaskSpec
-from equal.weights import file_fingerprint
+from equal.weights import model_identity
 
 TASKS_DIR = resource_dir("tasks")
 
@@ -118,12 +118,6 @@ def template_names(cfg: dict) -> list[str]:
     return cfg.get("metadata", {}).get("templates", [])
 
 
-def _model_id(model_dir: str | Path) -> str:
-    """A model's identity in the cache: its weights' bytes."""
-    model_dir = Path(model_dir)
-    return file_fingerprint([*model_dir.glob("*.safetensors"), *model_dir.glob("*.bin")])
-
-
 def _cache_path(model_id: str, cfg: dict, n: int, config: EvalConfig, cache_dir: Path) -> Path:
     key = _cache_key(model_id, cfg, n, Path(cfg["dataset_kwargs"]["data_files"]["test"]), config)
     return Path(cache_dir) / f"{key}.json"
@@ -142,7 +136,7 @@ def item_scores(
     solution and its UTF-8 bytes for bits per byte, the 0/1 score and 1 otherwise. Paired comparisons between
     models (bootstrap over items) are built from these. ``model_id``: the ``model_weights`` of
     :func:`evaluate_model`'s rows (else the weights are hashed again)."""
-    model_id = model_id or _model_id(model_dir)
+    model_id = model_id or model_identity(model_dir)
     rows = []
     for bench, cfg, n in task_configs(eval_files, config, specs):
         path = _cache_path(model_id, cfg, n, config, cache_dir)
@@ -171,7 +165,7 @@ def evaluate_model(
 ) -> list[dict]:
     """Evaluate one model on every task (cached per task); one row per task with the metric and item count
     (``label``: the benchmark's name in tables)."""
-    model_id = _model_id(model_dir)
+    model_id = model_identity(model_dir)
     planned = task_configs(eval_files, config, specs)
     rows, todo = [], []
     for bench, cfg, n in planned:

@@ -22,9 +22,10 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from equal.errors import ConfigError
+from equal.fingerprint import files_digest
 from equal.llm.types import BATCHED_SUFFIX, Completion, GenerationParams, Messages
 from equal.registry import Registry
-from equal.weights import file_fingerprint, resolve_gguf
+from equal.weights import resolve_gguf
 
 
 def _error(start: float, exc: BaseException) -> Completion:
@@ -125,7 +126,7 @@ class TransformersBackend:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = AutoModelForCausalLM.from_pretrained(model_dir).to(self.device).eval()
         weights = [p for p in model_dir.iterdir() if p.suffix in (".safetensors", ".bin")]
-        self.model_id = f"{model_dir.name}@{file_fingerprint([*weights, model_dir / 'config.json'])}"
+        self.model_id = f"{model_dir.name}@{files_digest([*weights, model_dir / 'config.json'])}"
         self.n_params = sum(p.numel() for p in self.model.parameters())
         self.context_length = int(getattr(self.model.config, "max_position_embeddings", 2048))
         self.batch_size = batch_size

@@ -28,11 +28,11 @@ from pathlib import Path
 import numpy as np
 
 from equal.chat_format import IGNORE_INDEX, PadCollator, chat_example
-from equal.fingerprint import fingerprint
+from equal.fingerprint import files_digest, fingerprint
 from equal.io import write_json_atomic
 from equal.paths import cache_dir
 from equal.progress import tqdm
-from equal.weights import causal_lm_dir, file_fingerprint
+from equal.weights import causal_lm_dir
 
 GRADIENT_FLOPS_FACTOR = 3.0  # a forward and a backward pass
 
@@ -59,7 +59,7 @@ class GradientScorer:
         self.config = config or InfluenceConfig()
         self._folder = causal_lm_dir(model)
         weights = sorted(self._folder.glob("*.safetensors")) if self._folder.is_dir() else []
-        self.base_identity = f"{model}@{file_fingerprint(weights)}" if weights else model
+        self.base_identity = f"{model}@{files_digest(weights)}" if weights else model
         self._cache_root = cache or cache_dir() / "influence"
         self._model = None
         self._tokenizer = None

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
+from equal.fingerprint import files_digest
 from equal.io import write_json_atomic
 from equal.paths import cache_dir
 from equal.progress import tqdm
-from equal.weights import causal_lm_dir, file_fingerprint
+from equal.weights import causal_lm_dir
 
 
 class PerplexityScorer:
@@ -28,7 +29,7 @@ class PerplexityScorer:
         self.max_tokens = max_tokens
         folder = causal_lm_dir(model)
         weights = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
-        self.identity = f"{model}@{file_fingerprint(weights)}" if weights else model
+        self.identity = f"{model}@{files_digest(weights)}" if weights else model
         key = hashlib.sha256(f"{self.identity}/{max_tokens}".encode()).hexdigest()[:16]
         self.cache_path = (cache or cache_dir() / "perplexity") / f"{key}.json"
         self._scores: dict[str, float] = (

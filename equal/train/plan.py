@@ -33,7 +33,7 @@ from equal.progress import tqdm
 from equal.select.methods import gamma_label, get_method
 from equal.train.finetune import FinetuneConfig
 from equal.train.launch import train
-from equal.weights import file_fingerprint
+from equal.weights import model_identity
 
 # A positive control, not a method: the reference sets D_r themselves (task problems with their gold
 # solutions), trained like every set. It shows how far in-domain data moves the metrics.
@@ -192,12 +192,6 @@ def method_costs(runs: list[TrainingRun], artifacts: Artifacts, trained: pd.Data
         rows.append({"method": method, "gamma": gamma, "seed": seed, "models": len(members), **cost,
                      "train_flops": float(sum(flops[r.label] for r in members))})  # fmt: skip
     return pd.DataFrame(rows)
-
-
-def model_identity(model_dir: Path) -> str:
-    """A model folder's identity: the digest of its weight files."""
-    model_dir = Path(model_dir)
-    return file_fingerprint([*model_dir.glob("*.safetensors"), *model_dir.glob("*.bin")])
 
 
 def training_fingerprint(base_identity: str, config: FinetuneConfig, pairs: list[dict]) -> Fingerprint:
