@@ -114,28 +114,37 @@ def changed_parts(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> list
                   != json.dumps(new.get(k), sort_keys=True, default=str))  # fmt: skip
 
 
-def reuse_or_reset(folder: str | Path, fp: Fingerprint, done: str, label: str = "", stamp: str = "fingerprint.json",
-                   log: Callable[[str], None] | None = print) -> bool:  # fmt: skip
+def reuse_or_reset(
+    folder: str | Path,
+    fp: Fingerprint,
+    done: str,
+    label: str = "",
+    stamp: str = "fingerprint.json",
+    log: Callable[[str], None] | None = print,
+    clear: Callable[[Path], None] | None = None,
+) -> bool:
     """The one cache rule for a folder of finished work: its fingerprint is written first, its ``done`` marker
     last. True when ``folder`` holds finished work for ``fp`` (read it back). Otherwise the folder is ready to
     (re)compute into: one stamped with another fingerprint is cleared, saying which parts changed (``label``
     names the work); one without a stamp (torn, or older than stamps) is cleared; an unfinished one with this
-    fingerprint is kept, so the work resumes."""
+    fingerprint is kept, so the work resumes. ``clear`` replaces removing the whole folder where other work shares
+    it (data preparation's folder holds the later stages' files, each under its own fingerprint)."""
     import shutil
 
     from equal.io import write_json_atomic
 
     folder = Path(folder)
     stamp_path = folder / stamp
+    wipe = clear or (lambda path: shutil.rmtree(path))
     if stamp_path.is_file():
         old = json.loads(stamp_path.read_text(encoding="utf-8"))
         if old.get("fingerprint") == fp.digest:
             return (folder / done).exists()
         if log:
             log(f"{label}: inputs changed ({', '.join(changed_parts(old.get('parts'), fp.parts))}) — recomputing")
-        shutil.rmtree(folder)
+        wipe(folder)
     elif folder.exists():
-        shutil.rmtree(folder)
+        wipe(folder)
     folder.mkdir(parents=True, exist_ok=True)
     write_json_atomic(stamp_path, {"fingerprint": fp.digest, "parts": fp.parts})
     return False

@@ -31,7 +31,7 @@ from equal.data.text import pack_units
 from equal.data.tokens import DEFAULT_TOKENIZER, count_tokens
 from equal.data.user_corpus import corpus_files
 from equal.errors import ConfigError
-from equal.fingerprint import file_digest, fingerprint
+from equal.fingerprint import Fingerprint, file_digest, fingerprint, reuse_or_reset
 from equal.io import read_jsonl, write_json_atomic, write_jsonl_atomic, write_text_atomic
 from equal.progress import tqdm
 from equal.task import TaskSpec, spec_record
@@ -72,8 +72,8 @@ class CorpusConfig:
     mirror_url: str | None = None  # download from <mirror_url>/<raw path> instead of upstream
     progress: bool = True
 
-    def cache_key(self, inputs_sha: str) -> str:
-        """Hash of everything that determines the outputs (not where they are written).
+    def fingerprint(self, inputs_sha: str) -> Fingerprint:
+        """Everything that determines the outputs (not where they are written), one part per setting.
 
         ``inputs_sha`` identifies the input files (manifest hash, user corpus hashes).
         """
@@ -82,7 +82,7 @@ class CorpusConfig:
             for k, v in asdict(self).items()
             if k not in ("raw_dir", "out_dir", "progress", "fetch_missing", "mirror_url")
         }
-        return fingerprint(params=relevant, inputs=inputs_sha, version=PREP_VERSION).digest[:16]
+        return fingerprint(**relevant, inputs=inputs_sha, version=PREP_VERSION)
 
 
 @dataclass
@@ -308,14 +308,20 @@ def prepare_data(config: CorpusConfig, force: bool = False) -> PreparedData:
     user_shas = [file_digest(f) for s in config.user_corpus if Path(s.get("path") or "").exists()
                  for f in corpus_files(s["path"])]  # fmt: skip
     specs = task_specs(config)
-    key = config.cache_key(":".join([manifest_sha, *user_shas, *_task_file_digests(specs, config.raw_dir)]))
+    stamp = config.fingerprint(":".join([manifest_sha, *user_shas, *_task_file_digests(specs, config.raw_dir)]))
+    key = stamp.digest[:16]
     layout = Artifacts("prepare", out, out, out)  # the file names later stages read (equal.artifacts)
     meta_path, stats_path, corpus_path = out / "prep_meta.json", out / "corpus_stats.csv", layout.corpus_file
-    if not force and meta_path.is_file() and stats_path.is_file() and corpus_path.is_file():
-        meta = json.loads(meta_path.read_text())
-        if meta.get("cache_key") == key:
-            return PreparedData(out, corpus_path, pd.read_csv(stats_path), meta, from_cache=True)
-
+    if force:
+        meta_path.unlink(missing_ok=True)
+    # prep_meta.json is the done-marker; the folder also holds later stages' files (each under its own
+    # fingerprint), so a stale preparation removes only its marker: every file it writes is rewritten
+    finished = reuse_or_reset(out, stamp, meta_path.name, f"data preparation ({out})", stamp="prep_fingerprint.json",
+                              log=print if config.progress else None,
+                              clear=lambda _: meta_path.unlink(missing_ok=True))  # fmt: skip
+    if finished and stats_path.is_file() and corpus_path.is_file():
+        return PreparedData(out, corpus_path, pd.read_csv(stats_path), json.loads(meta_path.read_text()),
+                            from_cache=True)  # fmt: skip
     meta_path.unlink(missing_ok=True)  # a crash from here on must not leave a stale cache marker
     timings: dict[str, float] = {}
     tick = time.perf_counter()
