@@ -31,7 +31,7 @@ import numpy as np
 from equal import paths
 from equal.artifacts import Artifacts
 from equal.errors import ConfigError
-from equal.fingerprint import fingerprint
+from equal.fingerprint import fingerprint, reuse_or_reset
 from equal.io import write_json_atomic, write_jsonl_atomic, write_text_atomic
 from equal.llm.ledger import REFERENCE_PARAMS, inference_flops
 from equal.llm.prompts import PROMPT_VERSION
@@ -179,14 +179,15 @@ def _cluster(config: SelectConfig, art: Artifacts, corpus: list[dict], budget_do
     settings = {"k_values": params["k_values"], "k": params["k"], "min_clusters": min(params["min_clusters"],
                 max_clusters), "max_clusters": max_clusters, "algorithm": params["algorithm"],
                 "w2_only_below": params["w2_only_below"]}  # fmt: skip
-    stamp = art.data / "clusters.json"
-    key = fingerprint(corpus=records_digest(corpus), tuned=info.tuned_identity, base=info.base_identity,
-                      seed=config.seed, **settings).digest  # fmt: skip
-    recorded = json.loads(stamp.read_text()) if stamp.is_file() else {}
-    if recorded.get("key") == key:
-        return int(recorded["k"])
+    done = art.data / "clusters.json"  # written last: k
+    stamp = fingerprint(corpus=records_digest(corpus), tuned=info.tuned_identity, base=info.base_identity,
+                        seed=config.seed, **settings)  # fmt: skip
+    say = print if config.progress else None
+    if reuse_or_reset(art.data, stamp, done.name, "clustering", stamp="clustering_fingerprint.json", log=say,
+                      clear=lambda _: done.unlink(missing_ok=True)):  # fmt: skip
+        return int(json.loads(done.read_text())["k"])
     stage = clustering_stage(art, corpus, seed=config.seed, device=device, progress=config.progress, **settings)
-    write_json_atomic(stamp, {"key": key, "k": stage.k})
+    write_json_atomic(done, {"k": stage.k})
     return stage.k
 
 
