@@ -25,7 +25,8 @@ from equal.llm.cache import CallCache
 from equal.paths import REPO_ROOT
 
 #: Appended to the README's command: the smoke profile's extractor, decoding and embedder (last flag wins).
-SMOKE_FLAGS = ["--model", "smollm2-135m-instruct", "--n-parallel", "8", "--n-ctx", "1024", "--max-pairs", "1",
+SMOKE_FLAGS = ["--model", "smollm2-135m-instruct", "--refiner", "same", "--n-parallel", "8", "--n-ctx", "1024",
+               "--max-pairs", "1",
                "--max-tokens", "64", "--embedder", "tiny-random-bert", "--warmup-fraction", "0.15",
                "--budget", "0.5", "--arms-per-round", "4", "--refine-attempts", "1", "--refine-max-tokens", "48",
                "--on-failure", "keep_draft", "--quality-gate", "keep", "--quiet"]  # fmt: skip

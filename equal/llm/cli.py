@@ -69,6 +69,11 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="equal extract: refine and verify every pair (equal.llm.refine): worked solutions, working code",
     )
+    parser.add_argument(
+        "--refiner",
+        help="the model that refines the pairs: a packaged llama.cpp model name or .gguf path, or 'same' for the "
+        "extractor itself (default: the default profile's llm.refiner, else the extractor)",
+    )
     parser.add_argument("--refine-attempts", type=int, help="refinement calls per pair at most")
     parser.add_argument("--refine-max-tokens", type=int, help="completion budget of a refinement call")
     parser.add_argument(
@@ -110,6 +115,17 @@ def refinement_spec(args: argparse.Namespace) -> dict | None:
     return {**settings, "seed": args.seed, **{key: value for key, value in overrides.items() if value is not None}}
 
 
+def with_refiner(spec: dict, refiner: str | None) -> dict:
+    """``spec`` with the refiner ``--refiner`` names: ``same`` (the extractor refines its own pairs) or a llama.cpp
+    model, decoded like the extractor; None keeps the spec's own."""
+    if refiner is None:
+        return spec
+    spec = {key: value for key, value in spec.items() if key != "refiner"}
+    if refiner != "same":
+        spec["refiner"] = {key: value for key, value in spec.items() if key != "executor"} | {"model": refiner}
+    return spec
+
+
 def backend_spec(args: argparse.Namespace, base: dict | None = None) -> dict:
     """The backend: ``base`` (default: the default profile's extractor) with the options given; another
     ``--backend`` than the base's starts from that backend's own defaults."""
@@ -120,7 +136,7 @@ def backend_spec(args: argparse.Namespace, base: dict | None = None) -> dict:
         given = {"model": args.model, "n_ctx": args.n_ctx, "n_parallel": args.n_parallel}
         spec = {**start, **{key: value for key, value in given.items() if value is not None}, "seed": args.seed}
         spec.setdefault("model", "qwen2.5-coder-0.5b-instruct")
-        return spec
+        return with_refiner(spec, getattr(args, "refiner", None))
     if kind == "transformers":
         if not args.model and "model_dir" not in start:
             raise ConfigError("--backend transformers needs --model: a model folder or " + repr(TINY_CHAT_MODEL))
