@@ -98,8 +98,9 @@ def measure(rows: list[dict], ledger: CostLedger, all_mix: Counter, attempts: in
             "outcomes": dict(Counter(r["refinement"] for r in mine)),
         }
         if kind == "problem":
+            # of the solutions kept (verified): whether what refinement keeps reads like D_r's
             styles = [solution_style(r["answer"], length_iqr) for r in accepted]
-            entry["style_share"] = {key: round(sum(s[key] for s in styles) / len(mine), 4) for key in styles[0]} \
+            entry["style_share"] = {key: round(sum(s[key] for s in styles) / len(styles), 4) for key in styles[0]} \
                 if styles else {}  # fmt: skip
         per_kind[kind] = entry
     out["per_kind"] = per_kind
