@@ -134,8 +134,9 @@ def assert_paid_matches_the_cache(out: Path) -> None:
     paid = json.loads((out / "cost.json").read_text())["paid"]
     with sqlite3.connect(out / "work" / "llm_calls.sqlite") as db:
         stored = db.execute("SELECT COUNT(*), SUM(prompt_tokens + completion_tokens) FROM calls").fetchone()
-        failed = db.execute("SELECT COUNT(*) FROM failed_calls").fetchone()[0]
-    assert (paid["calls"], paid["failed_calls"], paid["tokens"]) == (stored[0], failed, stored[1]), paid
+        failed = db.execute("SELECT COUNT(*), COALESCE(SUM(prompt_tokens + completion_tokens), 0) FROM failed_calls"
+                            ).fetchone()  # fmt: skip
+    assert (paid["calls"], paid["failed_calls"], paid["tokens"]) == (stored[0], failed[0], stored[1] + failed[1]), paid
     assert set(paid["by_stage"]) <= {"extract", "refine"} and paid["by_stage"]["extract"]["calls"] > 0
 
 
