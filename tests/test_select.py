@@ -137,7 +137,7 @@ def assert_paid_matches_the_cache(out: Path) -> None:
         failed = db.execute("SELECT COUNT(*), COALESCE(SUM(prompt_tokens + completion_tokens), 0) FROM failed_calls"
                             ).fetchone()  # fmt: skip
     assert (paid["calls"], paid["failed_calls"], paid["tokens"]) == (stored[0], failed[0], stored[1] + failed[1]), paid
-    assert set(paid["by_stage"]) <= {"extract", "refine"} and paid["by_stage"]["extract"]["calls"] > 0
+    assert set(paid["by_stage"]) <= {"extract", "retry", "refine"} and paid["by_stage"]["extract"]["calls"] > 0
 
 
 @pytest.mark.notebook

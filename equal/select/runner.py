@@ -416,11 +416,13 @@ class MethodRunner:
         selection = spec.select(self, request, ledger)
         pairs = selection.pairs
         if selection.pulls is None:  # provenance like the bandit's: the document's (tuned) cluster, no round
-            tuned = self.labels["tuned"]
+            tuned = self.labels.get("tuned")  # none where the runner has no clustering (equal select's Random, All)
             pairs = [
                 {
                     **p,
-                    "cluster": int(tuned[self._index[p["doc_id"]]]) if p["doc_id"] in self._index else None,
+                    "cluster": int(tuned[self._index[p["doc_id"]]])
+                    if tuned is not None and p["doc_id"] in self._index
+                    else None,
                     "round": None,
                 }
                 for p in pairs

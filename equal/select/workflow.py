@@ -317,6 +317,18 @@ def quiet(on: bool) -> None:
         return
     import logging
 
+    import tqdm
+
+    # every tqdm bar, the libraries' own too, even those asked for explicitly (sentence-transformers' "Batches" while
+    # it writes a model card); the command line also sets TQDM_DISABLE before anything imports tqdm
+    if not getattr(tqdm.tqdm.__init__, "equal_quiet", False):
+        shown = tqdm.tqdm.__init__
+
+        def silent(self, *args, **kwargs):
+            shown(self, *args, **{**kwargs, "disable": True})
+
+        silent.equal_quiet = True
+        tqdm.tqdm.__init__ = silent
     import datasets
     import transformers
 
