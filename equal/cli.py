@@ -244,10 +244,6 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``equal`` console script."""
-    if "--quiet" in (argv if argv is not None else sys.argv[1:]):
-        import os
-
-        os.environ.setdefault("TQDM_DISABLE", "1")  # read by tqdm when it is imported: before any library loads
     parser, commands = build_parser()
     args = parser.parse_args(argv)
     try:

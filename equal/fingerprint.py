@@ -135,7 +135,7 @@ def reuse_or_reset(
 
     folder = Path(folder)
     stamp_path = folder / stamp
-    wipe = clear or (lambda path: shutil.rmtree(path))
+    wipe = clear or shutil.rmtree
     if stamp_path.is_file():
         old = json.loads(stamp_path.read_text(encoding="utf-8"))
         if old.get("fingerprint") == fp.digest:

@@ -339,9 +339,11 @@ class PairRefiner:
         def size(turns: Messages) -> int:
             return sum(self.backend.count_tokens(t["content"]) + 4 for t in turns)  # 4: each turn's markers
 
-        while shown and size(build(shown, "", answer)) > room:
+        used = size(build(shown, "", answer))
+        while shown and used > room:
             shown = shown[:-1]
-        left = room - size(build(shown, "", answer))
+            used = size(build(shown, "", answer))
+        left = room - used
         if left < 0:  # the draft alone is too long: cut it to what is left
             answer = self.backend.truncate(answer, max(16, self.backend.count_tokens(answer) + left))
             left = 0

@@ -35,7 +35,7 @@ from equal.fingerprint import fingerprint, reuse_or_reset
 from equal.io import write_json_atomic, write_jsonl_atomic, write_text_atomic
 from equal.llm.ledger import REFERENCE_PARAMS, inference_flops
 from equal.llm.prompts import PROMPT_VERSION
-from equal.profiles import DEFAULT_PROFILE, extraction_settings, load_profile, notebook_parameters
+from equal.profiles import DEFAULT_PROFILE, deep_merge, extraction_settings, load_profile, notebook_parameters
 
 
 @dataclass
@@ -109,9 +109,9 @@ def with_profile_settings(config: SelectConfig) -> SelectConfig:
     """``config`` with the default profile's extractor and extraction settings where it gives none (one source:
     ``equal select`` extracts as the notebooks do)."""
     llm, extraction, _ = extraction_settings()
-    given = config.llm or {}
-    backend = {**llm, **given} if given.get("kind", llm["kind"]) == llm["kind"] else given
-    return replace(config, llm=backend, extraction={**extraction, **(config.extraction or {})})
+    # the profiles' own merge: a backend of another kind replaces the profile's whole
+    return replace(config, llm=deep_merge(llm, config.llm or {}),
+                   extraction=deep_merge(extraction, config.extraction or {}))  # fmt: skip
 
 
 def _policies() -> tuple[dict, dict, dict]:
@@ -271,7 +271,7 @@ def run_select(config: SelectConfig, dry_run: bool = False) -> SelectOutcome | d
             say(f"warm-up extracted at {rate:.1f} documents/min: the selection's {left:,} documents take about "
                 f"{left / rate:.0f} min more")  # fmt: skip
         k = _cluster(config, art, corpus, budget_docs, device)
-    runner = _runner(config, art, extractor, policies, reward, embeds, device)
+    runner = _runner(config, art, corpus, extractor, policies, reward, embeds, device)
     run = runner.run(spec.name, config.task_name, config.budget, config.seed)
     cost = {**{key: run.summary[key] for key in ("documents_extracted", "warmup_documents", "loop_documents",
                                                   "llm_calls", "tokens")},
@@ -285,8 +285,8 @@ def run_select(config: SelectConfig, dry_run: bool = False) -> SelectOutcome | d
     return SelectOutcome(out, len(run.pairs), cost, resumed)
 
 
-def _runner(config: SelectConfig, art: Artifacts, extractor, policies: dict, reward: dict, embeds: bool,
-            device: str):  # fmt: skip
+def _runner(config: SelectConfig, art: Artifacts, corpus: list[dict], extractor, policies: dict, reward: dict,
+            embeds: bool, device: str):  # fmt: skip
     """The method runner: over the warm-up, embedders and clusterings when the method reads them, else over the
     corpus and reference set alone."""
     from equal.select.runner import MethodRunner
@@ -296,7 +296,7 @@ def _runner(config: SelectConfig, art: Artifacts, extractor, policies: dict, rew
     if embeds:
         return MethodRunner.from_artifacts(art, extractor, [config.task_name], policies, reward,
                                            embedding_device=device, **options)  # fmt: skip
-    return MethodRunner(corpus=art.load_corpus(), labels={}, distances={}, stores={},
+    return MethodRunner(corpus=corpus, labels={}, distances={}, stores={},
                         references={config.task_name: art.load_reference(config.task_name)}, extractor=extractor,
                         policies=policies, artifacts=art, **options)  # fmt: skip
 
@@ -320,7 +320,7 @@ def quiet(on: bool) -> None:
     import tqdm
 
     # every tqdm bar, the libraries' own too, even those asked for explicitly (sentence-transformers' "Batches" while
-    # it writes a model card); the command line also sets TQDM_DISABLE before anything imports tqdm
+    # it writes a model card)
     if not getattr(tqdm.tqdm.__init__, "equal_quiet", False):
         shown = tqdm.tqdm.__init__
 
