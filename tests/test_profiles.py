@@ -92,6 +92,8 @@ def test_equal_select_and_extract_run_the_default_profiles_extraction():
     assert extraction_spec(overridden) == {**params["extraction"], "max_tokens": 64}
     assert backend_spec(overridden)["model"] == "smollm2-135m-instruct"
     same = backend_spec(parser.parse_args(["--model", "smollm2-135m-instruct", "--refiner", "same"]))
-    assert "refiner" not in same
+    assert same["refiner"] is None  # explicit: a merge over a profile naming a refiner keeps it
+    named = {**params["llm"], "refiner": {"kind": "llama_cpp", "model": "qwen2.5-coder-1.5b-instruct"}}
+    assert deep_merge(named, same)["refiner"] is None
     other = backend_spec(parser.parse_args(["--refiner", "qwen2.5-coder-1.5b-instruct"]))
     assert other["refiner"]["model"] == "qwen2.5-coder-1.5b-instruct" and other["refiner"]["kind"] == "llama_cpp"

@@ -121,8 +121,9 @@ def with_refiner(spec: dict, refiner: str | None) -> dict:
     if refiner is None:
         return spec
     spec = {key: value for key, value in spec.items() if key != "refiner"}
-    if refiner != "same":
-        spec["refiner"] = {key: value for key, value in spec.items() if key != "executor"} | {"model": refiner}
+    # "same" is an explicit None, not a missing key: merged over a profile that names a refiner, it must still win
+    own = {key: value for key, value in spec.items() if key != "executor"}
+    spec["refiner"] = None if refiner == "same" else own | {"model": refiner}
     return spec
 
 
