@@ -453,7 +453,12 @@ def cohesion_figure(table: pd.DataFrame) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(7, 3.6))
     order = list(dict.fromkeys(table["clustering"]))
     sns.boxplot(data=table, x="split_half_ot", y="clustering", order=order, color="#DDDDDD", ax=ax, fliersize=0)
-    sns.stripplot(data=table, x="split_half_ot", y="clustering", order=order, size=4, color="#4C72B0", ax=ax)
+    state = np.random.get_state()  # seaborn jitters the points with numpy's global generator: seeded, the figure
+    np.random.seed(0)  # is the same file on every run
+    try:
+        sns.stripplot(data=table, x="split_half_ot", y="clustering", order=order, size=4, color="#4C72B0", ax=ax)
+    finally:
+        np.random.set_state(state)
     ax.set(
         xlabel="OT distance between the QA pairs of a cluster's two random halves (lower: more alike)",
         ylabel="",
