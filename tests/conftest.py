@@ -88,3 +88,33 @@ def llama_servers():
     for process, _ in started:
         process.terminate()
         process.wait(timeout=30)
+
+
+class SmokeAnswers:
+    """The smoke profile's shipped LLM answers (``answers/smoke.jsonl.gz``): the notebook tests read the tiny
+    extractor's answers from them instead of paying minutes of llama.cpp calls; extraction itself is exercised by the
+    backend, resume and ``equal select`` tests. ``paid_since()`` says how many calls a run had to pay anyway."""
+
+    def __init__(self) -> None:
+        from equal.pipeline import shipped_answers_cache
+        from equal.profiles import load_profile
+
+        self.path = shipped_answers_cache(load_profile("smoke"))
+        self.start = self.count()
+
+    def count(self) -> int:
+        import sqlite3
+
+        with sqlite3.connect(self.path) as db:
+            return db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+
+    def paid_since(self) -> int:
+        return self.count() - self.start
+
+    def assert_none_paid(self, run: str) -> None:
+        paid = self.paid_since()
+        assert paid == 0, (
+            f"{run} paid {paid} LLM calls the smoke profile's shipped answers do not hold (a prompt, a decoding "
+            "setting or the documents changed): after this run, `.venv/bin/equal export-answers --profile smoke` "
+            "refreshes answers/smoke.jsonl.gz and params/smoke.yaml; commit both"
+        )

@@ -14,6 +14,7 @@ import re
 import pandas as pd
 import pytest
 import yaml
+from conftest import SmokeAnswers
 from lxml import etree
 
 from equal.io import read_jsonl
@@ -84,9 +85,11 @@ def new_task_run(raw_dir, tmp_path_factory):
     path.write_text(yaml.safe_dump(profile, allow_unicode=True))
     overrides = {"data_dir": str(folder / "data"), "figures_dir": str(folder / "figures")}
     notebooks = ["01", "02", "03", "04", "05", "06"]  # 07 only redraws figures; the smoke pipeline test runs it
+    answers = SmokeAnswers()  # the profile extends smoke: it reads the smoke extractor's shipped answers
     info = run_profile(str(path), only=notebooks, overrides=overrides, results_override=folder / "results",
                        log_output=False)  # fmt: skip
     assert all(record["status"] == "ok" for record in info["notebooks"].values())
+    answers.assert_none_paid("the new-task run")
     return folder
 
 

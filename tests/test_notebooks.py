@@ -5,6 +5,7 @@ import json
 import nbformat
 import pandas as pd
 import pytest
+from conftest import SmokeAnswers
 
 from equal.pipeline import NotebookFailed, numbered_notebooks, run_profile
 from equal.profiles import load_profile, notebook_parameters
@@ -52,8 +53,10 @@ def test_parameters_cells_equal_the_default_profile():
 
 @pytest.mark.notebook
 def test_the_whole_pipeline_runs_in_smoke_profile(tmp_path):
+    answers = SmokeAnswers()
     overrides = {"data_dir": str(tmp_path / "data"), "figures_dir": str(tmp_path / "figures")}
     info = run_profile("smoke", overrides=overrides, results_override=tmp_path / "results", log_output=False)
+    answers.assert_none_paid("the smoke pipeline")
     assert list(info["notebooks"]) == [nb.stem for nb in numbered_notebooks()] and len(info["notebooks"]) == 7
     for name, record in info["notebooks"].items():
         assert record["status"] == "ok" and record["wall_time_s"] > 0, name
