@@ -153,8 +153,10 @@ def check_finetune(device: str, small: bool, workdir: Path, method: str, checkpo
     ok = finite and last < first and dtypes == ["torch.bfloat16"]
     logits = reloaded(torch.tensor([[1, 2, 3]])).logits
     ok = ok and bool(torch.isfinite(logits.float()).all())
+    # bf16_autocast: false on the CPU dry run (float32 training); the model is saved in bf16 either way
     return {"status": "pass" if ok else "fail", "steps": len(losses), "first_loss": round(first, 4),
-            "last_loss": round(last, 4), "saved_dtypes": dtypes, "pairs": len(pairs)}  # fmt: skip
+            "last_loss": round(last, 4), "saved_dtypes": dtypes, "pairs": len(pairs),
+            "bf16_autocast": config.bf16}  # fmt: skip
 
 
 def check_w2(device: str, small: bool) -> dict:
