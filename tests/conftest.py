@@ -103,10 +103,13 @@ class SmokeAnswers:
         self.start = self.count()
 
     def count(self) -> int:
-        import sqlite3
+        from equal.llm.cache import CallCache
 
-        with sqlite3.connect(self.path) as db:
-            return db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+        cache = CallCache(self.path)
+        try:
+            return len(cache)
+        finally:
+            cache.close()
 
     def paid_since(self) -> int:
         return self.count() - self.start

@@ -265,8 +265,8 @@ def train_runs(
 
 def _finetune_in_own_process(base_model_dir: Path, pairs: list[dict], folder: Path, config: FinetuneConfig,
                              progress: bool) -> None:  # fmt: skip
-    """:func:`finetune` in a spawned process; an error there is raised here, and an interrupt here stops it (its
-    checkpoints stay, so the run resumes)."""
+    """:func:`finetune` in a process of its own (:func:`_training_context`); an error there is raised here, and an
+    interrupt here stops it (its checkpoints stay, so the run resumes)."""
     with _training_context().Pool(1) as pool:  # leaving the block terminates the worker
         pool.apply(train, (base_model_dir, pairs, folder, config), {"progress": progress})
 
