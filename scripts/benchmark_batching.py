@@ -1,18 +1,21 @@
-"""Where the default's extraction time goes, and the batched llama.cpp scheduler before and after (a script).
+"""Where the default's extraction time goes, and two batched llama.cpp schedulers compared (a script).
 
-    .venv/bin/python scripts/benchmark_batching.py [--docs 32] [--before 25e4d9d]
+    .venv/bin/python scripts/benchmark_batching.py [--docs 32] [--before 25e4d9d] [--after cc8d84c]
 
 The default profile's whole extraction pass (the 0.5B extractor, then the 1.5B refiner with up to 4 verified
 attempts per pair) runs on the same seeded documents of the default corpus twice, with a fresh cache each time so
 every call is real: once with the batched backend (``equal/llm/llama_batch.py``) of commit ``--before`` (static
-groups of ``n_parallel`` conversations sharing one cached prefix), once with this tree's (continuous batching,
-one kept prefix per kind of request). Only the scheduler differs; prompts, decoding and verification are the same.
-Both runs go one after the other in one process, so the ratio is what to read, not the absolute times.
+groups of ``n_parallel`` conversations sharing one cached prefix), once with that of ``--after`` (default: this
+tree). Only the scheduler differs; prompts, decoding and verification are the same. Both runs go one after the other
+in one process, so the ratio is what to read, not the absolute times.
 
-Per run: documents and pairs per minute, the seconds spent in extraction and in refinement (the calls' own wall
-time from the ledger); for this tree's backend also where the decoder's time goes (reading prefixes, reading
-prompts, generation steps, sampling) and the tokens of each. Then the machine's limit: seconds per generation step
-of the 1.5B refiner with 1, 4 and 16 live sequences. Writes ``results/benchmarks/batching.json``.
+``results/benchmarks/batching.json`` compares 25e4d9d with cc8d84c (continuous batching, one kept prefix per kind
+of request): 0.90x, so the static groups stayed (this tree's backend is 25e4d9d's, with its time counted).
+
+Per run: documents per minute, the seconds spent in extraction and in refinement (the calls' own wall time from
+the ledger) and, where the backend counts them, where the decoder's time goes (reading prefixes, reading prompts,
+generation steps, sampling) with the tokens of each. Then the machine's limit: seconds per generation step of the
+1.5B refiner with 1, 4 and 16 live sequences (this tree's backend). Writes ``results/benchmarks/batching.json``.
 """
 
 from __future__ import annotations
@@ -121,6 +124,7 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--before", default=BEFORE, help="the commit whose scheduler is the baseline")
+    parser.add_argument("--after", default=None, help="the commit whose scheduler is compared (default: this tree)")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "results" / "benchmarks" / "batching.json")
     args = parser.parse_args()
     profile = load_profile("default")
@@ -130,12 +134,12 @@ def main() -> None:
     docs = random.Random(args.seed).sample(read_jsonl(corpus), args.docs)
     report = {"created": now(), "git": git_state(), "environment": environment(),
               "packages": package_versions(("llama_cpp_python", "numpy")),
-              "parameters": {"docs": args.docs, "seed": args.seed, "before": args.before,
+              "parameters": {"docs": args.docs, "seed": args.seed, "before": args.before, "after": args.after,
                              "llm": profile["common"]["llm"], "extraction": profile["common"]["extraction"],
                              "refinement": profile["common"]["refinement"]},
               "runs": {}}  # fmt: skip
     answers = {}
-    for name, revision in (("before", args.before), ("after", None)):
+    for name, revision in (("before", args.before), ("after", args.after)):
         print(f"== {name} ({revision or 'this tree'})", flush=True)
         with tempfile.TemporaryDirectory() as folder:
             report["runs"][name], answers[name] = run_pass(backend_class(revision), profile, docs, Path(folder))

@@ -1,29 +1,28 @@
-"""Batched decoding of several conversations at once in llama.cpp, with shared prompt prefixes.
+"""Batched decoding of several conversations at once in llama.cpp, with a shared prompt prefix.
 
 On a CPU, generating one sequence leaves most of each matrix multiplication idle: decoding N
 sequences in the same ``llama_decode`` call costs little more than one. This backend therefore
 
-* keeps up to :data:`PREFIX_SLOTS` prompt prefixes (system prompt, instruction and style examples,
-  identical across many requests) in the KV cache of reserved sequences, and copies the right one
-  to each working sequence instead of re-reading it; the prefixes stay for the next call;
-* schedules continuously: ``n_parallel`` sequences are live at once, and a finished sequence's slot
-  takes the next waiting request at once, instead of a group waiting for its longest answer;
+* keeps the instruction prefix (system prompt + instruction, identical for every document) in the
+  KV cache of a reserved sequence and copies it to each working sequence instead of re-reading it;
+* reads all documents' remaining prompt tokens in large batches;
 * generates one token per live sequence per ``llama_decode`` call, each sequence with its own
-  sampler chain (seeded by the request's position in the call) whose JSON grammar runs inside llama.cpp.
+  sampler chain whose JSON grammar runs inside llama.cpp.
 
-It speaks the same :class:`~equal.llm.types.LLMBackend` protocol as the one-at-a-time backend, and
-counts where its time goes in :attr:`LlamaCppBatchBackend.stats` (prompt reading vs generation).
+It speaks the same :class:`~equal.llm.types.LLMBackend` protocol as the one-at-a-time backend, and counts where
+its time goes in :attr:`LlamaCppBatchBackend.stats`. Continuous batching (a finished sequence's slot taking the
+next request at once) with one kept prefix per kind of request was tried and measured no faster (0.90x on the
+default's extraction and refinement, ``results/benchmarks/batching.json``): on two cores reading prompts, not
+waiting for a group's longest answer, is where the time goes.
 """
 
 from __future__ import annotations
 
 import ctypes
-import itertools
 import json
 import os
 import time
-from collections import Counter, deque
-from dataclasses import dataclass, field
+from collections import Counter
 
 import llama_cpp
 import numpy as np
@@ -107,58 +106,12 @@ class _SequenceSampler:
             self.grammar = None
 
 
-#: Prompt prefixes kept in the KV cache at once (one per kind of request in a call: problems, code, concepts)
-PREFIX_SLOTS = 4
-
-
 def _common_prefix(a: list[int], b: list[int]) -> int:
     n = min(len(a), len(b))
     for i in range(n):
         if a[i] != b[i]:
             return i
     return n
-
-
-def prefix_clusters(prompts: list[list[int]], slots: int) -> list[list[int]]:
-    """Split prompts (token lists) into at most ``slots`` clusters, each to share one kept prefix, so that the
-    fewest tokens are read: sorted, neighbours share the most, and a cluster is cut in two wherever that saves
-    more tokens (members no longer re-reading what their part shares) than it costs (the second prefix is read
-    once). Returns the clusters as lists of prompt indices."""
-    order = sorted(range(len(prompts)), key=lambda i: prompts[i])
-    if not order:
-        return []
-    neighbours = [_common_prefix(prompts[a], prompts[b]) for a, b in itertools.pairwise(order)]
-
-    def shared(start: int, stop: int) -> int:  # what the sorted prompts start..stop-1 share (a lone one: itself)
-        return min(neighbours[start : stop - 1]) if stop - start > 1 else len(prompts[order[start]]) - 1
-
-    ranges = [(0, len(order))]
-    while len(ranges) < slots:
-        best = None
-        for index, (start, stop) in enumerate(ranges):
-            whole = shared(start, stop)
-            for cut in range(start + 1, stop):
-                left, right = shared(start, cut) - whole, shared(cut, stop) - whole
-                gain = left * (cut - start - 1) + right * (stop - cut - 1) - whole
-                if gain > 0 and (best is None or gain > best[0]):
-                    best = (gain, index, cut)
-        if best is None:
-            break
-        _, index, cut = best
-        start, stop = ranges.pop(index)
-        ranges[index:index] = [(start, cut), (cut, stop)]
-    return [order[start:stop] for start, stop in ranges]
-
-
-@dataclass
-class _Live:
-    """A request being generated in one of the working sequences."""
-
-    request: int
-    sampler: _SequenceSampler
-    next_token: int  # the token to feed at the next step (the prompt's last, then each sampled one)
-    position: int
-    output: list[int] = field(default_factory=list)
 
 
 class LlamaCppBatchBackend:
@@ -187,18 +140,17 @@ class LlamaCppBatchBackend:
             path_model=str(path), params=llama_cpp.llama_model_default_params(), verbose=False
         )
         params = llama_cpp.llama_context_default_params()
-        # One unified KV buffer: a prefix's cells belong to every sequence that copies it, so n_parallel
-        # conversations of at most n_ctx tokens each and the kept prefixes always fit.
-        params.n_ctx = n_ctx * (n_parallel + PREFIX_SLOTS)
+        # One unified KV buffer: the shared prefix's cells belong to every sequence at once, so
+        # n_parallel conversations of at most n_ctx tokens each (prefix included) always fit.
+        params.n_ctx = n_ctx * n_parallel
         params.n_batch = n_batch
         params.n_ubatch = min(n_batch, 512)
-        params.n_seq_max = n_parallel + PREFIX_SLOTS
+        params.n_seq_max = n_parallel + 1
         params.kv_unified = True  # one KV buffer, so a copied prefix costs nothing
         params.n_threads = threads
         params.n_threads_batch = threads
         self._ctx = internals.LlamaContext(model=self._model, params=params, verbose=False)
-        self._batch = internals.LlamaBatch(n_tokens=n_batch, embd=0, n_seq_max=n_parallel + PREFIX_SLOTS,
-                                           verbose=False)  # fmt: skip
+        self._batch = internals.LlamaBatch(n_tokens=n_batch, embd=0, n_seq_max=n_parallel + 1, verbose=False)
         self._n_batch = n_batch
         self.n_params = int(self._model.n_params())
         metadata = self._model.metadata()
@@ -211,12 +163,12 @@ class LlamaCppBatchBackend:
             bos_token=self._model.token_get_text(self._model.token_bos()),
             add_generation_prompt=True,
         )
-        # the reserved sequences n_parallel.. hold the kept prefixes: sequence -> its tokens
-        self._prefixes: dict[int, list[int]] = {n_parallel + k: [] for k in range(PREFIX_SLOTS)}
+        self._prefix_seq = n_parallel  # the reserved sequence holding the shared prefix
+        self._prefix: list[int] = []
         self._grammars: dict[str, str] = {}  # schema -> GBNF text
         self._n_vocab = self._model.n_vocab()
-        #: where the time goes, summed over calls: tokens and seconds of prefix reading, prompt reading and
-        #: generation steps (``step_tokens``: live sequences summed over steps), and sampling seconds
+        #: where the time goes, summed over calls: tokens and seconds of reading the shared prefix, reading the
+        #: prompts and the generation steps (``step_tokens``: live sequences summed over steps), sampling seconds
         self.stats: Counter = Counter()
 
     # ------------------------------------------------------------------ tokens
@@ -257,27 +209,20 @@ class LlamaCppBatchBackend:
         self.stats[f"{what}_s"] += time.perf_counter() - started
         self.stats[f"{what}_tokens"] += len(entries)
 
-    def _set_prefixes(self, prompts: list[list[int]]) -> list[tuple[int, int]]:
-        """Put the prefixes these prompts share into the reserved sequences (keeping what they already hold);
-        return, per prompt, the sequence holding its prefix and how many of its tokens that covers."""
-        clusters = prefix_clusters(prompts, PREFIX_SLOTS)
-        plan: list[tuple[int, int]] = [(-1, 0)] * len(prompts)
-        wanted = []
-        for cluster in clusters:  # every prompt keeps at least its last token to read with logits
-            first, last = prompts[cluster[0]], prompts[cluster[-1]]
-            cap = min(len(prompts[i]) for i in cluster) - 1
-            wanted.append(first[: min(_common_prefix(first, last) if len(cluster) > 1 else cap, cap)])
-        # each cluster goes to the free sequence already holding most of its prefix
-        free = dict(self._prefixes)
-        for cluster, tokens in sorted(zip(clusters, wanted, strict=True), key=lambda c: -len(c[1])):
-            seq = max(free, key=lambda s: (_common_prefix(free[s], tokens), -s))
-            keep = _common_prefix(free.pop(seq), tokens)
-            self._ctx.kv_cache_seq_rm(seq, keep, -1)
-            self._timed_decode([(tok, keep + i, seq, False) for i, tok in enumerate(tokens[keep:])], "prefix")
-            self._prefixes[seq] = tokens
-            for index in cluster:
-                plan[index] = (seq, len(tokens))
-        return plan
+    def _set_prefix(self, prompts: list[list[int]]) -> int:
+        """Make the reserved sequence hold the longest prefix shared by all prompts; return its length."""
+        shared = min(len(p) for p in prompts) - 1  # every sequence keeps at least one token of its own
+        for prompt in prompts[1:]:
+            shared = min(shared, _common_prefix(prompts[0], prompt))
+        if self._prefix and len(prompts) == 1:
+            # A lone prompt shares nothing with itself: keep only what it shares with the cached prefix.
+            shared = min(shared, _common_prefix(self._prefix, prompts[0]))
+        keep = _common_prefix(self._prefix, prompts[0][:shared])
+        self._ctx.kv_cache_seq_rm(self._prefix_seq, keep, -1)
+        new = prompts[0][keep:shared]
+        self._timed_decode([(tok, keep + i, self._prefix_seq, False) for i, tok in enumerate(new)], "prefix")
+        self._prefix = prompts[0][:shared]
+        return shared
 
     def _grammar_text(self, schema: dict) -> str:
         key = json.dumps(schema, sort_keys=True)
@@ -286,84 +231,66 @@ class LlamaCppBatchBackend:
         return self._grammars[key]
 
     def chat(self, batch: list[Messages], params: GenerationParams) -> list[Completion]:
-        """One completion per conversation, ``n_parallel`` generated at a time; a failed request (or a failed
-        call) comes back as an error completion, never raised. Each completion's ``wall_s`` is its equal share
-        of the call's time."""
-        started = time.perf_counter()
-        prompts: list[list[int]] = []
-        errors: dict[int, str] = {}
-        for index, messages in enumerate(batch):
-            try:
-                prompt = self._tokenize(self._format(messages=messages).prompt, special=True)
-                if len(prompt) + params.max_tokens > self.context_length:
-                    raise ValueError(f"prompt of {len(prompt)} tokens + {params.max_tokens} > context")
-            except Exception as exc:
-                errors[index], prompt = f"{type(exc).__name__}: {exc}", []
-            prompts.append(prompt)
-        todo = [i for i in range(len(batch)) if i not in errors]
-        done: dict[int, tuple[list[int], str]] = {}
-        try:
-            if todo:
-                self._generate(todo, prompts, params, done)
-        except Exception as exc:  # the unfinished requests fail; the finished keep their answers
-            errors.update({i: f"{type(exc).__name__}: {exc}" for i in todo if i not in done})
-        finally:
-            for seq in range(self.n_parallel):
-                self._ctx.kv_cache_seq_rm(seq, -1, -1)
-        wall = (time.perf_counter() - started) / max(1, len(batch))
-        results = []
-        for index, prompt in enumerate(prompts):
-            if index in errors:
-                results.append(Completion("", 0, 0, wall, "error", errors[index]))
-                continue
-            output, reason = done[index]
-            text = self._model.detokenize(output).decode("utf-8", errors="replace")
-            results.append(Completion(text, len(prompt), len(output) + (reason == "stop"), wall, reason))
+        """Generate for up to ``n_parallel`` conversations at once (larger batches are split)."""
+        results: list[Completion] = []
+        for start in range(0, len(batch), self.n_parallel):
+            results.extend(self._chat_group(batch[start : start + self.n_parallel], params))
         return results
 
-    def _generate(self, todo: list[int], prompts: list[list[int]], params: GenerationParams,
-                  done: dict[int, tuple[list[int], str]]) -> None:  # fmt: skip
-        """Generate for the requests ``todo`` with continuous batching; finished ones land in ``done``."""
-        plan = dict(zip(todo, self._set_prefixes([prompts[i] for i in todo]), strict=True))
-        waiting = deque(todo)
-        free = list(range(self.n_parallel))
-        live: dict[int, _Live] = {}
+    def _chat_group(self, group: list[Messages], params: GenerationParams) -> list[Completion]:
+        started = time.perf_counter()
         try:
-            while waiting or live:
-                body = []
-                while free and waiting:  # a free sequence takes the next request: its prefix copied, the rest read
-                    seq, index = free.pop(0), waiting.popleft()
-                    prefix_seq, shared = plan[index]
-                    prompt = prompts[index]
-                    self._ctx.kv_cache_seq_rm(seq, -1, -1)
-                    if shared:
-                        self._ctx.kv_cache_seq_cp(prefix_seq, seq, 0, shared)
-                    body.extend((tok, shared + i, seq, False) for i, tok in enumerate(prompt[shared:-1]))
-                    live[seq] = _Live(index, _SequenceSampler(self, params, index), prompt[-1], len(prompt) - 1)
-                if body:
-                    self._timed_decode(body, "prompt")
-                order = list(live)  # sequence order in this step's batch = the logits' order
-                self._timed_decode([(live[s].next_token, live[s].position, s, True) for s in order], "step")
-                started = time.perf_counter()
-                for batch_index, seq in enumerate(order):
-                    state = live[seq]
-                    token = state.sampler.sample(self._ctx.ctx, batch_index)
-                    reason = None
+            prompts = [self._tokenize(self._format(messages=m).prompt, special=True) for m in group]
+            too_long = [len(p) + params.max_tokens > self.context_length for p in prompts]
+            if any(too_long):
+                raise ValueError(f"prompt of {max(len(p) for p in prompts)} tokens + {params.max_tokens} > context")
+            shared = self._set_prefix(prompts)
+            for seq in range(len(group)):
+                self._ctx.kv_cache_seq_rm(seq, -1, -1)
+                self._ctx.kv_cache_seq_cp(self._prefix_seq, seq, 0, shared)
+            # Every prompt's own tokens, then the last token of each (with logits) in one final call.
+            body = [(tok, shared + i, s, False) for s, p in enumerate(prompts) for i, tok in enumerate(p[shared:-1])]
+            self._timed_decode(body, "prompt")
+            self._timed_decode([(p[-1], len(p) - 1, s, True) for s, p in enumerate(prompts)], "prompt")
+            samplers = [_SequenceSampler(self, params, s) for s in range(len(group))]
+            outputs: list[list[int]] = [[] for _ in group]
+            finished = ["length"] * len(group)
+            live = list(range(len(group)))  # sequence s's logits are at batch index live.index(s)
+            positions = [len(p) for p in prompts]
+            while live:
+                step = []
+                sampling = time.perf_counter()
+                for index, seq in enumerate(live):
+                    token = samplers[seq].sample(self._ctx.ctx, index)
                     if llama_cpp.llama_vocab_is_eog(self._model.vocab, token):
-                        reason = "stop"
-                    else:
-                        state.output.append(token)
-                        state.next_token, state.position = token, state.position + 1
-                        if len(state.output) >= params.max_tokens:
-                            reason = "length"
-                    if reason is not None:
-                        done[state.request] = (state.output, reason)
-                        state.sampler.close()
-                        del live[seq]
-                        self._ctx.kv_cache_seq_rm(seq, -1, -1)
-                        free.append(seq)
-                self.stats["sample_s"] += time.perf_counter() - started
-                self.stats["steps"] += 1
+                        finished[seq] = "stop"
+                        continue
+                    outputs[seq].append(token)
+                    if len(outputs[seq]) >= params.max_tokens:
+                        continue
+                    step.append((token, positions[seq], seq, True))
+                    positions[seq] += 1
+                live = [entry[2] for entry in step]
+                self.stats["sample_s"] += time.perf_counter() - sampling
+                if step:
+                    self._timed_decode(step, "step")
+                    self.stats["steps"] += 1
+            for sampler in samplers:
+                sampler.close()
+        except Exception as exc:  # a failed group is reported per conversation, never raised
+            wall = (time.perf_counter() - started) / len(group)
+            return [Completion("", 0, 0, wall, "error", f"{type(exc).__name__}: {exc}") for _ in group]
         finally:
-            for state in live.values():
-                state.sampler.close()
+            for seq in range(len(group)):
+                self._ctx.kv_cache_seq_rm(seq, -1, -1)
+        wall = (time.perf_counter() - started) / len(group)
+        return [
+            Completion(
+                self._model.detokenize(out).decode("utf-8", errors="replace"),
+                len(prompt),
+                len(out) + (reason == "stop"),
+                wall,
+                reason,
+            )
+            for out, prompt, reason in zip(outputs, prompts, finished, strict=True)
+        ]
