@@ -21,6 +21,25 @@ def test_a_tiny_model_trains_and_its_loss_drops(tmp_path):
     assert (tmp_path / "model" / "config.json").is_file()
 
 
+def test_micro_batches_compute_the_same_updates_as_whole_batches(tmp_path):
+    import pytest
+    from safetensors.torch import load_file
+
+    # answers of different lengths: the micro-batches are padded differently, the loss is the same token mean
+    pairs = [{"question": f"Sum {i}?", "answer": " ".join(["step"] * (1 + i % 7)) + f" = {i}."} for i in range(16)]
+    base = {"max_steps": 4, "batch_size": 8, "learning_rate": 1e-3, "lr_scheduler_type": "constant", "seed": 0}
+    whole = finetune(build_tiny_chat_model(), pairs, tmp_path / "a", FinetuneConfig(**base), False)
+    micro = finetune(build_tiny_chat_model(), pairs, tmp_path / "b", FinetuneConfig(micro_batch_size=2, **base), False)
+    assert [r["loss"] for r in micro] == pytest.approx([r["loss"] for r in whole], rel=1e-4)
+    a, b = (
+        load_file(tmp_path / "a" / "model" / "model.safetensors"),
+        load_file(tmp_path / "b" / "model" / "model.safetensors"),
+    )
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-4
+    with pytest.raises(ValueError, match="must divide"):
+        finetune(build_tiny_chat_model(), pairs, tmp_path / "c", FinetuneConfig(micro_batch_size=3, **base), False)
+
+
 def test_an_interrupted_training_resumes_from_its_checkpoint(tmp_path):
     pairs = [{"question": f"Name {i}?", "answer": f"It is {i}."} for i in range(12)]
     base = {"batch_size": 4, "learning_rate": 1e-3, "lr_scheduler_type": "constant", "save_steps": 3, "seed": 1}

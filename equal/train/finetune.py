@@ -25,6 +25,11 @@ class FinetuneConfig:
     epochs: float = 2.0  # paper: 2 (full fine-tuning)
     max_steps: int = -1  # > 0 overrides epochs
     batch_size: int = 8
+    # examples per forward/backward pass (0: the whole batch): a batch of 8 is computed as 2 micro-batches of 4
+    # whose gradients add up to the same update (the loss is the token mean over the whole batch either way, the
+    # batches are the same examples); on 2 CPU cores 4 × 300 tokens train ~1.8x faster per token than 8 × 300
+    # (scripts/benchmark_training.py)
+    micro_batch_size: int = 0
     gradient_accumulation_steps: int = 1
     learning_rate: float = 1e-5  # paper: 1e-5
     lr_scheduler_type: str = "cosine"  # paper: cosine
@@ -33,6 +38,9 @@ class FinetuneConfig:
     save_steps: int = 50
     seed: int = 0
     bf16: bool = False  # mixed precision (CPU autocast): ~1.6x faster on CPUs with AVX-512 BF16
+    # batches of similar lengths (transformers' LengthGroupedSampler): fewer padded tokens than "random"
+    # (scripts/benchmark_training.py measures both)
+    sampling: str = "group_by_length"
     method: str = "full"  # full | lora (paper: both; LoRA adapters are merged into the saved model)
     lora_r: int = 16
     lora_alpha: int = 32
@@ -101,6 +109,12 @@ def finetune(
         raise ValueError("no QA pairs to fine-tune on")
     if config.method not in ("full", "lora"):
         raise ValueError(f"fine-tuning method {config.method!r}: expected 'full' or 'lora'")
+    micro = config.micro_batch_size or config.batch_size
+    if config.batch_size % micro:
+        raise ValueError(f"micro_batch_size {micro} must divide batch_size {config.batch_size}")
+    if config.sampling not in ("group_by_length", "random", "sequential"):
+        raise ValueError(f"fine-tuning sampling {config.sampling!r}: expected 'group_by_length', 'random' or "
+                         "'sequential'")  # fmt: skip
     started = time.perf_counter()
     set_seed(config.seed)
     out_dir = Path(out_dir)
@@ -115,14 +129,15 @@ def finetune(
         output_dir=str(checkpoints),
         num_train_epochs=config.epochs,
         max_steps=config.max_steps,
-        per_device_train_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        per_device_train_batch_size=micro,
+        # the trainer groups lengths over per-device batch × accumulation: the same batches as without micro-batches
+        gradient_accumulation_steps=config.gradient_accumulation_steps * (config.batch_size // micro),
         learning_rate=config.learning_rate,
         lr_scheduler_type=config.lr_scheduler_type,
         warmup_steps=config.warmup_steps,
         bf16=config.bf16,
         include_num_input_tokens_seen=True,
-        train_sampling_strategy="group_by_length",  # similar lengths per batch: about half the padded tokens
+        train_sampling_strategy=config.sampling,
         logging_steps=1,
         save_strategy="steps",
         save_steps=config.save_steps,
