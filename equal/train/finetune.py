@@ -59,6 +59,16 @@ class FinetuneConfig:
     deepspeed: str | None = None  # a DeepSpeed JSON file, instead of FSDP
     gradient_checkpointing: bool = False  # memory for compute: an 8B model on 80 GB GPUs
 
+    def __post_init__(self) -> None:
+        # checked where the regime is read (notebook 05, a profile), not in each model's training process
+        if self.method not in ("full", "lora"):
+            raise ValueError(f"fine-tuning method {self.method!r}: expected 'full' or 'lora'")
+        if self.batch_size % (self.micro_batch_size or self.batch_size):
+            raise ValueError(f"micro_batch_size {self.micro_batch_size} must divide batch_size {self.batch_size}")
+        if self.sampling not in ("group_by_length", "random", "sequential"):
+            raise ValueError(f"fine-tuning sampling {self.sampling!r}: expected 'group_by_length', 'random' or "
+                             "'sequential'")  # fmt: skip
+
 
 def _config_file(name: str | None) -> str | None:
     """A launcher configuration file: a path, or the name of one shipped in params/ (e.g. ``fsdp_llama.json``)."""
@@ -107,14 +117,7 @@ def finetune(
 
     if not pairs:
         raise ValueError("no QA pairs to fine-tune on")
-    if config.method not in ("full", "lora"):
-        raise ValueError(f"fine-tuning method {config.method!r}: expected 'full' or 'lora'")
     micro = config.micro_batch_size or config.batch_size
-    if config.batch_size % micro:
-        raise ValueError(f"micro_batch_size {micro} must divide batch_size {config.batch_size}")
-    if config.sampling not in ("group_by_length", "random", "sequential"):
-        raise ValueError(f"fine-tuning sampling {config.sampling!r}: expected 'group_by_length', 'random' or "
-                         "'sequential'")  # fmt: skip
     started = time.perf_counter()
     set_seed(config.seed)
     out_dir = Path(out_dir)
