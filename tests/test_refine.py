@@ -47,6 +47,9 @@ def test_final_and_reference_answers():
     long_prose = "He picked forty in the morning and twelve after lunch, and that was 52 peaches by the evening."
     assert reference_answer(long_prose) == "52"
     assert reference_answer("A long explanation without any figure in it at all, going on for a while longer.") is None
+    assert reference_answer("Luke ended up with 2 good games.") == "2"  # a short sentence's one quantity
+    assert reference_answer("26 buses should be rented.") == "26 buses should be rented"  # already a number
+    assert reference_answer("Paris is the capital.") == "Paris is the capital"  # no quantity: the text itself
 
 
 def test_wrong_calculations_are_found():
@@ -69,6 +72,12 @@ def test_pair_kinds():
     assert pair_kind("Write a function that reverses a list.", "def f(x): return x[::-1]") == "code"
     assert pair_kind("Why is the sky blue?", "Rayleigh scattering.") == "concept"
     assert pair_kind("What is a closure?", "A function with its environment.") == "concept"
+    # a word problem whose numbers are in the document or spelled out: a quantity asked for, a number answered
+    assert pair_kind("How many buses should be rented?", "26 buses should be rented.") == "problem"
+    assert pair_kind("How many good games did Luke end up with?", "Luke ended up with 2 good games.") == "problem"
+    assert pair_kind("Adam fits nine figures on each of three shelves. How many figures fit?", "27") == "problem"
+    assert pair_kind("How many moons does Mars have?", "Two small moons, Phobos and Deimos.") == "concept"
+    assert pair_kind("How long ago did the war end?", "It ended in 1945.") == "concept"  # a year is a date
 
 
 def test_parse_refined_reply():

@@ -117,7 +117,8 @@ class ExtractionReport:
 
 #: Bump when the way answers become pairs changes (parsing, dropping degenerate pairs): finished method runs,
 #: whose pairs were made the old way, are then recomputed from the cached answers.
-PAIRS_VERSION = 3  # 2: pairs with runaway repetition are dropped and counted; 3: refinement and quality gate
+PAIRS_VERSION = 4  # 2: pairs with runaway repetition are dropped and counted; 3: refinement and quality gate;
+#                    4: a quantity asked for and answered with a number is a problem to solve (equal.llm.refine)
 
 
 class QAExtractor:

@@ -146,6 +146,7 @@ REFINE_PROMPTS = {
 }
 
 _SHORT_ANSWER_CHARS = 40
+_QUANTITY_QUESTION = re.compile(r"\bhow (?:many|much|long|far|old)\b", re.IGNORECASE)
 _YEAR = re.compile(r"1[0-9]{3}|20[0-9]{2}")
 _NUMBER_IN_TEXT = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?(?![\w])")
 _FORMULA = re.compile(r"\\(?:frac|sqrt|int|sum|cdot|times)|[=^]|\d\s*[-+*/×÷]\s*\d|\b[a-z]\s*[-+*/^=]\s*\d", re.I)
@@ -165,8 +166,9 @@ def get_refine_prompt(version: str) -> RefinePrompt:
 
 def pair_kind(question: str, answer: str) -> str:
     """``code`` (a programming task, or an answer holding code), ``problem`` (something to work out from numbers
-    the question gives: two numbers or a formula, or one number and a numeric final answer) or ``concept``
-    (everything else: a fact or an explanation, whatever its answer's last line says)."""
+    the question gives: two numbers or a formula, or one number and a numeric final answer; or a quantity asked
+    for — how many, how much, … — and answered with a number) or ``concept`` (everything else: a fact or an
+    explanation, whatever its answer's last line says)."""
     problem = bool(_PROBLEM.search(question))
     if code_blocks(answer) or (problem and _CODE_TASK.search(question)):
         return "code"
@@ -182,6 +184,11 @@ def pair_kind(question: str, answer: str) -> str:
         and not sentence
         and (len(numbers) >= 2 or formula or (len(numbers) == 1 and computed))
     ):
+        return "problem"
+    # "How many buses should be rented?" — "26": a word problem whose numbers are in the document (or spelled out,
+    # "nine shelves"); a quantity asked for and a quantity answered make it a problem, never a year
+    quantity = stated is not None and as_number(stated) is not None and not _YEAR.fullmatch(_bare(stated))
+    if _QUANTITY_QUESTION.search(question) and quantity:
         return "problem"
     return "concept"
 

@@ -49,12 +49,16 @@ def final_answer(solution: str) -> str | None:
 
 def reference_answer(draft: str, short_chars: int = 60) -> str | None:
     """The final answer a draft states: its final-answer line or ``\\boxed{}``, else the draft itself when it is
-    short (``"52"``, ``"$1,200"``, ``"x = 4"``), else its last number; None when it states none."""
+    short (``"52"``, ``"$1,200"``, ``"x = 4"``) — or the one number of a short sentence (``"Luke ended up with 2
+    good games."`` → ``"2"``) — else its last number; None when it states none."""
     stated = final_answer(draft)
     if stated:
         return stated
     text = draft.strip().rstrip(".")
     if text and len(text) <= short_chars and "\n" not in text:
+        numbers = _NUMBER.findall(text)
+        if as_number(text) is None and len(numbers) == 1:
+            return numbers[0]  # the sentence's quantity, which a solution's final line can equal
         return text
     numbers = _NUMBER.findall(draft)
     return numbers[-1] if numbers else None
