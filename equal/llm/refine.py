@@ -176,9 +176,10 @@ def pair_kind(question: str, answer: str) -> str:
     numbers = [n for n in _NUMBER_IN_TEXT.findall(question) if not _YEAR.fullmatch(n)]
     formula = bool(_FORMULA.search(question))
     stated = reference_answer(answer)
-    computed = stated is not None and as_number(stated) is not None and _bare(stated) not in numbers
+    numeric = stated is not None and as_number(stated) is not None
+    computed = numeric and _bare(stated) not in numbers
     # a stated answer that is a long sentence, not a quantity, cannot be verified: it is explained, not solved
-    sentence = stated is not None and len(stated) > _SHORT_ANSWER_CHARS and as_number(stated) is None
+    sentence = stated is not None and len(stated) > _SHORT_ANSWER_CHARS and not numeric
     if (
         (problem or "?" in question)
         and not sentence
@@ -187,8 +188,7 @@ def pair_kind(question: str, answer: str) -> str:
         return "problem"
     # "How many buses should be rented?" — "26": a word problem whose numbers are in the document (or spelled out,
     # "nine shelves"); a quantity asked for and a quantity answered make it a problem, never a year
-    quantity = stated is not None and as_number(stated) is not None and not _YEAR.fullmatch(_bare(stated))
-    if _QUANTITY_QUESTION.search(question) and quantity:
+    if numeric and _QUANTITY_QUESTION.search(question) and not _YEAR.fullmatch(_bare(stated)):
         return "problem"
     return "concept"
 
