@@ -46,7 +46,8 @@ def select_refinement(args: argparse.Namespace) -> dict | None:
     default profile's (None: none given)."""
     if args.no_refine:
         return {"enabled": False}
-    given = {"attempts": args.refine_attempts, "max_tokens": args.refine_max_tokens, "on_failure": args.on_failure}
+    given = {"attempts": args.refine_attempts, "max_tokens": args.refine_max_tokens, "on_failure": args.on_failure,
+             "examples": args.refine_examples}  # fmt: skip
     return {key: value for key, value in given.items() if value is not None} or None
 
 

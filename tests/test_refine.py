@@ -207,6 +207,10 @@ def test_examples_are_seeded_and_shown():
     assert "Question: q0\nSolution:\ns0" in user and "q2" not in user and "The correct final answer is: 52" in user
     with pytest.raises(ConfigError, match="unknown pair kinds"):
         PairRefiner(Teacher(), None, RefinementConfig(), {"poem": references})
+    none = PairRefiner(Teacher(), None, RefinementConfig(examples=0), {"problem": references})
+    assert not any("q0" in m["content"] for m in none.messages("doc", PROBLEM, "problem", "52"))  # instructions only
+    with pytest.raises(ConfigError, match="examples must be 0 or more"):
+        RefinementConfig(examples=-1)
 
 
 def refine_rows(db) -> int:

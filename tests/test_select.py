@@ -29,7 +29,7 @@ SMOKE_FLAGS = ["--model", "smollm2-135m-instruct", "--refiner", "same", "--n-par
                "--max-pairs", "1",
                "--max-tokens", "64", "--embedder", "tiny-random-bert", "--warmup-fraction", "0.15",
                "--budget", "0.5", "--arms-per-round", "4", "--refine-attempts", "1", "--refine-max-tokens", "48",
-               "--on-failure", "keep_draft", "--quality-gate", "keep", "--quiet"]  # fmt: skip
+               "--refine-examples", "1", "--on-failure", "keep_draft", "--quality-gate", "keep", "--quiet"]  # fmt: skip
 
 
 def readme_command() -> list[str]:
@@ -100,7 +100,8 @@ def test_equal_select_writes_a_dataset_and_resumes_after_kill(user_files):
     assert "EQUAL" in card and "my_task.jsonl" in card and f"{len(pairs):,} question–answer pairs" in card
     assert "refined and gated (trained on)" in card and "Refinement, per kind of pair" in card  # quality table
     assert all(p["refinement"] for p in pairs)  # every pair says how it was refined (kept drafts included)
-    assert json.loads((straight / "select.json").read_text())["refinement"]["examples_from"] == {"problem": "my_task"}
+    refinement = json.loads((straight / "select.json").read_text())["refinement"]
+    assert refinement["examples_from"] == {"problem": "my_task"} and refinement["examples"] == 1  # --refine-examples
     assert (straight / "selection_log.csv").read_text().count("\n") > 5
 
     # kill -9 in the middle of the bandit, then run again in the same folder

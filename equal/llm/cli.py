@@ -77,6 +77,12 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refine-attempts", type=int, help="refinement calls per pair at most")
     parser.add_argument("--refine-max-tokens", type=int, help="completion budget of a refinement call")
     parser.add_argument(
+        "--refine-examples",
+        type=int,
+        help="reference solutions shown as style examples per problem or programming task (fewer: shorter, cheaper "
+        "prompts)",
+    )
+    parser.add_argument(
         "--on-failure",
         choices=["drop", "keep_draft"],
         help="a pair no refinement attempt verifies: drop it or keep its draft",
@@ -110,7 +116,8 @@ def refinement_spec(args: argparse.Namespace) -> dict | None:
     options given."""
     if not args.refine:
         return None
-    overrides = {"attempts": args.refine_attempts, "max_tokens": args.refine_max_tokens, "on_failure": args.on_failure}
+    overrides = {"attempts": args.refine_attempts, "max_tokens": args.refine_max_tokens, "on_failure": args.on_failure,
+                 "examples": args.refine_examples}  # fmt: skip
     settings = {k: v for k, v in extraction_settings()[2].items() if k not in ("examples_from", "enabled")}
     return {**settings, "seed": args.seed, **{key: value for key, value in overrides.items() if value is not None}}
 

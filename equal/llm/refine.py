@@ -258,6 +258,8 @@ class RefinementConfig:
             raise ConfigError(f"refinement.on_failure must be one of {POLICIES}, got {self.on_failure!r}")
         if self.attempts < 1:
             raise ConfigError(f"refinement.attempts must be at least 1, got {self.attempts}")
+        if self.examples < 0:
+            raise ConfigError(f"refinement.examples must be 0 or more, got {self.examples}")
 
 
 @dataclass
