@@ -44,11 +44,11 @@ def _prepare(args: argparse.Namespace) -> int:
 def select_refinement(args: argparse.Namespace) -> dict | None:
     """``equal select``'s refinement settings from the command line: off (``--no-refine``), or overrides of the
     default profile's (None: none given)."""
+    from equal.llm.cli import refinement_overrides
+
     if args.no_refine:
         return {"enabled": False}
-    given = {"attempts": args.refine_attempts, "max_tokens": args.refine_max_tokens, "on_failure": args.on_failure,
-             "examples": args.refine_examples}  # fmt: skip
-    return {key: value for key, value in given.items() if value is not None} or None
+    return refinement_overrides(args) or None
 
 
 #: ``equal select``'s options that are settings of :class:`~equal.select.workflow.SelectConfig` (same names)

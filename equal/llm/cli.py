@@ -116,10 +116,16 @@ def refinement_spec(args: argparse.Namespace) -> dict | None:
     options given."""
     if not args.refine:
         return None
-    overrides = {"attempts": args.refine_attempts, "max_tokens": args.refine_max_tokens, "on_failure": args.on_failure,
-                 "examples": args.refine_examples}  # fmt: skip
     settings = {k: v for k, v in extraction_settings()[2].items() if k not in ("examples_from", "enabled")}
-    return {**settings, "seed": args.seed, **{key: value for key, value in overrides.items() if value is not None}}
+    return {**settings, "seed": args.seed, **refinement_overrides(args)}
+
+
+def refinement_overrides(args: argparse.Namespace) -> dict:
+    """The refinement options given on the command line (``--refine-*``, ``--on-failure``), those left out absent:
+    what ``equal extract`` and ``equal select`` lay over the default profile's refinement."""
+    given = {"attempts": args.refine_attempts, "max_tokens": args.refine_max_tokens, "on_failure": args.on_failure,
+             "examples": args.refine_examples}  # fmt: skip
+    return {key: value for key, value in given.items() if value is not None}
 
 
 def with_refiner(spec: dict, refiner: str | None) -> dict:
