@@ -405,7 +405,7 @@ def band_figure(bands: pd.DataFrame, rho: pd.DataFrame, references: pd.DataFrame
                 bench, "spearman_rho"]:  # fmt: skip
             row = stats.loc[bench]
             title += f"\nρ = {row['spearman_rho']:+.2f} [{row['rho_ci_low']:+.2f}, {row['rho_ci_high']:+.2f}]"
-        xlabel = "mean OT distance of the band's documents to held-out items"
+        xlabel = "mean OT distance of the band's documents\nto held-out target items"  # 2 lines: side-by-side panels
         ax.set(title=title, xlabel=xlabel, ylabel="bits per byte (lower is better)")
     axes[0][-1].legend(fontsize=7, frameon=False, bbox_to_anchor=(1.02, 1), loc="upper left")
     fig.tight_layout()
