@@ -347,3 +347,28 @@ def test_rewriting_writes_pairs_from_d_r_within_the_budget_and_resumes_from_the_
     assert made.summary["rewriting"]["calls"] == len(calls)
     again = world["setup"]("rewriting-again").run("Rewriting", "math", 0.25, 0)  # a fresh folder, the same cache
     assert again.summary["new_llm_calls"] == 0 and again.pairs == made.pairs  # nothing paid twice, same pairs
+
+
+def test_rewritings_pairs_are_refined_and_gated_like_extracted_ones(world):
+    """Refinement is used alike by every method: Rewriting's generated pairs go through the same refiner and
+    quality gate as extracted ones, are counted in the run's summary and drafts, and pay their calls once."""
+    from equal.llm.refine import PairRefiner, RefinementConfig
+
+    base = world["extractor"]
+    refiner = PairRefiner(
+        base.backend, base.cache, RefinementConfig(attempts=1, max_tokens=48, on_failure="keep_draft")
+    )
+    config = replace(base.config, quality_gate="keep")  # a 135M refiner verifies little: keep, and count, it all
+    refining = QAExtractor(base.backend, base.cache, config, refiner)
+    made = world["setup"]("rewriting-refined", extractor=refining).run("Rewriting", "math", 0.25, 0)
+    s = made.summary
+    assert s["pairs"] and s["draft_pairs"] == s["pairs"] + s["rewriting"]["finish_dropped"]
+    assert sum(s["refinement"].values()) == s["draft_pairs"]
+    assert len(read_jsonl(made.folder / "drafts.jsonl")) == s["draft_pairs"]
+    assert all(p["refinement"] and "draft_answer" in p and p["seed_item"] for p in made.pairs)
+    asked = sum(n for key, n in s["refinement"].items() if not key.endswith("/no_reference"))
+    stages = [r["stage"] for r in read_jsonl(made.folder / "ledger.jsonl")]
+    assert asked and stages.count("refine") == asked  # one call per pair with something to check (attempts=1)
+    assert stages.count("rewrite") == s["rewriting"]["calls"]
+    again = world["setup"]("rewriting-refined-again", extractor=refining).run("Rewriting", "math", 0.25, 0)
+    assert again.summary["new_llm_calls"] == 0 and again.pairs == made.pairs  # refinement not paid twice

@@ -73,3 +73,27 @@ def test_generation_stops_at_the_call_limit_when_the_model_never_delivers():
     extractor = ScriptedExtractor([])
     pairs, counts = rewrite_from_seeds(extractor, SEEDS, wanted=3, protected=[], method="Rewriting", max_calls=5)
     assert pairs == [] and counts["calls"] == 5 and counts["malformed"] == 5
+
+
+def test_finish_sees_only_what_is_still_wanted_and_its_drops_are_made_up_by_new_calls():
+    """With a refinement pass (``finish``) that drops a pair, generation goes on until ``wanted`` pairs survive it,
+    and no pair beyond those still wanted is sent to it (nothing refined that is not needed)."""
+    extractor = ScriptedExtractor([
+        reply("Sam has 2 pears and buys 5 more. How many pears?", "A crate holds 8 melons. How many in 3 crates?"),
+        reply("Ann reads 4 pages a day. How many pages in 6 days?", "Bo runs 3 km a day. How far in 7 days?"),
+    ])  # fmt: skip
+    seen = []
+
+    def finish(pairs):
+        seen.append([p["question"] for p in pairs])
+        return [{**p, "answer": "refined"} for p in pairs if "melons" not in p["question"]]  # one fails refinement
+
+    pairs, counts = rewrite_from_seeds(extractor, SEEDS, wanted=2, protected=[], method="Rewriting", finish=finish)
+    assert [p["question"] for p in pairs] == ["Sam has 2 pears and buys 5 more. How many pears?",
+                                              "Ann reads 4 pages a day. How many pages in 6 days?"]  # fmt: skip
+    assert all(p["answer"] == "refined" and p["seed_item"] in {"s1", "s2"} for p in pairs)
+    assert seen == [
+        ["Sam has 2 pears and buys 5 more. How many pears?", "A crate holds 8 melons. How many in 3 crates?"],
+        ["Ann reads 4 pages a day. How many pages in 6 days?"],
+    ]  # fmt: skip  (Bo's pair never refined)
+    assert counts["calls"] == 2 and counts["finish_dropped"] == 1

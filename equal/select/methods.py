@@ -57,7 +57,7 @@ from equal.registry import Registry
 from equal.select.loop import LoopConfig, run_loop
 from equal.select.policies import make_policy
 from equal.select.reward import OTReward
-from equal.select.rewriting import REWRITE_VERSION, rewrite_from_seeds
+from equal.select.rewriting import REWRITE_PAIRS_VERSION, REWRITE_VERSION, rewrite_from_seeds
 
 
 @dataclass
@@ -375,7 +375,8 @@ class FilterMethod(Method):
 class RewritingMethod(Method):
     """Synthetic data instead of documents: the extractor LLM writes new problems like the D_r items
     (:mod:`equal.select.rewriting`), as many pairs as ``matched`` extracted at the same γ and seed, new and
-    decontaminated against every evaluation item. It reads no document and pays its generation calls."""
+    decontaminated against every evaluation item, refined and gated like every extracted pair (what ``matched``
+    holds is counted after refinement too). It reads no document and pays its generation and refinement calls."""
 
     uses_warmup: bool = False
     matched: str = "EQUAL"
@@ -386,6 +387,7 @@ class RewritingMethod(Method):
             "matched": runner.fingerprint(self.matched, request.target, request.gamma, request.seed).digest,
             "reference": runner.reference_digest(request.target),
             "prompt": REWRITE_VERSION,
+            "pairs": REWRITE_PAIRS_VERSION,
             "protected": fingerprint(items=runner.protected_items()).digest,
         }
 
@@ -394,6 +396,7 @@ class RewritingMethod(Method):
         pairs, counts = rewrite_from_seeds(
             runner.extractor, runner.references[request.target], wanted, runner.protected_items(),
             self.name, ledger, seed=request.seed, pairs_per_call=runner.extractor.config.max_pairs,
+            finish=lambda made: runner.refine_generated(self.name, made, ledger),
         )  # fmt: skip
         domain = runner.target_domain(request.target)
         chosen = [{**p, "method": self.name, "domain": domain, "source": "rewriting", "pair_index": i}

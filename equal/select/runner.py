@@ -38,7 +38,14 @@ from equal.embed.warmup import qa_text
 from equal.errors import ConfigError
 from equal.fingerprint import Fingerprint, arrays_digest, fingerprint, records_digest, reuse_or_reset
 from equal.io import read_jsonl, write_json_atomic, write_jsonl_atomic
-from equal.llm.extract import PAIRS_VERSION, ExtractionReport, QAExtractor, draft_records, pairs_records
+from equal.llm.extract import (
+    PAIRS_VERSION,
+    DocumentResult,
+    ExtractionReport,
+    QAExtractor,
+    draft_records,
+    pairs_records,
+)
 from equal.llm.ledger import CallRecord, CostLedger
 from equal.select.influence import GradientScorer
 from equal.select.loop import ClusterPool
@@ -279,6 +286,26 @@ class MethodRunner:
         if drafts is not None:  # the run's pairs before refinement and the quality gate (drafts.jsonl)
             drafts.extend({**d, "method": method} for d in draft_records(results))
         return pairs_records(results, docs, method)
+
+    def refine_generated(self, method: str, pairs: list[dict], ledger: CostLedger) -> list[dict]:
+        """Refine and gate pairs that come from no document (Rewriting's, written from D_r) exactly as extracted
+        pairs are — the same refiner, prompt, verification and quality gate, counted in the run's report and
+        drafts — so every method's set is made fit for tuning alike. Each pair keeps its own fields (``doc_id``,
+        ``seed_item``); the refiner is shown no document."""
+        docs = [{"id": p["doc_id"], "text": ""} for p in pairs]
+        results = [DocumentResult(p["doc_id"], [{"question": p["question"], "answer": p["answer"]}], "ok",
+                                  hit_limit=bool(p.get("hit_token_limit"))) for p in pairs]  # fmt: skip
+        with self._driver.released():
+            self.extractor.finish(docs, results, method, ledger)
+        report, drafts = self._report, getattr(self._state, "drafts", None)
+        for result in results:
+            if report is not None:
+                report.add(result)
+        if drafts is not None:
+            drafts.extend({**d, "method": method} for d in draft_records(results))
+        return [{**{k: v for k, v in pair.items() if k not in ("question", "answer", "hit_token_limit")},
+                 **finished, "hit_token_limit": bool(finished.get("hit_token_limit", result.hit_limit))}
+                for pair, result in zip(pairs, results, strict=True) for finished in result.pairs]  # fmt: skip
 
     @property
     def n_clusters(self) -> int:
