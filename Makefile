@@ -64,7 +64,7 @@ reproduce: $(REFINER_STAMP)
 test: $(STAMP)
 	$(PY) -m ruff check equal tests scripts tasks
 	$(PY) -m ruff format --check equal tests scripts tasks
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder  # two workers, slowest files first (tests/conftest.py)
 
 lint: $(STAMP)
 	$(PY) -m ruff check equal tests scripts tasks

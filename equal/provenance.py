@@ -60,9 +60,19 @@ def git_state() -> dict[str, str | bool | None]:
     return {"commit": run("rev-parse", "HEAD"), "dirty": bool(status) if status is not None else None}
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on: its affinity mask where the platform has one (``taskset``, a container's
+    cpuset, a test worker pinned to one core), else every CPU. What thread pools should be sized to: threads beyond
+    it only wait for one another."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # no affinity masks here (macOS, Windows)
+        return os.cpu_count() or 1
+
+
 def environment() -> dict:
-    """Python, platform and CPU count."""
-    return {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count()}
+    """Python, platform and CPU count (those this process may use)."""
+    return {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": usable_cpus()}
 
 
 def now() -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -12,7 +13,40 @@ import urllib.request
 import pytest
 
 from equal.data.manifest import load_manifest
-from equal.paths import raw_data_dir
+from equal.paths import ENV_CACHE, REPO_ROOT, raw_data_dir
+
+
+def _isolate_xdist_worker() -> None:
+    """Under pytest-xdist (``make test`` runs two workers) each worker gets its own cache folder — models, embeddings
+    and LLM answers are written by both, and the tests count what was paid — and, where there are enough CPUs, a
+    core of its own: two workers' thread pools (llama.cpp's, torch's) sharing both cores slow each other far more
+    than two halves of the machine do. Thread pools follow the affinity (``equal.provenance.usable_cpus``)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")  # gw0, gw1, ...; unset without xdist
+    if not worker:
+        return
+    if not os.environ.get(ENV_CACHE):
+        os.environ[ENV_CACHE] = str(REPO_ROOT / ".cache" / f"tests-{worker}")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if workers > 1 and len(cpus) >= workers:
+        index = int(worker.removeprefix("gw"))
+        share = len(cpus) // workers
+        os.sched_setaffinity(0, cpus[index * share : (index + 1) * share])
+        os.environ.setdefault("OMP_NUM_THREADS", str(share))  # torch sizes its pool from it in subprocesses too
+
+
+_isolate_xdist_worker()
+
+#: Test files, slowest first, as measured in fresh clones (docs/reproducing.md): `make test` hands whole files to
+#: its two workers in collection order (--dist loadfile --no-loadscope-reorder), so the long ones start first and
+#: run side by side instead of one of them last and alone. The other files keep their order after them.
+SLOWEST_FIRST = ("test_select.py", "test_notebooks.py", "test_new_tasks.py", "test_methods.py", "test_llm_resume.py",
+                 "test_scale_ray.py", "test_finetune.py")  # fmt: skip
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # a stable sort: a file's tests keep their order
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,7 @@ from pathlib import Path
 from equal.errors import ConfigError
 from equal.fingerprint import files_digest
 from equal.llm.types import BATCHED_SUFFIX, Completion, GenerationParams, Messages
+from equal.provenance import usable_cpus
 from equal.registry import Registry
 from equal.weights import resolve_gguf
 
@@ -53,7 +54,7 @@ class LlamaCppBackend:
         self._llm = Llama(
             model_path=str(path),
             n_ctx=n_ctx,
-            n_threads=n_threads or os.cpu_count(),
+            n_threads=n_threads or usable_cpus(),
             n_batch=n_batch,
             seed=seed,
             verbose=False,

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import ctypes
 import json
-import os
 import time
 from collections import Counter
 
@@ -33,6 +32,7 @@ from llama_cpp.llama_grammar import LlamaGrammar
 
 from equal.errors import ConfigError
 from equal.llm.types import BATCHED_SUFFIX, Completion, GenerationParams, Messages
+from equal.provenance import usable_cpus
 from equal.weights import resolve_gguf
 
 _TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
@@ -134,7 +134,7 @@ class LlamaCppBatchBackend:
         self.context_length = n_ctx  # per conversation
         self.model_id = identity + BATCHED_SUFFIX
         self.seed = seed
-        threads = n_threads or os.cpu_count() or 1
+        threads = n_threads or usable_cpus()
         set_verbose(False)  # llama.cpp's own log lines would drown the progress bar
         self._model = internals.LlamaModel(
             path_model=str(path), params=llama_cpp.llama_model_default_params(), verbose=False
