@@ -97,10 +97,10 @@ def rewrite_from_seeds(
         if waiting:
             need = wanted - len(kept)
             batch_pairs, waiting = waiting[:need], waiting[need:]
-            finished = finish(batch_pairs) if finish is not None else batch_pairs
+            finished = batch_pairs if finish is None else finish(batch_pairs)
             if finish is not None:
                 counts["finish_dropped"] += len(batch_pairs) - len(finished)
-            kept.extend(finished[: wanted - len(kept)])
+            kept.extend(finished)  # never more than were still wanted: finish only drops
             continue
         if counts["calls"] >= limit:
             break

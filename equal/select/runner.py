@@ -282,10 +282,14 @@ class MethodRunner:
         report = self._report
         with self._driver.released():  # other runs' driver work goes on while this one waits on the workers
             results = self.extractor.extract(docs, method=method, ledger=ledger, progress=show, report=report)
-        drafts = getattr(self._state, "drafts", None)
-        if drafts is not None:  # the run's pairs before refinement and the quality gate (drafts.jsonl)
-            drafts.extend({**d, "method": method} for d in draft_records(results))
+        self._keep_drafts(results, method)
         return pairs_records(results, docs, method)
+
+    def _keep_drafts(self, results: list[DocumentResult], method: str) -> None:
+        """Add the results' pairs before refinement and the quality gate to the run's drafts (drafts.jsonl)."""
+        drafts = getattr(self._state, "drafts", None)
+        if drafts is not None:
+            drafts.extend({**d, "method": method} for d in draft_records(results))
 
     def refine_generated(self, method: str, pairs: list[dict], ledger: CostLedger) -> list[dict]:
         """Refine and gate pairs that come from no document (Rewriting's, written from D_r) exactly as extracted
@@ -297,14 +301,13 @@ class MethodRunner:
                                   hit_limit=bool(p.get("hit_token_limit"))) for p in pairs]  # fmt: skip
         with self._driver.released():
             self.extractor.finish(docs, results, method, ledger)
-        report, drafts = self._report, getattr(self._state, "drafts", None)
-        for result in results:
-            if report is not None:
-                report.add(result)
-        if drafts is not None:
-            drafts.extend({**d, "method": method} for d in draft_records(results))
-        return [{**{k: v for k, v in pair.items() if k not in ("question", "answer", "hit_token_limit")},
-                 **finished, "hit_token_limit": bool(finished.get("hit_token_limit", result.hit_limit))}
+        if self._report is not None:
+            for result in results:
+                self._report.add(result)
+        self._keep_drafts(results, method)
+        # the refined question and answer over the generated ones; a pair the refiner did not touch has no
+        # hit_token_limit of its own but its result's
+        return [{**pair, **finished, "hit_token_limit": bool(finished.get("hit_token_limit", result.hit_limit))}
                 for pair, result in zip(pairs, results, strict=True) for finished in result.pairs]  # fmt: skip
 
     @property
