@@ -1,9 +1,9 @@
 """``equal select`` on a corpus and a reference set of one's own, as the README's example runs it.
 
 Real documents (ASDiv word problems and WikiText paragraphs), a real reference set (GSM8K train problems),
-the real llama.cpp extractor (SmolLM2-135M, smoke-sized decoding) and the tiny embedder. One run goes through;
-another is killed with SIGKILL in the middle of the bandit and re-run: it says where it resumes and ends with
-the same dataset, without calling the LLM again for anything it had.
+the real llama.cpp extractor (SmolLM2-135M, smoke-sized decoding) and the tiny embedder. A run is killed with
+SIGKILL in the middle of the bandit and re-run: it says where it resumes, calls the LLM again for nothing it had,
+and ends with the dataset of a straight run given the same answers.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import os
 import re
 import shlex
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -85,28 +86,10 @@ def test_equal_select_writes_a_dataset_and_resumes_after_kill(user_files):
     assert not (user_files / "dry" / "pairs.jsonl").exists()
     assert len(CallCache(user_files / "dry" / "work" / "llm_calls.sqlite")) == 0
 
-    printed = select(user_files, "straight")
-    assert printed.strip().count("\n") == 0 and "QA pairs from" in printed, printed  # --quiet: the summary only
-    straight = user_files / "straight"
-    pairs = read_jsonl(straight / "pairs.jsonl")
-    assert pairs and all([m["role"] for m in p["messages"]] == ["user", "assistant"] for p in pairs)
-    assert len(load_from_disk(str(straight / "dataset"))) == len(pairs)
-    cost = json.loads((straight / "cost.json").read_text())
-    assert cost["loop_documents"] == plan["selected_documents"] and cost["warmup_documents"] == plan["warmup_documents"]
-    assert cost["llm_calls"] >= plan["documents"]
-    assert cost["reference_flops_72b"] > cost["extractor_flops"] > 0
-    assert_paid_matches_the_cache(straight)
-    card = (straight / "README.md").read_text()
-    assert "EQUAL" in card and "my_task.jsonl" in card and f"{len(pairs):,} question–answer pairs" in card
-    assert "refined and gated (trained on)" in card and "Refinement, per kind of pair" in card  # quality table
-    assert all(p["refinement"] for p in pairs)  # every pair says how it was refined (kept drafts included)
-    refinement = json.loads((straight / "select.json").read_text())["refinement"]
-    assert refinement["examples_from"] == {"problem": "my_task"} and refinement["examples"] == 1  # --refine-examples
-    assert (straight / "selection_log.csv").read_text().count("\n") > 5
-
     # kill -9 in the middle of the bandit, then run again in the same folder
     process = select(user_files, "killed", wait=False)
-    log = user_files / "killed" / "work" / "selection" / "my_task" / "gamma50" / "equal" / "seed0" / "rounds.jsonl"
+    killed = user_files / "killed"
+    log = killed / "work" / "selection" / "my_task" / "gamma50" / "equal" / "seed0" / "rounds.jsonl"
     deadline = time.time() + 600
     while not (log.is_file() and len(log.read_text().splitlines()) >= 3):  # header + 2 rounds
         assert process.poll() is None, process.stdout.read()
@@ -118,20 +101,43 @@ def test_equal_select_writes_a_dataset_and_resumes_after_kill(user_files):
     output = select(user_files, "killed")
     resumed = re.search(r"resuming at round (\d+) with (\d+) cached calls", output)
     assert resumed and int(resumed.group(1)) >= 2 and int(resumed.group(2)) >= plan["warmup_documents"] + 3, output
-    assert read_jsonl(user_files / "killed" / "pairs.jsonl") == pairs
-    again = json.loads((user_files / "killed" / "cost.json").read_text())
-    assert {k: again[k] for k in ("llm_calls", "tokens")} == {k: cost[k] for k in ("llm_calls", "tokens")}
     # no call answered before the kill was made again: the re-run's new calls are exactly the ones it lacked
     summary = json.loads((log.parent / "summary.json").read_text())
-    stored = len(CallCache(user_files / "killed" / "work" / "llm_calls.sqlite"))
+    stored = len(CallCache(killed / "work" / "llm_calls.sqlite"))
     assert summary["new_llm_calls"] == stored - int(resumed.group(2))
-    assert_paid_matches_the_cache(user_files / "killed")  # the calls of the killed run included
+    assert_paid_matches_the_cache(killed)  # the calls of the killed run included
+
+    # The run it must equal: a straight run, never killed, in a fresh folder given the same LLM answers (a copy of
+    # the killed folder's cache, so it pays nothing and the two differ only in the kill). Its outputs are checked.
+    straight = user_files / "straight"
+    (straight / "work").mkdir(parents=True)
+    with sqlite3.connect(killed / "work" / "llm_calls.sqlite") as source, \
+            sqlite3.connect(straight / "work" / "llm_calls.sqlite") as copy:  # fmt: skip
+        source.backup(copy)
+    printed = select(user_files, "straight")
+    assert printed.strip().count("\n") == 0 and "QA pairs from" in printed, printed  # --quiet: the summary only
+    assert json.loads((straight / log.relative_to(killed).parent / "summary.json").read_text())["new_llm_calls"] == 0
+    pairs = read_jsonl(straight / "pairs.jsonl")
+    assert pairs and all([m["role"] for m in p["messages"]] == ["user", "assistant"] for p in pairs)
+    assert read_jsonl(killed / "pairs.jsonl") == pairs
+    assert len(load_from_disk(str(straight / "dataset"))) == len(pairs)
+    cost = json.loads((straight / "cost.json").read_text())
+    assert cost["loop_documents"] == plan["selected_documents"] and cost["warmup_documents"] == plan["warmup_documents"]
+    assert cost["llm_calls"] >= plan["documents"]
+    assert cost["reference_flops_72b"] > cost["extractor_flops"] > 0
+    again = json.loads((killed / "cost.json").read_text())
+    assert {k: again[k] for k in ("llm_calls", "tokens")} == {k: cost[k] for k in ("llm_calls", "tokens")}
+    card = (straight / "README.md").read_text()
+    assert "EQUAL" in card and "my_task.jsonl" in card and f"{len(pairs):,} question–answer pairs" in card
+    assert "refined and gated (trained on)" in card and "Refinement, per kind of pair" in card  # quality table
+    assert all(p["refinement"] for p in pairs)  # every pair says how it was refined (kept drafts included)
+    refinement = json.loads((straight / "select.json").read_text())["refinement"]
+    assert refinement["examples_from"] == {"problem": "my_task"} and refinement["examples"] == 1  # --refine-examples
+    assert (straight / "selection_log.csv").read_text().count("\n") > 5
 
 
 def assert_paid_matches_the_cache(out: Path) -> None:
     """cost.json's paid calls are every call the folder's cache holds (answers stored and failed calls)."""
-    import sqlite3
-
     paid = json.loads((out / "cost.json").read_text())["paid"]
     with sqlite3.connect(out / "work" / "llm_calls.sqlite") as db:
         stored = db.execute("SELECT COUNT(*), SUM(prompt_tokens + completion_tokens) FROM calls").fetchone()
