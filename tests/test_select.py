@@ -153,8 +153,8 @@ def test_random_and_all_pay_no_warmup_and_keep_the_users_fields(user_files):
     user's record fields (their id, a source field named otherwise, the rest) travel with every pair."""
     from datasets import load_from_disk
 
-    records = read_jsonl(user_files / "my_docs.jsonl")  # 12 word problems and 8 paragraphs: All extracts them all
-    write_jsonl_atomic(user_files / "plain_docs.jsonl", [*records[:12], *records[-8:]])
+    records = read_jsonl(user_files / "my_docs.jsonl")  # 6 word problems and 4 paragraphs: All extracts them all
+    write_jsonl_atomic(user_files / "plain_docs.jsonl", [*records[:6], *records[-4:]])
     for method in ("All", "Random"):  # Random reads All's answers back from the folder's cache
         select(user_files, "plain", "--method", method, "--source-field", "src", "--corpus", "plain_docs.jsonl")
         out = user_files / "plain"
