@@ -17,6 +17,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -89,7 +90,8 @@ def test_equal_select_writes_a_dataset_and_resumes_after_kill(user_files):
     # kill -9 in the middle of the bandit, then run again in the same folder
     process = select(user_files, "killed", wait=False)
     killed = user_files / "killed"
-    log = killed / "work" / "selection" / "my_task" / "gamma50" / "equal" / "seed0" / "rounds.jsonl"
+    run = Path("work", "selection", "my_task", "gamma50", "equal", "seed0")  # the selection run, in either folder
+    log = killed / run / "rounds.jsonl"
     deadline = time.time() + 600
     while not (log.is_file() and len(log.read_text().splitlines()) >= 3):  # header + 2 rounds
         assert process.poll() is None, process.stdout.read()
@@ -97,12 +99,12 @@ def test_equal_select_writes_a_dataset_and_resumes_after_kill(user_files):
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    assert not (log.parent / "summary.json").exists()  # it died mid-run
+    assert not (killed / run / "summary.json").exists()  # it died mid-run
     output = select(user_files, "killed")
     resumed = re.search(r"resuming at round (\d+) with (\d+) cached calls", output)
     assert resumed and int(resumed.group(1)) >= 2 and int(resumed.group(2)) >= plan["warmup_documents"] + 3, output
     # no call answered before the kill was made again: the re-run's new calls are exactly the ones it lacked
-    summary = json.loads((log.parent / "summary.json").read_text())
+    summary = json.loads((killed / run / "summary.json").read_text())
     stored = len(CallCache(killed / "work" / "llm_calls.sqlite"))
     assert summary["new_llm_calls"] == stored - int(resumed.group(2))
     assert_paid_matches_the_cache(killed)  # the calls of the killed run included
@@ -111,12 +113,12 @@ def test_equal_select_writes_a_dataset_and_resumes_after_kill(user_files):
     # the killed folder's cache, so it pays nothing and the two differ only in the kill). Its outputs are checked.
     straight = user_files / "straight"
     (straight / "work").mkdir(parents=True)
-    with sqlite3.connect(killed / "work" / "llm_calls.sqlite") as source, \
-            sqlite3.connect(straight / "work" / "llm_calls.sqlite") as copy:  # fmt: skip
+    with closing(sqlite3.connect(killed / "work" / "llm_calls.sqlite")) as source, \
+            closing(sqlite3.connect(straight / "work" / "llm_calls.sqlite")) as copy:  # fmt: skip
         source.backup(copy)
     printed = select(user_files, "straight")
     assert printed.strip().count("\n") == 0 and "QA pairs from" in printed, printed  # --quiet: the summary only
-    assert json.loads((straight / log.relative_to(killed).parent / "summary.json").read_text())["new_llm_calls"] == 0
+    assert json.loads((straight / run / "summary.json").read_text())["new_llm_calls"] == 0
     pairs = read_jsonl(straight / "pairs.jsonl")
     assert pairs and all([m["role"] for m in p["messages"]] == ["user", "assistant"] for p in pairs)
     assert read_jsonl(killed / "pairs.jsonl") == pairs
