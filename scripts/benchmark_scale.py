@@ -45,7 +45,7 @@ from equal.llm.extract import ExtractionConfig
 from equal.llm.ledger import CostLedger
 from equal.paths import REPO_ROOT
 from equal.provenance import package_versions
-from equal.scale.executor import RayExtractor, require_ray
+from equal.scale.executor import RayExtractor, start_ray
 from equal.select.loop import LoopConfig, run_loop
 from equal.select.policies import UCB
 from equal.select.reward import OTReward, RewardConfig
@@ -159,8 +159,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "results" / "benchmarks" / "scale.json")
     args = parser.parse_args()
 
-    ray = require_ray()
-    ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False)
+    ray = start_ray(num_cpus=args.workers)
     config = ExtractionConfig(max_pairs=1, max_tokens=64)
     out: dict = {"command": "scripts/benchmark_scale.py " + " ".join(sys.argv[1:])}
     with tempfile.TemporaryDirectory() as tmp:

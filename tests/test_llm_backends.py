@@ -11,7 +11,7 @@ from conftest import free_port
 
 from equal.llm.backends import LlamaCppBackend, OpenAIBackend, TransformersBackend, llama_cpp_model_id, make_backend
 from equal.llm.cache import CallCache
-from equal.llm.extract import ExtractionConfig, ExtractionReport, QAExtractor, pairs_records
+from equal.llm.extract import DOCUMENT_STATUSES, ExtractionConfig, ExtractionReport, QAExtractor, pairs_records
 from equal.llm.ledger import CostLedger
 from equal.llm.prompts import extraction_messages, qa_schema
 from equal.llm.types import GenerationParams
@@ -86,9 +86,16 @@ def test_llama_cpp_smollm_json_grammar(smollm, tmp_path):
     extractor = QAExtractor(smollm, CallCache(tmp_path / "c.sqlite"), ExtractionConfig(max_pairs=1, max_tokens=48))
     report = ExtractionReport()
     results = extractor.extract(DOCS, ledger=CostLedger(), progress=False, report=report)
-    # The grammar forces the JSON shape; 48 tokens may cut it, which repair then handles.
-    assert all(r.status in {"ok", "empty", "repaired", "malformed"} for r in results)
-    assert report.documents == 2 and report.new_calls >= 2
+    # What a real model writes differs between CPUs (llama.cpp's kernels do): any documented outcome but a
+    # backend error is legitimate (48 tokens may cut the JSON, which repair handles; a pair may repeat itself)
+    assert all(r.status in DOCUMENT_STATUSES and r.status != "error" for r in results)
+    assert report.documents == 2 and 2 <= report.new_calls <= 4  # one call each, one retry at most
+    assert sum(report.outcomes.values()) == 2
+    # a cached replay gives the same results, byte for byte, and pays nothing
+    again = ExtractionReport()
+    replay = QAExtractor(smollm, CallCache(tmp_path / "c.sqlite"), ExtractionConfig(max_pairs=1, max_tokens=48))
+    replayed = replay.extract(DOCS, ledger=CostLedger(), progress=False, report=again)
+    assert again.new_calls == 0 and [(r.status, r.pairs) for r in replayed] == [(r.status, r.pairs) for r in results]
 
 
 def test_packaged_qwen_extractor_is_assembled_and_verified():
@@ -237,8 +244,9 @@ def test_refinement_with_a_real_model_is_charged_and_keeps_drafts_by_policy(smol
     config = ExtractionConfig(max_pairs=1, max_tokens=96, quality_gate="keep")
     results = QAExtractor(smollm, cache, config, refiner).extract(DOCS, method="EQUAL", ledger=ledger, progress=False)
     calls = ledger.frame()
+    # whether SmolLM2 writes a usable pair here depends on the CPU's kernels: the accounting must hold either way
+    # (tests/test_refine.py checks the refinement of known pairs with a scripted model)
     with_pairs = [r for r in results if r.drafts]
-    assert with_pairs, "SmolLM2 under the JSON grammar should give at least one pair here"
     refined = calls[calls["stage"] == "refine"]
     asked = sum(sum(not o.endswith("no_reference") for o in r.refinement.elements()) for r in with_pairs)
     assert len(refined) == asked  # one call per draft pair that had something to verify against (attempts=1)
@@ -246,13 +254,22 @@ def test_refinement_with_a_real_model_is_charged_and_keeps_drafts_by_policy(smol
     assert all(p["refinement"] for r in with_pairs for p in r.pairs)  # each pair says how it was refined
 
 
-def test_a_repeat_penalty_changes_the_batched_decoding_and_keeps_json_valid():
+def test_a_repeat_penalty_is_in_the_batched_sampler_chain_and_keeps_json_valid():
+    import llama_cpp
+
+    from equal.llm.llama_batch import _SequenceSampler
+
     backend = make_backend({"kind": "llama_cpp", "model": "smollm2-135m-instruct", "n_parallel": 2, "n_ctx": 1024})
     messages = [extraction_messages(d["text"], 1) for d in DOCS]
     plain = backend.chat(messages, GenerationParams(max_tokens=96, json_schema=qa_schema(1)))
     penalised = backend.chat(messages, GenerationParams(max_tokens=96, json_schema=qa_schema(1), repeat_penalty=1.5))
     assert all(c.error is None for c in plain + penalised)
-    assert [c.text for c in plain] != [c.text for c in penalised]  # the sampler chain applies it
+
+    # the sampler chain applies it (whether it changes this reply depends on the CPU's logits, so not asserted)
+    def chain_length(params):
+        return llama_cpp.llama_sampler_chain_n(_SequenceSampler(backend, params, 0).chain.sampler)
+
+    assert chain_length(GenerationParams(repeat_penalty=1.5)) == chain_length(GenerationParams()) + 1
     for completion in penalised:
         if completion.finish_reason == "stop":
             assert set(json.loads(completion.text)) == {"pairs"}

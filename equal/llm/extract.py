@@ -50,13 +50,18 @@ class ExtractionConfig:
             raise ConfigError(f"extraction.quality_gate must be 'drop' or 'keep', got {self.quality_gate!r}")
 
 
+#: How a document's extraction can end (:attr:`DocumentResult.status`): every one a legitimate outcome of a real
+#: model's reply, counted, never a crash.
+DOCUMENT_STATUSES = ("ok", "repaired", "empty", "degenerate", "malformed", "error")
+
+
 @dataclass
 class DocumentResult:
     """The QA pairs of one document and how they were obtained."""
 
     doc_id: str
     pairs: list[dict]
-    status: str  # ok | repaired | empty | degenerate | malformed | error
+    status: str  # one of DOCUMENT_STATUSES
     reason: str = ""
     calls: int = 0
     cached_calls: int = 0

@@ -34,6 +34,37 @@ def require_ray():
     return ray
 
 
+#: Ray waits a fixed 30 s for a new node's raylet to register (ray/_private/node.py, not configurable); on a loaded
+#: 2-core machine it can miss that, so a local start is tried this many times.
+LOCAL_START_TRIES = 3
+
+
+def start_ray(address: str | None = None, num_cpus: int | None = None, tries: int = LOCAL_START_TRIES):
+    """Connect to the Ray cluster at ``address``, or start a local one with ``num_cpus`` CPUs and nothing a CPU box
+    does not need (no dashboard, no GPUs, a small object store); a local start that times out under load is retried
+    up to ``tries`` times, with a warning that says so. Returns the ``ray`` module."""
+    import warnings
+
+    ray = require_ray()
+    if ray.is_initialized():
+        return ray
+    if address is not None:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        return ray
+    for attempt in range(1, tries + 1):
+        try:
+            ray.init(num_cpus=num_cpus, num_gpus=0, include_dashboard=False, log_to_driver=False,
+                     object_store_memory=256 * 2**20)  # fmt: skip
+            return ray
+        except Exception as exc:  # Ray raises a bare Exception for a node that did not come up
+            if "timed out during startup" not in str(exc) or attempt == tries:
+                raise
+            ray.shutdown()
+            warnings.warn(f"Ray's local node did not start within Ray's fixed 30 s (attempt {attempt} of {tries}, "
+                          "the machine is busy); starting it again", RuntimeWarning, stacklevel=2)  # fmt: skip
+    return ray
+
+
 def build_backend(spec: dict):
     """A backend from its specification; ``kind: scripted`` is the deterministic stand-in of the scale tests and
     benchmark (:class:`~equal.llm.fake.ScriptedBackend`), never available to a profile."""
@@ -98,13 +129,11 @@ class RayExtractor(QAExtractor):
     def __init__(self, backend: dict, cache: CallCache, config: ExtractionConfig | None = None, workers: int = 2,
                  cache_owner: str = "file", worker_options: dict | None = None, address: str | None = None,
                  refinement: dict | None = None) -> None:  # fmt: skip
-        ray = require_ray()
         if cache_owner not in ("file", "actor"):
             raise ConfigError(f"cache_owner must be 'file' or 'actor', got {cache_owner!r}")
         if workers < 1:
             raise ConfigError(f"workers must be at least 1, got {workers}")
-        if not ray.is_initialized():
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        ray = start_ray(address)
         self.config = config or ExtractionConfig()
         self.cache = cache
         shared = cache
