@@ -24,7 +24,14 @@ from equal.llm.ledger import CallRecord, CostLedger
 from equal.llm.parsing import ParsedAnswer, parse_pairs
 from equal.llm.prompts import PROMPT_VERSION, extraction_messages, get_prompt, prompt_overhead, qa_schema
 from equal.llm.quality import hard_check_failures, without_degenerate
-from equal.llm.refine import PairRefiner, RefinementConfig, finished_pair, outcome_counts, pick_examples
+from equal.llm.refine import (
+    PairRefiner,
+    RefinementConfig,
+    finished_pair,
+    get_refine_prompt,
+    outcome_counts,
+    pick_examples,
+)
 from equal.llm.types import Completion, GenerationParams, Messages
 from equal.progress import tqdm
 from equal.registry import Registry
@@ -349,7 +356,7 @@ class QAExtractor:
 
 #: What a refined pair carries beside its question and answer (:func:`equal.llm.refine.finished_pair`).
 REFINEMENT_FIELDS = ("draft_question", "draft_answer", "reference_answer", "kind", "refinement", "refine_attempts",
-                     "refiner")  # fmt: skip
+                     "refiner", "program", "votes", "document_answer")  # fmt: skip
 
 
 def draft_records(results: list[DocumentResult]) -> list[dict]:
@@ -406,7 +413,8 @@ def make_refiner(llm: dict, refinement: dict | None, cache: CallCache, backend=N
             continue
         if load_reference is None:
             raise ConfigError("refinement.examples_from needs the reference sets (load_reference)")
-        examples[kind] = pick_examples(load_reference(target), config.examples, config.seed)
+        with_tests = kind == "code" and get_refine_prompt(config.prompt_version).program_answers
+        examples[kind] = pick_examples(load_reference(target), config.examples, config.seed, with_tests)
     spec = llm.get("refiner")
     refiner_backend = make_backend({k: v for k, v in spec.items() if k != "executor"}) if spec else backend
     if refiner_backend is None:

@@ -23,18 +23,22 @@ how it was refined. Every call goes through the exactly-once cache and is charge
 
 from __future__ import annotations
 
+import ast
 import random
 import re
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
 
 from equal.errors import ConfigError
+from equal.llm.program import ProgramRun, agreeing, program_of, run_program, unstated_numbers, vote
 from equal.llm.quality import _CODE_TASK, _PROBLEM, code_blocks, has_steps, is_degenerate
 from equal.llm.types import Completion, GenerationParams, Messages
 from equal.llm.verify import (
     answers_match,
     as_number,
     code_check,
+    document_answer,
     final_answer,
     inline_calculations,
     reference_answer,
@@ -46,7 +50,12 @@ KINDS = ("problem", "code", "concept")
 POLICIES = ("drop", "keep_draft")
 #: How a refined pair ended: accepted (verified problem, working code, explanation) or not, and why.
 OUTCOMES = ("verified", "accepted", "kept_draft", "no_reference", "wrong_answer", "wrong_arithmetic", "no_steps",
-            "code_fails", "malformed", "truncated", "degenerate")  # fmt: skip
+            "code_fails", "malformed", "truncated", "degenerate",
+            # refine-v4's: programs that do not agree, an answer other than the document's, a question that needs
+            # numbers it does not state or points at a text, prompt scaffolding in the pair, an answer its document
+            # does not support, code without tests or with prose around it
+            "no_agreement", "disagrees_with_document", "not_self_contained", "leak", "unsupported", "no_tests",
+            "code_prose")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,15 @@ class RefinePrompt:
     # format) rather than listed inside one message: small models copy a shown turn far more faithfully
     few_shot: bool = False
     example_user: dict[str, str] = field(default_factory=dict)  # per kind: an example's request
+    # program-aided answers (refine-v4): a problem's answer is computed by programs that vote (equal.llm.program),
+    # checked against the answer its document states, and only then is its worked solution written to that answer;
+    # every kind is held to the strict checks (:func:`strict_failures`)
+    program_answers: bool = False
+    program_system: str = ""  # writes the stand-alone question and a program, seeing the document
+    program: str = ""
+    vote_system: str = ""  # writes a program from the question alone (a sampled vote)
+    vote: str = ""
+    example_code: str = "Question: {question}\nSolution:\n{solution}"  # a code example's reply
 
 
 _REPLY = "Reply in exactly this format and nothing else:\nQuestion: <the question>\nSolution:\n<the solution>"
@@ -142,6 +160,38 @@ REFINE_PROMPTS = {
         ),
         few_shot=True,
         example_user={"problem": "Problem: {question}\nFinal answer: {answer}", "code": "Task: {question}"},
+    ),
+    # v4 (issue 39: v3 let the 0.5B draft's answer decide, and the refiner bent its arithmetic to reach it): the
+    # answer is what programs print and agree on, checked against the document's own answer; the worked solution
+    # is then written to it; code comes with tests that run; concepts must be supported by their document
+    "refine-v4": RefinePrompt(
+        "refine-v4",
+        system="You are a patient math and programming teacher. For each problem you are given, you write a worked "
+        "solution in the same style as your earlier solutions: one short plain sentence per line, each calculation "
+        f"written inline (like 48 / 2 = 24), and the last line '{FINAL_ANSWER} <final answer>'. For a programming "
+        "task you write one Python function in one ```python block, with no prose, no print and no example calls, "
+        "then a few assert lines that test it. You always reply in exactly the format of your earlier replies.",
+        problem="Problem: {question}\nFinal answer: {reference}",
+        code="{document}Task: {question}",
+        concept=(
+            "Restate the question below so that it stands alone and names what it is about (no mention of a "
+            "document, a text, a passage or an author), then answer it in two to four plain sentences, using only "
+            "what the source document says.\n{document}Question: {question}\n\n" + _REPLY
+        ),
+        example_user={"problem": "Problem: {question}\nFinal answer: {answer}", "code": "Task: {question}"},
+        few_shot=True,
+        example_code="Question: {question}\nSolution:\n{solution}\nTests:\n```python\n{tests}\n```",
+        program_answers=True,
+        program_system="You turn a draft question about a source document into one math word problem that stands "
+        "alone, and you solve it with a short Python program. The problem states every number and fact it needs "
+        "and never mentions a document, a text or a passage. The program computes the answer step by step and "
+        "ends by printing only the final answer, a number. Reply in exactly this format and nothing else:\n"
+        "Question: <the problem>\nProgram:\n```python\n<the program>\n```",
+        program="Source document (for facts only):\n{document}\n\nDraft question: {question}",
+        vote_system="You solve math word problems with short Python programs. The program computes the answer step "
+        "by step and ends by printing only the final answer, a number. Reply with one ```python block and "
+        "nothing else.",
+        vote="Problem: {question}",
     ),
 }
 
@@ -251,6 +301,13 @@ class RefinementConfig:
     max_draft_tokens: int = 256
     on_failure: str = "drop"  # drop | keep_draft: a pair no attempt fixes
     seed: int = 0
+    # program-aided answers (prompts with program_answers): programs written per problem (the first greedy and seeing
+    # the document, the others sampled from the question alone), how many must print the same answer, their budget
+    votes: int = 4
+    min_agree: int = 3
+    program_tokens: int = 256
+    # a concept answer is kept when at least this share of its content words occur in its document
+    min_support: float = 0.6
 
     def __post_init__(self) -> None:
         get_refine_prompt(self.prompt_version)
@@ -260,6 +317,10 @@ class RefinementConfig:
             raise ConfigError(f"refinement.attempts must be at least 1, got {self.attempts}")
         if self.examples < 0:
             raise ConfigError(f"refinement.examples must be 0 or more, got {self.examples}")
+        if not 1 <= self.min_agree <= self.votes:
+            raise ConfigError(f"refinement.min_agree must be between 1 and votes ({self.votes}), got {self.min_agree}")
+        if not 0.0 <= self.min_support <= 1.0:
+            raise ConfigError(f"refinement.min_support must be a share in [0, 1], got {self.min_support}")
 
 
 @dataclass
@@ -274,13 +335,119 @@ class RefinedPair:
     attempts: int = 0
     records: list = field(default_factory=list)  # (completion, cached) of every call, in order
     hit_limit: bool = False
+    # program-aided answers: the stand-alone question, the agreeing program, the vote and the document's answer
+    provenance: dict = field(default_factory=dict)
 
 
-def pick_examples(references: list[dict], count: int, seed: int = 0) -> list[dict]:
-    """``count`` D_r items (``question`` and ``solution``) picked with a seed: the style examples."""
+def pick_examples(references: list[dict], count: int, seed: int = 0, with_tests: bool = False) -> list[dict]:
+    """``count`` D_r items (``question`` and ``solution``) picked with a seed: the style examples; ``with_tests``
+    keeps a programming task's ``test_list`` as ``tests`` (the asserts refine-v4 asks code to come with)."""
     usable = [r for r in references if r.get("question") and (r.get("solution") or r.get("answer"))]
     chosen = random.Random(seed).sample(usable, k=min(count, len(usable)))
-    return [{"question": r["question"], "solution": r.get("solution") or r["answer"]} for r in chosen]
+    examples = [{"question": r["question"], "solution": r.get("solution") or r["answer"]} for r in chosen]
+    if with_tests:
+        for example, reference in zip(examples, chosen, strict=True):
+            if reference.get("test_list"):
+                example["tests"] = "\n".join(reference["test_list"])
+    return examples
+
+
+_LEAK = re.compile(
+    r"notes \(may be|source document|draft (?:question|answer|task)|<unk>|<\|im_(?:start|end)\|>"
+    r"|^\s*\**(?:problem|task|question|solution|program|final answer)\s*:",
+    re.IGNORECASE | re.M,
+)  # fmt: skip  (the request's scaffolding copied into a pair)
+_POINTS_AT_TEXT = re.compile(
+    r"\b(?:the|this|that|above|below|following|given|provided|attached)\s+(?:document|text|passage|article|excerpt|"
+    r"section|paragraph|page|snippet|source|context|author|example|code|table|figure)\b|\baccording to\b"
+    r"|\b(?:mentioned|described|shown|given|provided|discussed) (?:above|below|earlier|here)\b",
+    re.IGNORECASE,
+)  # fmt: skip
+_STOP_WORDS = (
+    "about above after again also although among another because been before being between both could does doing "
+    "down during each either every from further have having here into itself just like make makes many more most "
+    "much must need only other over same should since some such than that their them then there these they this "
+    "those through under until upon used uses using very what when where which while will with within would your "
+    "answer question called known means way ways thing things"
+)  # fmt: skip
+_STOP = frozenset(_STOP_WORDS.split())
+
+
+def content_words(text: str) -> list[str]:
+    """The words of ``text`` that carry its content: 4+ letters, not a function word, cut to a 5-letter stem."""
+    return [w[:5] for w in re.findall(r"[a-z]{4,}", text.lower()) if w not in _STOP]
+
+
+def support_share(answer: str, document: str) -> float:
+    """The share of ``answer``'s content words that occur in ``document`` (by 5-letter stem): how much of an
+    explanation its document supports (1.0 for an answer with no content word)."""
+    words = content_words(answer)
+    if not words:
+        return 1.0
+    known = set(content_words(document))
+    return sum(w in known for w in words) / len(words)
+
+
+def strict_failures(question: str, answer: str, kind: str) -> list[str]:
+    """What makes a pair unfit to train on whatever its content (refine-v4's checks): prompt scaffolding or
+    ``<unk>`` in it (``leak``), a question pointing at a text the reader cannot see (``not_self_contained``), more
+    than one final-answer line or text after it (``malformed``)."""
+    failures = []
+    if _LEAK.search(question) or _LEAK.search(answer):
+        failures.append("leak")
+    if _POINTS_AT_TEXT.search(question):
+        failures.append("not_self_contained")
+    if kind == "problem" and not ("?" in question or _PROBLEM.search(question)):
+        failures.append("not_self_contained")  # "Carla has $20.": a statement, nothing asked
+    if kind == "problem" and answer:
+        lines = [line.strip() for line in answer.strip().splitlines() if line.strip()]
+        finals = [i for i, line in enumerate(lines) if line.lower().startswith(FINAL_ANSWER.lower())]
+        if len(finals) != 1 or finals[0] != len(lines) - 1:
+            failures.append("malformed")
+    return failures
+
+
+_TESTS = re.compile(r"\n\s*\**tests?\s*:?\**\s*\n(.*)$", re.S | re.IGNORECASE)
+
+
+def split_tests(solution: str) -> tuple[str, list[str]]:
+    """A code reply's solution without its ``Tests:`` section, and the assert lines of that section."""
+    match = _TESTS.search(solution)
+    if not match:
+        return solution.strip(), []
+    tests = re.findall(r"^\s*(assert\s+.+)$", match.group(1), re.M)
+    return solution[: match.start()].strip(), tests
+
+
+def code_failure(solution: str, tests: list[str], document: str) -> str | None:
+    """Why a refined code answer is unfit (None: fit): not exactly one ```python block with nothing around it, a
+    print or an answer line inside (``code_prose``), no function, no test (``no_tests``: the document's asserts,
+    else the refiner's own), or tests that fail (``code_fails``)."""
+    blocks = _FENCED_BLOCK.findall(solution)
+    outside = _FENCED_BLOCK.sub("", solution).strip()
+    if len(blocks) != 1 or outside:
+        return "code_prose"
+    code = blocks[0]
+    if "print(" in code or FINAL_ANSWER.lower() in code.lower():
+        return "code_prose"
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return "code_fails"
+    defined = {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
+    if not defined:
+        return "code_prose"
+    asserts = [a for a in re.findall(r"^\s*(assert\s+.+)$", document, re.M) if any(f"{n}(" in a for n in defined)]
+    asserts = asserts or [a for a in tests if any(f"{n}(" in a for n in defined)]
+    if not asserts:
+        return "no_tests"
+    from equal.sandbox import run_python
+
+    result = run_python(code + "\n\n" + "\n".join(asserts) + "\n", timeout=10.0)
+    return None if result.passed else "code_fails"
+
+
+_FENCED_BLOCK = re.compile(r"```(?:python|py)?[ \t]*\n(.*?)```", re.S | re.IGNORECASE)
 
 
 class PairRefiner:
@@ -304,7 +471,32 @@ class PairRefiner:
     @property
     def identity(self) -> dict:
         """What the refined pairs depend on besides the drafts (for run fingerprints)."""
-        return {"model": self.backend.model_id, "config": asdict(self.config), "examples": self.examples}
+        config = asdict(self.config)
+        if not self.prompt.program_answers:  # settings only program-aided prompts read: earlier runs keep their keys
+            for name in _PROGRAM_SETTINGS:
+                config.pop(name)
+        return {"model": self.backend.model_id, "config": config, "examples": self.examples}
+
+    def _program_params(self, vote: int) -> GenerationParams:
+        """A program's decoding: the first greedy, each vote after it sampled with its own seed."""
+        return GenerationParams(max_tokens=self.config.program_tokens,
+                                temperature=self.config.temperature if vote else 0.0,
+                                seed=self.config.seed + vote, repeat_penalty=self.config.repeat_penalty)  # fmt: skip
+
+    def program_messages(self, document: str, draft: dict) -> Messages:
+        """The request for a problem's stand-alone question and its program, with (part of) its document."""
+        room = self.backend.context_length - self.config.program_tokens - 64
+        fixed = self.backend.count_tokens(self.prompt.program_system + self.prompt.program + draft["question"]) + 8
+        budget = min(self.config.max_document_tokens, max(0, room - fixed))
+        text = self.backend.truncate(document, budget) if document and budget >= 32 else ""
+        question = self.backend.truncate(draft["question"], self.config.max_draft_tokens)
+        return [{"role": "system", "content": self.prompt.program_system},
+                {"role": "user", "content": self.prompt.program.format(document=text, question=question)}]  # fmt: skip
+
+    def vote_messages(self, question: str) -> Messages:
+        """The request for one more program, from the stand-alone question alone (no document, no draft)."""
+        return [{"role": "system", "content": self.prompt.vote_system},
+                {"role": "user", "content": self.prompt.vote.format(question=question)}]  # fmt: skip
 
     def _params(self, attempt: int) -> GenerationParams:
         sampled = attempt > 0
@@ -341,7 +533,10 @@ class PairRefiner:
                 final = final_answer(e["solution"]) or ""
                 turns.append({"role": "user", "content": self.prompt.example_user[kind].format(
                     question=e["question"], answer=final)})  # fmt: skip
-                turns.append({"role": "assistant", "content": self.prompt.example.format(**e)})
+                reply = self.prompt.example
+                if kind == "code" and self.prompt.program_answers and e.get("tests"):
+                    reply = self.prompt.example_code
+                turns.append({"role": "assistant", "content": reply.format(**e)})
             turns.append({"role": "user", "content": request})
             return turns
 
@@ -372,6 +567,14 @@ class PairRefiner:
         question, solution = parsed
         if is_degenerate(question) or is_degenerate(solution):
             return "degenerate", None
+        strict = self.prompt.program_answers
+        if strict and item.kind == "problem":
+            question = item.provenance.get("question", question)  # the question the programs answered
+        if strict and item.kind != "code":
+            failures = strict_failures(question, with_final_line(solution) if item.kind == "problem" else solution,
+                                       item.kind)  # fmt: skip
+            if failures:
+                return failures[0], None
         if item.kind == "problem":
             solution = with_final_line(solution)
             stated = final_answer(solution)
@@ -382,6 +585,13 @@ class PairRefiner:
             if not (has_steps(solution) or inline_calculations(solution)):
                 return "no_steps", None  # a bare answer teaches nothing of how to reach it; one sum shown does
             outcome = "verified"
+        elif item.kind == "code" and strict:
+            solution, tests = split_tests(solution)
+            failures = strict_failures(question, "", "code")
+            failure = failures[0] if failures else code_failure(solution, tests, document)
+            if failure is not None:
+                return failure, None
+            outcome = "accepted"
         elif item.kind == "code":
             works, _ = code_check(solution, document)
             if not works:
@@ -391,6 +601,8 @@ class PairRefiner:
             sentences = len(_SENTENCE.findall(solution.rstrip() + " "))
             if not 1 <= sentences <= 6 or code_blocks(solution):
                 return "malformed", None
+            if strict and support_share(solution, document) < self.config.min_support:
+                return "unsupported", None
             outcome = "accepted"
         return outcome, {"question": question, "answer": solution}
 
@@ -406,21 +618,25 @@ class PairRefiner:
             for draft in pairs:
                 kind = pair_kind(draft["question"], draft["answer"])
                 reference = reference_answer(draft["answer"]) if kind == "problem" else None
+                if self.prompt.program_answers:
+                    reference = None  # computed by programs (_answer_problems), never the draft's
                 row.append(RefinedPair(dict(draft), kind, reference))
             items.append(row)
+        if self.prompt.program_answers:
+            self._answer_problems(documents, items, call)
         # grouped by kind: one batch then shares its instructions and examples (a cached prompt prefix)
         pending = sorted(((d, p) for d, row in enumerate(items) for p, item in enumerate(row)
                           if not (item.kind == "problem" and item.reference is None)),
                          key=lambda dp: KINDS.index(items[dp[0]][dp[1]].kind))  # fmt: skip
         for row in items:
             for item in row:
-                if item.kind == "problem" and item.reference is None:
+                if item.kind == "problem" and item.reference is None and not self.prompt.program_answers:
                     item.outcome = "no_reference"  # nothing to verify against: no call is paid for it
         for attempt in range(self.config.attempts):
             if not pending:
                 break
-            requests = [self.messages(documents[d], items[d][p].draft, items[d][p].kind, items[d][p].reference)
-                        for d, p in pending]  # fmt: skip
+            requests = [self.messages(documents[d], self._shown_draft(items[d][p]), items[d][p].kind,
+                                      items[d][p].reference) for d, p in pending]  # fmt: skip
             still = []
             for (d, p), (completion, cached) in zip(pending, call(requests, self._params(attempt)), strict=True):
                 item = items[d][p]
@@ -440,12 +656,108 @@ class PairRefiner:
                     item.outcome = f"kept_draft:{item.outcome}"
         return items
 
+    @staticmethod
+    def _shown_draft(item: RefinedPair) -> dict:
+        """The draft a solution is asked for: a program-aided problem's with the question its programs answered."""
+        if "question" in item.provenance:
+            return {**item.draft, "question": item.provenance["question"]}
+        return item.draft
+
+    def _answer_problems(self, documents: list[str], items: list[list[RefinedPair]], call) -> None:
+        """Compute each problem's answer (refine-v4): a greedy call, seeing the document, writes the stand-alone
+        question and a program; ``votes - 1`` sampled calls write programs from that question alone; the sandbox
+        runs them all. A problem gets its ``reference`` only when ``min_agree`` programs print the same answer,
+        that answer equals the one its document states (where it states one), and an agreeing program computes
+        with numbers its question gives; otherwise its outcome says why and no solution is paid for."""
+        problems = [(d, p) for d, row in enumerate(items) for p, item in enumerate(row) if item.kind == "problem"]
+        first: dict[tuple[int, int], tuple[str, str]] = {}
+        pending = problems
+        for attempt in range(2):  # an unreadable first reply gets one sampled retry
+            if not pending:
+                break
+            requests = [self.program_messages(documents[d], items[d][p].draft) for d, p in pending]
+            params = self._program_params(0) if attempt == 0 else replace(
+                self._program_params(1), seed=self.config.seed + self.config.votes)  # fmt: skip
+            still = []
+            for (d, p), (completion, cached) in zip(pending, call(requests, params), strict=True):
+                item = items[d][p]
+                item.attempts += 1
+                item.records.append((completion, cached))
+                parsed = parse_program_reply(completion.text) if completion.error is None else None
+                if completion.finish_reason == "length" and parsed is None:
+                    item.outcome = "truncated"
+                elif parsed is None or is_degenerate(parsed[0]):
+                    item.outcome = "malformed"
+                else:
+                    first[(d, p)] = parsed
+                    continue
+                still.append((d, p))
+            pending = still
+        keys = list(first)
+        programs = {k: [first[k][1]] for k in keys}
+        for v in range(1, self.config.votes):
+            if not keys:
+                break
+            answers = call([self.vote_messages(first[k][0]) for k in keys], self._program_params(v))
+            for k, (completion, cached) in zip(keys, answers, strict=True):
+                items[k[0]][k[1]].attempts += 1
+                items[k[0]][k[1]].records.append((completion, cached))
+                usable = completion.error is None and completion.finish_reason != "length"
+                programs[k].append(program_of(completion.text) if usable else None)
+        flat = [(k, code) for k in keys for code in programs[k]]
+        with ThreadPoolExecutor(max_workers=4) as pool:  # each run is a subprocess: wait on several at once
+            ran = list(pool.map(lambda kc: run_program(kc[1]), flat))
+        runs: dict[tuple[int, int], list[ProgramRun]] = {k: [] for k in keys}
+        for (k, _), run in zip(flat, ran, strict=True):
+            runs[k].append(run)
+        for k in keys:
+            d, p = k
+            item = items[d][p]
+            question, _ = first[k]
+            result = vote([r.answer for r in runs[k]], self.config.min_agree)
+            stated = document_answer(documents[d])
+            drafted = reference_answer(item.draft["answer"])
+            item.provenance = {"question": question, "votes": [r.answer for r in runs[k]],
+                               "document_answer": stated, "draft_reference": drafted}  # fmt: skip
+            if result.answer is None:
+                item.outcome = "no_agreement"
+                continue
+            if stated is not None and not answers_match(stated, result.answer):
+                item.outcome = "disagrees_with_document"
+                continue
+            grounded = [c for c in agreeing(programs[k], runs[k], result.answer) if not unstated_numbers(c, question)]
+            failures = strict_failures(question, "", "problem")
+            if not grounded or failures:
+                item.outcome = failures[0] if failures else "not_self_contained"
+                continue
+            item.reference = result.answer
+            item.provenance["program"] = grounded[0]
+
+
+_PROGRAM_SETTINGS = ("votes", "min_agree", "program_tokens", "min_support")
+_PROGRAM_REPLY = re.compile(r"^\s*\**(?:question|problem)\s*:\s*\**\s*(.+?)\n\s*\**program\s*:\s*\**\s*\n?(.*)$",
+                            re.S | re.IGNORECASE)  # fmt: skip
+
+
+def parse_program_reply(text: str) -> tuple[str, str] | None:
+    """(question, program) from a program-step reply (``Question: … Program: ```python …```"``); None when it is
+    not in that format or its program does not parse."""
+    match = _PROGRAM_REPLY.match(text.strip())
+    if not match:
+        return None
+    question, program = match.group(1).strip(), program_of(match.group(2))
+    return (question, program) if question and program else None
+
 
 def finished_pair(item: RefinedPair, model_id: str) -> dict:
     """The pair to keep with its provenance: draft, reference answer, kind and how it was refined."""
-    return {**item.pair, "draft_question": item.draft["question"], "draft_answer": item.draft["answer"],
+    pair = {**item.pair, "draft_question": item.draft["question"], "draft_answer": item.draft["answer"],
             "reference_answer": item.reference, "kind": item.kind, "refinement": item.outcome,
             "refine_attempts": item.attempts, "refiner": model_id}  # fmt: skip
+    if "program" in item.provenance:  # how the answer was computed: provenance, not training text
+        pair.update({"program": item.provenance["program"], "votes": item.provenance["votes"],
+                     "document_answer": item.provenance["document_answer"]})  # fmt: skip
+    return pair
 
 
 def outcome_counts(items: list[RefinedPair]) -> Counter:

@@ -64,6 +64,27 @@ def reference_answer(draft: str, short_chars: int = 60) -> str | None:
     return numbers[-1] if numbers else None
 
 
+_STATED = re.compile(r"^\s*(?:####|answer\s*[:：]|" + re.escape(FINAL_ANSWER) + r")\s*(.+?)\s*$", re.I | re.M)
+
+
+def document_answer(document: str) -> str | None:
+    """The one final answer a document states (ASDiv's and the maths collections' ``Answer: 26``, GSM8K's
+    ``#### 26``, a worked example's ``The answer is: 26``, a ``\\boxed{26}``); None when it states none, or several
+    different ones (a page of exercises: no single answer to check a pair against)."""
+    stated = [m.strip().rstrip(".") for m in _STATED.findall(document)] or _BOXED.findall(document)
+    stated = [s for s in stated if s]
+    if not stated:
+        return None
+    first = stated[0]
+    if any(not answers_match(first, other) for other in stated[1:]):
+        return None
+    number = as_number(first)
+    if number is None:  # "26 (apples)", "x = 4 cm": its one number where it has one
+        numbers = _NUMBER.findall(first)
+        return numbers[0].replace(",", "") if len(numbers) == 1 else first
+    return first
+
+
 def _clean(text: str) -> str:
     text = _LATEX_FRAC.sub(r"(\1)/(\2)", text)
     text = _WRAPPERS.sub("", text)

@@ -1,0 +1,224 @@
+"""refine-v4: answers computed by programs that vote, checked against the document's own answer; questions that
+stand alone; code with tests that run; concept answers their document supports; nothing paid twice."""
+
+import json
+import re
+
+import pytest
+
+from equal.errors import ConfigError
+from equal.llm.cache import CallCache
+from equal.llm.extract import ExtractionConfig, QAExtractor, pairs_records
+from equal.llm.fake import ScriptedBackend
+from equal.llm.ledger import CostLedger
+from equal.llm.program import program_of, run_program, unstated_numbers, vote
+from equal.llm.refine import (
+    PairRefiner,
+    RefinementConfig,
+    code_failure,
+    get_refine_prompt,
+    parse_program_reply,
+    split_tests,
+    strict_failures,
+    support_share,
+)
+from equal.llm.types import Completion
+from equal.llm.verify import document_answer
+
+V4 = get_refine_prompt("refine-v4")
+PEACHES = "Mike picked 40 peaches and then 12 more. How many peaches did he pick?"
+
+
+# ---------------------------------------------------------------------------------------------- the pieces
+def test_a_program_runs_in_the_sandbox_and_its_printed_answer_is_read():
+    assert run_program(program_of("```python\na = 40\nb = 12\nprint(a + b)\n```")).answer == "52"
+    assert run_program("print(10 / 4)").answer == "2.5"
+    assert run_program("print(0.1 + 0.2)").answer == "0.3"  # float noise is not a different answer
+    assert run_program("print(3.0)").answer == "3"
+    assert run_program("raise ValueError('no')").status == "failed"
+    assert run_program("while True:\n    pass", timeout=1).status == "timeout"
+    assert run_program(None).status == "no_program" and program_of("def f(:") is None
+
+
+def test_a_vote_needs_enough_agreeing_programs_and_no_tie():
+    assert vote(["52", "52.0", "52", "51"], 3).answer == "52"
+    assert vote(["52", "52", "51", None], 3).answer is None
+    assert vote(["52", "52", "51", "51"], 2).answer is None  # a tie is no agreement
+    assert vote([None, None], 1).answer is None and vote(["1/2", "0.5"], 2).answer == "1/2"
+
+
+def test_a_program_must_compute_with_the_numbers_its_question_states():
+    assert unstated_numbers("a = 40\nb = 12\nprint(a + b)", PEACHES) == []
+    assert unstated_numbers("print(40 + 12 + 9)", PEACHES) == ["9"]
+    # spelled-out numbers, percentages and unit constants are stated enough
+    assert unstated_numbers("print(3 * 9 * 0.25 * 60)", "Three shelves hold nine books; 25% are read in an hour.") == []
+
+
+def test_the_answer_a_document_states():
+    assert document_answer("Body. How many?\n\nSolution: 20+6\n\nAnswer: 26 (apples)") == "26"
+    assert document_answer("She has 3 + 4 = 7.\n#### 7") == "7"
+    assert document_answer("Worked.\nThe answer is: 1,200") == "1,200"
+    assert document_answer("Answer: 3\n\nAnother exercise.\nAnswer: 5") is None  # a page of several: no one answer
+    assert document_answer("A lesson with no answer in it.") is None
+
+
+def test_strict_checks_reject_scaffolding_dangling_questions_and_trailing_text():
+    good = "He picks 40 and 12.\n40 + 12 = 52\nThe answer is: 52"
+    assert strict_failures(PEACHES, good, "problem") == []
+    assert strict_failures(PEACHES, good + "\nHope this helps!", "problem") == ["malformed"]
+    assert strict_failures(PEACHES, good + "\nThe answer is: 52", "problem") == ["malformed"]
+    assert "leak" in strict_failures(PEACHES, "Notes (may be incomplete or wrong): 52\n" + good, "problem")
+    assert "leak" in strict_failures(PEACHES, "40 <unk> 12\n" + good, "problem")
+    assert strict_failures("According to the passage, what is a prime?", "A number.", "concept") == [
+        "not_self_contained"
+    ]
+    assert strict_failures("What does the author argue?", "That it is so.", "concept") == ["not_self_contained"]
+    assert strict_failures("Carla has $20.", "", "problem") == ["not_self_contained"]  # nothing asked
+
+
+def test_code_must_be_one_function_with_tests_that_pass():
+    code = "```python\ndef add(a, b):\n    return a + b\n```"
+    solution, tests = split_tests(code + "\nTests:\n```python\nassert add(1, 2) == 3\n```")
+    assert solution == code and tests == ["assert add(1, 2) == 3"]
+    assert code_failure(solution, tests, "") is None
+    assert code_failure(solution, ["assert add(1, 2) == 4"], "") == "code_fails"
+    assert code_failure(solution, [], "") == "no_tests"
+    assert code_failure(solution, [], "Write add.\nassert add(2, 2) == 4") is None  # the document's own asserts
+    assert code_failure("Here is the code:\n" + code, tests, "") == "code_prose"
+    assert code_failure("```python\ndef add(a, b):\n    print(a + b)\n```", tests, "") == "code_prose"
+
+
+def test_support_is_the_share_of_an_answers_content_words_in_its_document():
+    document = "Photosynthesis converts light energy into chemical energy stored in glucose inside chloroplasts."
+    assert support_share("Photosynthesis stores light energy as chemical energy in glucose.", document) == 1.0
+    assert support_share("Mitochondria burn fatty acids during respiration.", document) == 0.0
+
+
+def test_program_replies_are_parsed():
+    reply = "Question: What is 2 + 3?\nProgram:\n```python\nprint(2 + 3)\n```"
+    assert parse_program_reply(reply) == ("What is 2 + 3?", "print(2 + 3)\n")
+    assert parse_program_reply("**Problem:** Q?\n**Program:**\n```python\nprint(1)\n```") == ("Q?", "print(1)\n")
+    assert parse_program_reply("Question: Q?\nProgram:\n```python\nprint(\n```") is None
+    assert parse_program_reply("just prose") is None
+
+
+def test_settings_are_checked_and_earlier_prompts_keep_their_identity():
+    with pytest.raises(ConfigError, match="min_agree"):
+        RefinementConfig(votes=3, min_agree=4)
+    with pytest.raises(ConfigError, match="min_support"):
+        RefinementConfig(min_support=1.5)
+    v3 = PairRefiner(ScriptedBackend(), None, RefinementConfig(prompt_version="refine-v3"))
+    assert "votes" not in v3.identity["config"]  # runs refined with v3 keep their fingerprints
+    v4 = PairRefiner(ScriptedBackend(), None, RefinementConfig(prompt_version="refine-v4"))
+    assert v4.identity["config"]["votes"] == 4
+
+
+# ---------------------------------------------------------------------------------------------- the pass
+class Solver(ScriptedBackend):
+    """Extracts the pairs a document lists; writes programs and solutions as its draft question asks:
+    'scatter' — programs that disagree; 'unstated' — a program using a number its question lacks;
+    'trailing' — a solution with text after its final line; default — a right program and solution."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.model_id = "solver@1"
+        self.requests = []
+
+    def chat(self, batch, params):
+        self.requests.extend(m[0]["content"][:20] for m in batch)
+        return super().chat(batch, params)
+
+    def _answer(self, messages, params):
+        system, user = messages[0]["content"], messages[-1]["content"]
+        if "Reply with JSON only" in system:  # extraction: the pairs the document lists
+            pairs = json.loads(re.search(r"PAIRS=(\[.*\])", user).group(1))
+            return Completion(json.dumps({"pairs": pairs}), 10, 10, 0.0, "stop")
+        if system == V4.program_system:
+            draft = re.search(r"Draft question: (.*)", user).group(1)
+            question = (
+                PEACHES + (" scatter" if "scatter" in draft else "") + (" trailing" if "trailing" in draft else "")
+            )
+            code = "print(40 + 12 + 9)" if "unstated" in draft else "a = 40\nb = 12\nprint(a + b)"
+            if "unstated" in draft:
+                question = "How many peaches did Mike pick in all?"
+            return Completion(f"Question: {question}\nProgram:\n```python\n{code}\n```", 10, 10, 0.0, "stop")
+        if system == V4.vote_system:
+            code = f"print({params.seed * 7 + 3})" if "scatter" in user else "print(40 + 12)"
+            if "in all?" in user:
+                code = "print(61)"
+            return Completion(f"```python\n{code}\n```", 10, 10, 0.0, "stop")
+        if user.startswith("Problem:"):
+            question = re.search(r"Problem: (.*)\n", user).group(1)
+            final = re.search(r"Final answer: (.*)", user).group(1)
+            tail = "\nHope this helps!" if "trailing" in question else ""
+            text = (
+                f"Question: {question}\nSolution:\nHe picks 40 and then 12.\n40 + 12 = 52\nThe answer is: {final}{tail}"
+            )
+            return Completion(text, 10, 10, 0.0, "stop")
+        if "Task:" in user:
+            code = "```python\ndef add(a, b):\n    return a + b\n```"
+            tests = "```python\nassert add(1, 2) == 3\n```"
+            text = f"Question: Write a function add(a, b) that returns their sum.\nSolution:\n{code}\nTests:\n{tests}"
+            return Completion(text, 10, 10, 0.0, "stop")
+        if "using only what the source document says" in user:
+            supported = "River deltas form where" in user
+            answer = "Rivers carry sediment to the delta." if supported else "Volcanoes erupt magma."
+            return Completion(f"Question: How do river deltas form?\nSolution:\n{answer}", 10, 10, 0.0, "stop")
+        raise AssertionError(f"unexpected request: {user[:200]}")
+
+
+def document(doc_id: str, pairs: list[dict], extra: str = "") -> dict:
+    return {"id": doc_id, "text": f"A lesson.\n{extra}\nPAIRS={json.dumps(pairs)}"}
+
+
+def v4_extractor(tmp_path, backend=None):
+    backend = backend or Solver(batch_size=4)
+    cache = CallCache(tmp_path / "calls.sqlite")
+    config = RefinementConfig(prompt_version="refine-v4", attempts=2, votes=4, min_agree=3)
+    refiner = PairRefiner(backend, cache, config, {"problem": [], "code": []})
+    return QAExtractor(backend, cache, ExtractionConfig(max_pairs=3), refiner), backend
+
+
+def test_answers_are_computed_checked_against_the_document_and_never_taken_from_the_draft(tmp_path):
+    wrong_draft = {"question": "How many peaches did Mike pick?", "answer": "50"}  # the draft's arithmetic is wrong
+    docs = [
+        document("right", [wrong_draft]),
+        document("stated", [wrong_draft], "Answer: 52"),
+        document("contradicted", [wrong_draft], "Answer: 60"),
+        document("scatter", [{**wrong_draft, "question": "How many peaches? scatter"}]),
+        document("unstated", [{**wrong_draft, "question": "How many peaches? unstated"}]),
+        document("trailing", [{**wrong_draft, "question": "How many peaches? trailing"}]),
+        document("code", [{"question": "Write a function add(a, b).", "answer": "def add(a, b): return a + b"}]),
+        document(
+            "delta",
+            [{"question": "How do river deltas form?", "answer": "From sediment."}],
+            "River deltas form where rivers carry sediment into the sea.",
+        ),
+        document("volcano", [{"question": "How do river deltas form?", "answer": "From sediment."}]),
+    ]
+    qa, _ = v4_extractor(tmp_path)
+    ledger = CostLedger()
+    results = {r.doc_id: r for r in qa.extract(docs, "m", ledger, progress=False)}
+    (right,) = results["right"].pairs
+    assert right["refinement"] == "verified" and right["reference_answer"] == "52"  # not the draft's 50
+    assert right["question"] == PEACHES and right["answer"].endswith("The answer is: 52")
+    assert right["votes"] == ["52", "52", "52", "52"] and "print(a + b)" in right["program"]
+    assert right["document_answer"] is None
+    assert results["stated"].pairs[0]["document_answer"] == "52"
+    assert results["contradicted"].refinement == {"problem/disagrees_with_document": 1}
+    assert results["scatter"].refinement == {"problem/no_agreement": 1}
+    assert results["unstated"].refinement == {"problem/not_self_contained": 1}
+    assert results["trailing"].refinement == {"problem/malformed": 1}
+    assert results["code"].pairs[0]["refinement"] == "accepted" and "Tests" not in results["code"].pairs[0]["answer"]
+    assert results["delta"].pairs[0]["refinement"] == "accepted"
+    assert results["volcano"].refinement == {"concept/unsupported": 1}
+    # calls: per problem 1 program + 3 votes, a solution only where the answer was accepted (2 attempts when it
+    # fails); no solution is paid for an answer the vote or the document rejected
+    refine = [r for r in ledger.records if r.stage == "refine"]
+    assert len(refine) == 6 * 4 + 1 + 1 + 2 + 1 + 1 + 2  # volcano: both concept attempts fail
+    records = pairs_records(list(results.values()), docs, "m")
+    assert all("program" in r for r in records if r["kind"] == "problem")
+
+    again, backend2 = v4_extractor(tmp_path)
+    assert pairs_records(again.extract(docs, "m", CostLedger(), progress=False), docs, "m") == records
+    assert backend2.requests == []  # a second run pays for nothing
