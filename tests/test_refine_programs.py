@@ -222,3 +222,17 @@ def test_answers_are_computed_checked_against_the_document_and_never_taken_from_
     again, backend2 = v4_extractor(tmp_path)
     assert pairs_records(again.extract(docs, "m", CostLedger(), progress=False), docs, "m") == records
     assert backend2.requests == []  # a second run pays for nothing
+
+
+def test_the_dataset_card_says_how_answers_were_checked():
+    from equal.llm.refine import describe, verification_table
+
+    assert "4 Python programs" in describe({"prompt_version": "refine-v4", "examples_from": {"problem": "t"}})
+    assert "draft's own final answer" in describe({"prompt_version": "refine-v3"})
+    assert "not refined" in describe({"enabled": False})
+    pairs = [{"kind": "problem", "refinement": "verified", "program": "print(1)", "document_answer": "1"},
+             {"kind": "problem", "refinement": "verified", "program": "print(2)", "document_answer": None},
+             {"kind": "concept", "refinement": "accepted"}]  # fmt: skip
+    problem, concept = verification_table(pairs)
+    assert problem["answer computed by programs"] == 2 and problem["answer equal to the document's"] == 1
+    assert concept == {"kind": "concept", "pairs": 1, "verified or accepted": 1}

@@ -760,6 +760,41 @@ def finished_pair(item: RefinedPair, model_id: str) -> dict:
     return pair
 
 
+def describe(settings: dict) -> str:
+    """One sentence on how a refinement (its profile settings) verifies pairs, for dataset cards."""
+    if not settings or not settings.get("enabled", True):
+        return "Pairs were not refined: they are the extractor's drafts, checked only by the quality gate."
+    config = RefinementConfig(**{k: v for k, v in settings.items() if k in RefinementConfig.__dataclass_fields__})
+    if get_refine_prompt(config.prompt_version).program_answers:
+        return (f"Each pair was rewritten to stand alone ({config.prompt_version}). A problem's answer was computed, "
+                f"not taken from the draft: {config.votes} Python programs (the first seeing the document, the others "
+                f"only the question) ran in a sandbox and at least {config.min_agree} had to print the same answer, "
+                "which had to equal the answer the document states where it states one; its worked solution was then "
+                "written to that answer, with every inline calculation checked. Code had to be one function whose "
+                "tests (the document's asserts, else the refiner's) pass; an explanation had to use words of its "
+                f"document (at least {config.min_support:.0%} of its content words).")  # fmt: skip
+    return (f"Each pair was rewritten once ({config.prompt_version}); a problem was kept only when its worked solution "
+            "reached the draft's own final answer with every inline calculation right, code when it parsed and "
+            "passed the document's asserts.")  # fmt: skip
+
+
+def verification_table(pairs: list[dict]) -> list[dict]:
+    """Per kind of kept pair: how many, and how their answers were checked (computed by agreeing programs; equal to
+    the answer their document states)."""
+    rows = []
+    for kind in KINDS:
+        mine = [p for p in pairs if p.get("kind") == kind]
+        if not mine:
+            continue
+        row = {"kind": kind, "pairs": len(mine), "verified or accepted": sum(
+            str(p.get("refinement")) in ("verified", "accepted") for p in mine)}  # fmt: skip
+        if kind == "problem":
+            row["answer computed by programs"] = sum(bool(p.get("program")) for p in mine)
+            row["answer equal to the document's"] = sum(p.get("document_answer") is not None for p in mine)
+        rows.append(row)
+    return rows
+
+
 def outcome_counts(items: list[RefinedPair]) -> Counter:
     """Outcomes counted per ``kind/outcome``."""
     return Counter(f"{item.kind}/{item.outcome}" for item in items)

@@ -196,7 +196,7 @@ def estimate(config: SelectConfig, corpus: list[dict], budget_docs: int, warm_do
     """The extraction's estimated size before any call: documents, tokens (prompt + the completion budget), FLOPs;
     with ``refinement``, at most ``attempts`` refinement calls per extracted pair on top (document, draft and
     examples shown, plus the completion budget)."""
-    from equal.llm.refine import RefinementConfig
+    from equal.llm.refine import RefinementConfig, get_refine_prompt
 
     mean_tokens = float(np.mean([d.get("n_tokens", len(d["text"]) / 4) for d in corpus])) if corpus else 0.0
     per_call = mean_tokens + 200 + int(config.extraction.get("max_tokens", 320))  # + instructions, + answer budget
@@ -209,6 +209,11 @@ def estimate(config: SelectConfig, corpus: list[dict], budget_docs: int, warm_do
         pairs = documents * int(config.extraction.get("max_pairs", 3))
         shown = min(mean_tokens, settings.max_document_tokens) + settings.max_draft_tokens + 150 * settings.examples
         refine_tokens = int(pairs * settings.attempts * (shown + 250 + settings.max_tokens))
+        if get_refine_prompt(settings.prompt_version).program_answers:
+            # a problem also pays its programs: the first (and one retry) seeing the document, the votes the question
+            program = settings.program_tokens + 150
+            per_problem = (min(mean_tokens, settings.max_document_tokens) + program) * 2 + program * settings.votes
+            refine_tokens += int(pairs * per_problem)
     total = tokens + refine_tokens
     return {"documents": documents, "warmup_documents": warm_docs, "selected_documents": budget_docs,
             "tokens_at_most": total, "refinement_tokens_at_most": refine_tokens,
@@ -361,19 +366,26 @@ def messages_record(pair: dict) -> dict:
             "metadata": pair.get("metadata") or {}}  # fmt: skip
 
 
-def quality_markdown(drafts: list[dict], pairs: list[dict], refinement_counts: dict, seed: int) -> str:
-    """The card's quality section: the automatic checks before and after refinement, and refinement's outcomes."""
+def quality_markdown(drafts: list[dict], pairs: list[dict], refinement_counts: dict, seed: int,
+                     refinement: dict | None = None) -> str:  # fmt: skip
+    """The card's quality section: how pairs were verified, the automatic checks before and after refinement,
+    refinement's outcomes and, per kind of kept pair, how its answers were checked."""
     import pandas as pd
 
     from equal.llm.quality import CHECKS, before_after
-    from equal.llm.refine import outcome_table
+    from equal.llm.refine import describe, outcome_table, verification_table
 
+    text = (describe(refinement) + "\n\n") if refinement is not None else ""
     rows = before_after(drafts, pairs, 200, seed)
     columns = ["stage", "pairs", "median_answer_chars", "all_checks_pass_share", *CHECKS]
-    text = pd.DataFrame(rows)[columns].to_markdown(index=False)
+    text += pd.DataFrame(rows)[columns].to_markdown(index=False)
     outcomes = outcome_table(refinement_counts)
     if outcomes:
         text += "\n\nRefinement, per kind of pair:\n\n" + pd.DataFrame(outcomes).fillna(0).to_markdown(index=False)
+    verified = verification_table(pairs)
+    if verified:
+        text += "\n\nKept pairs, per kind, and how their answers were checked:\n\n" + pd.DataFrame(
+            verified).fillna(0).to_markdown(index=False)  # fmt: skip
     return text
 
 
@@ -400,7 +412,7 @@ def _write_outputs(config: SelectConfig, out: Path, run, cost: dict, prep_meta: 
     from equal.io import read_jsonl
 
     drafts = read_jsonl(run.folder / "drafts.jsonl") if run.folder and (run.folder / "drafts.jsonl").is_file() else []
-    quality = quality_markdown(drafts, run.pairs, run.summary.get("refinement", {}), config.seed)
+    quality = quality_markdown(drafts, run.pairs, run.summary.get("refinement", {}), config.seed, refinement)
     chosen = {row["doc_id"] for row in run.ledger() if row.get("doc_id")}
     sources = pd.DataFrame(source_shares(corpus, chosen)).to_markdown(index=False)
     write_text_atomic(out / "README.md", dataset_card(config, run, cost, prep_meta, quality, sources))
@@ -463,14 +475,15 @@ the documents the method chose:
 
 ## Pair quality
 
-Automatic checks (equal.llm.quality) on the pairs as extracted and on the pairs kept after refinement (each pair
-rewritten once and verified: a problem's final answer must equal the draft's) and the quality gate:
+How the pairs were verified, and automatic checks (equal.llm.quality) on the pairs as extracted and on the pairs
+kept after refinement and the quality gate:
 
 {quality}
 
 Files: `pairs.jsonl` (chat `messages` with `doc_id`, `source`, `cluster`, `round`, `metadata` (your record's own
 fields: `id`, `source` and the rest), and each refined pair's
-`draft_answer`, `reference_answer`, `kind` and `refinement` outcome), `dataset/`
+`draft_answer`, `reference_answer`, `kind` and `refinement` outcome; a problem's `program` and `votes` where its
+answer was computed), `dataset/`
 (`datasets.load_from_disk`), `cost.json`, `selection_log.csv`, `select.json` (every setting).
 Each pair is the extractor's answer about one document; check the licences of your corpus before sharing.
 """
