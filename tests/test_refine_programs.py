@@ -236,3 +236,14 @@ def test_the_dataset_card_says_how_answers_were_checked():
     problem, concept = verification_table(pairs)
     assert problem["answer computed by programs"] == 2 and problem["answer equal to the document's"] == 1
     assert concept == {"kind": "concept", "pairs": 1, "verified or accepted": 1}
+
+
+def test_a_quantity_asked_about_a_document_with_its_numbers_is_a_problem():
+    from equal.llm.refine import pair_kind
+
+    document = "A school has 120 students and 4 buses. Each bus holds 30 students."
+    question, answer = "How many buses does the school need?", "The school needs several buses."
+    assert pair_kind(question, answer) == "concept"  # v1-v3: the answer's words decide
+    assert pair_kind(question, answer, document) == "problem"  # v4: the document gives the numbers
+    assert pair_kind("Why do schools need buses?", answer, document) == "concept"  # nothing to compute
+    assert pair_kind(question, answer, "The war of 1812 ended in 1815.") == "concept"  # years are no quantities

@@ -214,10 +214,26 @@ def get_refine_prompt(version: str) -> RefinePrompt:
     return REFINE_PROMPTS[version]
 
 
-def pair_kind(question: str, answer: str) -> str:
+_ASKS_QUANTITY = re.compile(
+    r"\bhow (?:many|much|long|far|old|fast|tall|high|heavy)\b|\bwhat (?:is|was|are|were) the (?:total|sum|difference|"
+    r"product|cost|price|number|average|mean|area|perimeter|volume|value|amount|speed|distance|ratio|percentage|"
+    r"remainder|result)\b|\b(?:calculate|compute|find|determine)\b",
+    re.IGNORECASE,
+)  # fmt: skip
+
+
+def word_problem(question: str, document: str) -> bool:
+    """A question asking for a quantity whose numbers are in its document (two or more, not years): a word problem
+    to restate with those numbers and solve, however its draft answered it."""
+    numbers = [n for n in _NUMBER_IN_TEXT.findall(document) if not _YEAR.fullmatch(n)]
+    return bool(_ASKS_QUANTITY.search(question)) and len(numbers) >= 2
+
+
+def pair_kind(question: str, answer: str, document: str | None = None) -> str:
     """``code`` (a programming task, or an answer holding code), ``problem`` (something to work out from numbers
     the question gives: two numbers or a formula, or one number and a numeric final answer; or a quantity asked
-    for — how many, how much, … — and answered with a number) or ``concept`` (everything else: a fact or an
+    for — how many, how much, … — and answered with a number; with ``document``, also a quantity asked about a
+    document giving two numbers or more, :func:`word_problem`) or ``concept`` (everything else: a fact or an
     explanation, whatever its answer's last line says)."""
     problem = bool(_PROBLEM.search(question))
     if code_blocks(answer) or (problem and _CODE_TASK.search(question)):
@@ -239,6 +255,10 @@ def pair_kind(question: str, answer: str) -> str:
     # "How many buses should be rented?" — "26": a word problem whose numbers are in the document (or spelled out,
     # "nine shelves"); a quantity asked for and a quantity answered make it a problem, never a year
     if numeric and _QUANTITY_QUESTION.search(question) and not _YEAR.fullmatch(_bare(stated)):
+        return "problem"
+    # with its document (refine-v4): a quantity asked about a document that gives the numbers is a problem even
+    # when the draft answered in words; its answer is computed, so a misjudged concept costs calls, never a pair
+    if document is not None and word_problem(question, document):
         return "problem"
     return "concept"
 
@@ -613,10 +633,11 @@ class PairRefiner:
         cached)`` per request (:meth:`equal.llm.extract.QAExtractor.ask`'s contract for this backend).
         """
         items: list[list[RefinedPair]] = []
-        for pairs in drafts:
+        for document, pairs in zip(documents, drafts, strict=True):
             row = []
             for draft in pairs:
-                kind = pair_kind(draft["question"], draft["answer"])
+                seen = document if self.prompt.program_answers else None  # v1-v3 runs keep their kinds
+                kind = pair_kind(draft["question"], draft["answer"], seen)
                 reference = reference_answer(draft["answer"]) if kind == "problem" else None
                 if self.prompt.program_answers:
                     reference = None  # computed by programs (_answer_problems), never the draft's
