@@ -33,7 +33,7 @@ from collections import Counter
 from pathlib import Path
 
 from equal.data.tasks import declared_tasks, load_task, question_key, select_tasks, split_tasks
-from equal.io import write_json_atomic
+from equal.io import read_jsonl, write_json_atomic, write_jsonl_atomic
 from equal.llm.cache import CallCache
 from equal.llm.extract import DocumentResult, ExtractionConfig, QAExtractor, make_extractor, make_refiner
 from equal.llm.ledger import CostLedger
@@ -53,6 +53,8 @@ SETTINGS = {  # in the order they run: the main candidate first, so a partial pr
     "refine-v4, 4 programs, all agree": {"prompt_version": "refine-v4", "votes": 4, "min_agree": 4},
 }
 TARGET_CORRECT = 0.95
+KEPT_FIELDS = ("doc_id", "group", "known", "final", "correct", "same_problem", "draft_question", "question", "answer",
+               "program", "votes")  # fmt: skip
 
 
 def gsm8k_documents(profile: dict, count: int, seed: int) -> list[dict]:
@@ -199,7 +201,10 @@ def main(argv: list[str] | None = None) -> int:
                     answer = final_answer(pair["answer"]) or ""
                     rows.append({"group": doc["group"], "kept": True, "outcome": pair["refinement"],
                                  "correct": answers_match(doc["known"], answer), "answer": pair["answer"],
-                                 "same_problem": same_problem(pair["question"], doc["problem"])})  # fmt: skip
+                                 "same_problem": same_problem(pair["question"], doc["problem"]),
+                                 "doc_id": d, "known": doc["known"], "final": answer, "question": pair["question"],
+                                 "draft_question": pair["draft_question"], "program": pair.get("program"),
+                                 "votes": pair.get("votes")})  # fmt: skip
                 for key, n in result.refinement.items():
                     outcome = key.split("/", 1)[1]
                     if outcome != "verified":
@@ -214,6 +219,11 @@ def main(argv: list[str] | None = None) -> int:
             probe["settings"][name] = entry
             probe["finished"] = now()
             write_json_atomic(out_path, report)
+            # every kept pair, to be read by hand beside the figures
+            kept_rows = [{"setting": name, **{k: r[k] for k in KEPT_FIELDS}} for r in rows if r["kept"]]
+            pairs_path = out_path.with_name("known_answer_pairs.jsonl")
+            earlier = [r for r in read_jsonl(pairs_path) if r["setting"] != name] if pairs_path.is_file() else []
+            write_jsonl_atomic(pairs_path, earlier + kept_rows)
             print(
                 json.dumps(
                     {

@@ -132,6 +132,7 @@ def test_equal_select_writes_a_dataset_and_resumes_after_kill(user_files):
     card = (straight / "README.md").read_text()
     assert "EQUAL" in card and "my_task.jsonl" in card and f"{len(pairs):,} question–answer pairs" in card
     assert "refined and gated (trained on)" in card and "Refinement, per kind of pair" in card  # quality table
+    assert "Each pair was rewritten" in card and "Kept pairs, per kind" in card  # how answers were checked
     assert all(p["refinement"] for p in pairs)  # every pair says how it was refined (kept drafts included)
     refinement = json.loads((straight / "select.json").read_text())["refinement"]
     assert refinement["examples_from"] == {"problem": "my_task"} and refinement["examples"] == 1  # --refine-examples
