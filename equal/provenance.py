@@ -70,9 +70,23 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
+def cpu_model() -> str:
+    """The CPU's model name and vendor (``/proc/cpuinfo``; the platform's processor elsewhere): llama.cpp's and
+    BLAS's kernels differ between CPUs, so a result says which one computed it."""
+    try:
+        info = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return platform.processor() or "unknown"
+    fields = dict(line.split(":", 1) for line in info.splitlines()[:40] if ":" in line)
+    name = fields.get("model name\t", fields.get("model name", "")).strip() or platform.processor() or "unknown"
+    vendor = fields.get("vendor_id\t", fields.get("vendor_id", "")).strip()
+    return f"{name} ({vendor})" if vendor else name
+
+
 def environment() -> dict:
-    """Python, platform and CPU count (those this process may use)."""
-    return {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": usable_cpus()}
+    """Python, platform, CPU model and count (those this process may use)."""
+    return {"python": sys.version.split()[0], "platform": platform.platform(), "cpu": cpu_model(),
+            "cpus": usable_cpus()}  # fmt: skip
 
 
 def now() -> str:

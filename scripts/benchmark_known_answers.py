@@ -142,6 +142,7 @@ def figures(rows: list[dict], drafts: list[dict], ledger: CostLedger) -> dict:
     out["calls"] = len(records)
     out["new_calls"] = sum(not r.cached for r in records)
     out["model_seconds"] = round(wall, 1)
+    out["tokens"] = sum(r.prompt_tokens + r.completion_tokens for r in records)  # what --dry-run's estimate scales
     out["kept_per_minute"] = round(kept / (wall / 60), 2) if wall else None
     return out
 

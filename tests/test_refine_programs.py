@@ -247,3 +247,17 @@ def test_a_quantity_asked_about_a_document_with_its_numbers_is_a_problem():
     assert pair_kind(question, answer, document) == "problem"  # v4: the document gives the numbers
     assert pair_kind("Why do schools need buses?", answer, document) == "concept"  # nothing to compute
     assert pair_kind(question, answer, "The war of 1812 ended in 1815.") == "concept"  # years are no quantities
+
+
+def test_the_dry_run_times_refinement_at_the_measured_rate(tmp_path, monkeypatch):
+    from equal.select import workflow
+
+    benchmark = tmp_path / "refinement.json"
+    entry = {"refinement": {"prompt_version": "refine-v4"}, "refiner": "qwen2.5-coder-1.5b-instruct@cc/batched",
+             "tokens": 60_000, "model_seconds": 300.0}  # fmt: skip
+    benchmark.write_text(json.dumps({"known_answer": {"settings": {"v4": entry}, "environment": {"cpu": "x"}}}))
+    monkeypatch.setattr(workflow, "REFINEMENT_BENCHMARK", benchmark)
+    rate = workflow.measured_refinement_rate("refine-v4", "qwen2.5-coder-1.5b-instruct")
+    assert rate == {"tokens_per_s": 200.0, "measured_by": "v4", "machine": "x"}
+    assert workflow.measured_refinement_rate("refine-v3", "qwen2.5-coder-1.5b-instruct") is None  # not measured
+    assert workflow.measured_refinement_rate("refine-v4", "smollm2") is None

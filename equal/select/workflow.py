@@ -191,11 +191,29 @@ def _cluster(config: SelectConfig, art: Artifacts, corpus: list[dict], budget_do
     return stage.k
 
 
+REFINEMENT_BENCHMARK = paths.REPO_ROOT / "results" / "benchmarks" / "refinement.json"
+
+
+def measured_refinement_rate(prompt_version: str | None, model: str | None) -> dict | None:
+    """The refinement throughput measured by the known-answer probe (scripts/benchmark_known_answers.py) for this
+    prompt and refiner, in tokens (prompt and completion) per second of model time; None where none was measured."""
+    if not (prompt_version and model) or not REFINEMENT_BENCHMARK.is_file():
+        return None
+    probe = json.loads(REFINEMENT_BENCHMARK.read_text()).get("known_answer", {})
+    for name, entry in probe.get("settings", {}).items():
+        same_prompt = entry.get("refinement", {}).get("prompt_version") == prompt_version
+        if same_prompt and str(entry.get("refiner", "")).startswith(model) and entry.get("tokens"):
+            return {"tokens_per_s": round(entry["tokens"] / entry["model_seconds"], 1), "measured_by": name,
+                    "machine": probe.get("environment", {}).get("cpu") or "the probe's machine"}  # fmt: skip
+    return None
+
+
 def estimate(config: SelectConfig, corpus: list[dict], budget_docs: int, warm_docs: int, n_params: int,
              refinement: dict | None = None) -> dict:  # fmt: skip
     """The extraction's estimated size before any call: documents, tokens (prompt + the completion budget), FLOPs;
     with ``refinement``, at most ``attempts`` refinement calls per extracted pair on top (document, draft and
-    examples shown, plus the completion budget)."""
+    examples shown, plus the completion budget; refine-v4's programs too), and the minutes they take at most at the
+    refiner's measured rate (:func:`measured_refinement_rate`)."""
     from equal.llm.refine import RefinementConfig, get_refine_prompt
 
     mean_tokens = float(np.mean([d.get("n_tokens", len(d["text"]) / 4) for d in corpus])) if corpus else 0.0
@@ -215,8 +233,12 @@ def estimate(config: SelectConfig, corpus: list[dict], budget_docs: int, warm_do
             per_problem = (min(mean_tokens, settings.max_document_tokens) + program) * 2 + program * settings.votes
             refine_tokens += int(pairs * per_problem)
     total = tokens + refine_tokens
+    rate = measured_refinement_rate((refinement or {}).get("prompt_version"), (config.llm.get("refiner") or
+                                                                               config.llm).get("model"))  # fmt: skip
+    minutes = round(refine_tokens / rate["tokens_per_s"] / 60, 1) if rate and refine_tokens else None
     return {"documents": documents, "warmup_documents": warm_docs, "selected_documents": budget_docs,
             "tokens_at_most": total, "refinement_tokens_at_most": refine_tokens,
+            "refinement_minutes_at_most": minutes, "refinement_rate": rate,
             "extractor_flops": inference_flops(n_params, total) if n_params else None,
             "reference_flops_72b": inference_flops(REFERENCE_PARAMS, total)}  # fmt: skip
 
