@@ -219,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
                           "peak_memory_gb": peak_memory_gb()})  # fmt: skip
             probe["settings"][name] = entry
             probe["finished"] = now()
+            probe["choice"] = choose(probe["settings"], len(ids))
             write_json_atomic(out_path, report)
             # every kept pair, to be read by hand beside the figures
             kept_rows = [{"setting": name, **{k: r[k] for k in KEPT_FIELDS}} for r in rows if r["kept"]]
@@ -235,6 +236,29 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
     return 0
+
+
+def choose(settings: dict[str, dict], planned: int) -> dict | None:
+    """The rule, fixed before the figures: among the settings measured on every planned document, those whose kept
+    problem pairs are right at least ``TARGET_CORRECT`` of the time over all groups and in every group with 10 kept
+    pairs or more; of these the one keeping the most (yield), then the one with fewer calls. Where none meets the
+    target, the most precise one, marked as missing it. None until every setting is complete."""
+    complete = {n: m for n, m in settings.items() if m.get("documents_done") == planned}
+    if set(complete) != set(SETTINGS):
+        return None
+
+    def precise(m: dict) -> bool:
+        groups = [g for g in m.values() if isinstance(g, dict) and "correct_share" in g]
+        every_group = all(g["correct_share"] is not None and g["correct_share"] >= TARGET_CORRECT
+                          for g in groups if g["kept"] >= 10)  # fmt: skip
+        return every_group and (m["all"]["correct_share"] or 0) >= TARGET_CORRECT
+
+    meeting = [n for n, m in complete.items() if precise(m)]
+    if meeting:
+        best = max(meeting, key=lambda n: (complete[n]["all"]["yield"], -complete[n]["calls"]))
+    else:
+        best = max(complete, key=lambda n: complete[n]["all"]["correct_share"] or 0)
+    return {"setting": best, "meets_target": bool(meeting), "rule": choose.__doc__.split(". Where")[0]}
 
 
 def peak_memory_gb() -> float:
