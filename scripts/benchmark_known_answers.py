@@ -258,7 +258,8 @@ def choose(settings: dict[str, dict], planned: int) -> dict | None:
         best = max(meeting, key=lambda n: (complete[n]["all"]["yield"], -complete[n]["calls"]))
     else:
         best = max(complete, key=lambda n: complete[n]["all"]["correct_share"] or 0)
-    return {"setting": best, "meets_target": bool(meeting), "rule": choose.__doc__.split(". Where")[0]}
+    rule = " ".join(choose.__doc__.split(". Where")[0].split())
+    return {"setting": best, "meets_target": bool(meeting), "rule": rule}
 
 
 def peak_memory_gb() -> float:
