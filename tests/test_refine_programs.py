@@ -74,6 +74,11 @@ def test_strict_checks_reject_scaffolding_dangling_questions_and_trailing_text()
     ]
     assert strict_failures("What does the author argue?", "That it is so.", "concept") == ["not_self_contained"]
     assert strict_failures("Carla has $20.", "", "problem") == ["not_self_contained"]  # nothing asked
+    # read in the probe's kept pairs: a final answer no step reaches, a question holding the document's solution
+    unworked = "4 episodes * 1 hour = 4 hours.\nThe answer is: 2"
+    assert strict_failures("How many hours did Max watch?", unworked, "problem") == ["answer_not_worked"]
+    assert strict_failures("He walks 1.5+1.5 = 3 miles a day. How far in 30 days?", "", "problem") == ["leak"]
+    assert strict_failures(PEACHES, "40 + 12 = 52 peaches.\nThe answer is: $52", "problem") == []
 
 
 def test_code_must_be_one_function_with_tests_that_pass():

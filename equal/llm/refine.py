@@ -55,7 +55,7 @@ OUTCOMES = ("verified", "accepted", "kept_draft", "no_reference", "wrong_answer"
             # numbers it does not state or points at a text, prompt scaffolding in the pair, an answer its document
             # does not support, code without tests or with prose around it
             "no_agreement", "disagrees_with_document", "not_self_contained", "leak", "unsupported", "no_tests",
-            "code_prose")  # fmt: skip
+            "code_prose", "answer_not_worked")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -419,12 +419,28 @@ def strict_failures(question: str, answer: str, kind: str) -> list[str]:
         failures.append("not_self_contained")
     if kind == "problem" and not ("?" in question or _PROBLEM.search(question)):
         failures.append("not_self_contained")  # "Carla has $20.": a statement, nothing asked
+    if kind == "problem" and inline_calculations(question):
+        failures.append("leak")  # "… so that's 1.5+1.5 = 3 miles": the document's solution pasted into the question
     if kind == "problem" and answer:
         lines = [line.strip() for line in answer.strip().splitlines() if line.strip()]
         finals = [i for i, line in enumerate(lines) if line.lower().startswith(FINAL_ANSWER.lower())]
         if len(finals) != 1 or finals[0] != len(lines) - 1:
             failures.append("malformed")
+        elif not answer_in_working(answer):
+            failures.append("answer_not_worked")
     return failures
+
+
+def answer_in_working(solution: str) -> bool:
+    """Whether a worked solution's final answer appears in its working (a number of a line before the final one):
+    "4 episodes * 1 hour = 4 hours. The answer is: 2" reaches its answer by no step it shows."""
+    stated = final_answer(solution)
+    target = as_number(stated) if stated else None
+    if target is None:
+        return True  # not a number: nothing to look for
+    body = solution.rsplit(FINAL_ANSWER, 1)[0]
+    numbers = [as_number(n) for n in _NUMBER_IN_TEXT.findall(body.replace("$", " "))]
+    return any(n is not None and (n == target or n == target * 100 or n / 100 == target) for n in numbers)
 
 
 _TESTS = re.compile(r"\n\s*\**tests?\s*:?\**\s*\n(.*)$", re.S | re.IGNORECASE)
