@@ -57,15 +57,21 @@ KEPT_FIELDS = ("doc_id", "group", "known", "final", "correct", "same_problem", "
                "program", "votes")  # fmt: skip
 
 
-def gsm8k_documents(profile: dict, count: int, seed: int) -> list[dict]:
-    """``count`` GSM8K training problems outside D_r and its held-out slice, each as two documents."""
+def task_splits(profile: dict) -> tuple[dict, dict]:
+    """Every split of the profile's tasks as read from the raw files, and their D_r, held-out and evaluation items
+    drawn as notebook 01 draws them (the probe needs no prepared corpus)."""
     params = notebook_parameters(profile, "01_data_prep")
     common = profile["common"]
     specs = select_tasks(declared_tasks(params.get("tasks")), common["targets"],
                          notebook_parameters(profile, "06_evaluation")["evaluation"]["benchmarks"])  # fmt: skip
     raw = raw_data_dir(common.get("raw_data_dir"))
     loaded = {name: load_task(spec, raw, REPO_ROOT) for name, spec in specs.items()}
-    items = split_tasks(loaded, specs, common.get("seed", 0))["gsm8k"]
+    return loaded, split_tasks(loaded, specs, common.get("seed", 0))
+
+
+def gsm8k_documents(loaded: dict, splits: dict, count: int, seed: int) -> list[dict]:
+    """``count`` GSM8K training problems outside D_r and its held-out slice, each as two documents."""
+    items = splits["gsm8k"]
     used = {question_key(i) for i in items.reference + items.heldout + items.evaluation}
     pool = [i for i in loaded["gsm8k"]["train"] if question_key(i) not in used]
     chosen = random.Random(seed).sample(pool, count)
@@ -162,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
 
     profile = load_profile(args.profile)
     params = notebook_parameters(profile, "04_bandit_extraction")
-    docs = gsm8k_documents(profile, args.gsm8k, args.seed) + asdiv_documents(profile, args.asdiv, args.seed)
+    loaded, splits = task_splits(profile)
+    docs = gsm8k_documents(loaded, splits, args.gsm8k, args.seed) + asdiv_documents(profile, args.asdiv, args.seed)
     random.Random(args.seed).shuffle(docs)  # every chunk holds every group
     by_id = {d["id"]: d for d in docs}
     drafting = make_extractor(params["llm"], {**params["extraction"], "quality_gate": "keep"}, params["seed"],
@@ -186,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     cache = CallCache(args.cache)
     for name in args.settings:
         settings = {**params["refinement"], **SETTINGS[name]}
-        refiner = make_refiner(params["llm"], settings, cache, drafting.backend, _references(profile))
+        refiner = make_refiner(params["llm"], settings, cache, drafting.backend, lambda t: splits[t].reference)
         qa = QAExtractor(drafting.backend, cache, ExtractionConfig(quality_gate="drop"), refiner)
         ledger, rows, wall = CostLedger(), [], 0.0
         ids = [d for d in problem_drafts if problem_drafts[d]]
@@ -271,18 +278,6 @@ def _draft_rows(doc_id: str, problem_drafts: dict, by_id: dict) -> list[dict]:
     doc = by_id[doc_id]
     return [{"group": doc["group"], "draft_correct": answers_match(doc["known"], reference_answer(p["answer"]) or "")}
             for p in problem_drafts[doc_id]]  # fmt: skip
-
-
-def _references(profile: dict):
-    """D_r of a target, read from the raw task files (the probe needs no prepared corpus)."""
-    params = notebook_parameters(profile, "01_data_prep")
-    common = profile["common"]
-    specs = select_tasks(declared_tasks(params.get("tasks")), common["targets"],
-                         notebook_parameters(profile, "06_evaluation")["evaluation"]["benchmarks"])  # fmt: skip
-    raw = raw_data_dir(common.get("raw_data_dir"))
-    loaded = {name: load_task(spec, raw, REPO_ROOT) for name, spec in specs.items()}
-    items = split_tasks(loaded, specs, common.get("seed", 0))
-    return lambda target: items[target].reference
 
 
 if __name__ == "__main__":
