@@ -35,6 +35,7 @@ from equal.llm.program import ProgramRun, agreeing, program_of, run_program, uns
 from equal.llm.quality import _CODE_TASK, _PROBLEM, code_blocks, has_steps, is_degenerate
 from equal.llm.types import Completion, GenerationParams, Messages
 from equal.llm.verify import (
+    _FENCED,
     answers_match,
     as_number,
     code_check,
@@ -459,8 +460,8 @@ def code_failure(solution: str, tests: list[str], document: str) -> str | None:
     """Why a refined code answer is unfit (None: fit): not exactly one ```python block with nothing around it, a
     print or an answer line inside (``code_prose``), no function, no test (``no_tests``: the document's asserts,
     else the refiner's own), or tests that fail (``code_fails``)."""
-    blocks = _FENCED_BLOCK.findall(solution)
-    outside = _FENCED_BLOCK.sub("", solution).strip()
+    blocks = _FENCED.findall(solution)
+    outside = _FENCED.sub("", solution).strip()
     if len(blocks) != 1 or outside:
         return "code_prose"
     code = blocks[0]
@@ -481,9 +482,6 @@ def code_failure(solution: str, tests: list[str], document: str) -> str | None:
 
     result = run_python(code + "\n\n" + "\n".join(asserts) + "\n", timeout=10.0)
     return None if result.passed else "code_fails"
-
-
-_FENCED_BLOCK = re.compile(r"```(?:python|py)?[ \t]*\n(.*?)```", re.S | re.IGNORECASE)
 
 
 class PairRefiner:
