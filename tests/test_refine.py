@@ -58,6 +58,19 @@ def test_wrong_calculations_are_found():
     assert wrong_calculations("48 / 2 = 25 clips\n2 + 2 = 4") == ["48 / 2 = 25"]
 
 
+def test_wrong_calculations_read_sums_with_unit_words():
+    # a probe pair (refine-v4): the sum of the four counts is 54, the answer 62 comes from a step never shown
+    cutlery = "Now add them: 6 forks + 15 knives + 30 spoons + 3 teaspoons = 62 pieces of cutlery."
+    assert wrong_calculations(cutlery) == []  # refine-v3 reads as shipped: words between numbers stay unread
+    assert wrong_calculations(cutlery, with_units=True) == ["6 + 15 + 30 + 3 = 62"]
+    assert wrong_calculations("6 forks + 15 knives + 30 spoons + 3 teaspoons = 54 pieces", with_units=True) == []
+    assert wrong_calculations("So, 7 cars - 5 - 5 = 35 cars.", with_units=True) == ["7 - 5 - 5 = 35"]
+    # words that scale or name the operation, and algebra's one-letter variables, leave a sum unread
+    for right_as_meant in ("2 dozen * 3 = 72", "20 percent * 50 = 10", "3 times 4 = 12", "2 * 4 - 2 m + 4 = 18"):
+        assert wrong_calculations(right_as_meant, with_units=True) == []
+    assert wrong_calculations("$5 per hour * 8 hours = $40", with_units=True) == []
+
+
 def test_code_check_runs_the_documents_asserts():
     answer = "```python\ndef add(a, b):\n    return a + b\n```"
     assert code_check(answer, "Write add.\nassert add(1, 2) == 3\n") == (True, "passes 1 document assert(s)")

@@ -614,7 +614,7 @@ class PairRefiner:
             stated = final_answer(solution)
             if stated is None or not answers_match(item.reference or "", stated):
                 return "wrong_answer", None
-            if wrong_calculations(solution):
+            if wrong_calculations(solution, with_units=strict):
                 return "wrong_arithmetic", None
             if not (has_steps(solution) or inline_calculations(solution)):
                 return "no_steps", None  # a bare answer teaches nothing of how to reach it; one sum shown does

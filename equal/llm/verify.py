@@ -158,9 +158,30 @@ def inline_calculations(solution: str) -> int:
     return len(_CALCULATION.findall(solution))
 
 
-def wrong_calculations(solution: str) -> list[str]:
+# Unit words between a number and the operator after it ("6 forks + 15 knives = 21"); words that scale a number
+# ("2 dozen", "20 percent") or say the operation ("3 times 4") are left in, so such a sum stays unread, not misread;
+# one- and two-letter words ("2 m", "x") may be algebra's variables and are left in too.
+_UNIT_WORDS = re.compile(r"(?<=\d)((?:\s+[A-Za-z]{3,}){1,3})(?=\s*[-+*/×÷=]\s*\$?\d)")
+_SCALING_WORDS = frozenset({"dozen", "dozens", "score", "hundred", "hundreds", "thousand", "thousands", "million",
+                            "millions", "billion", "half", "halves", "third", "thirds", "quarter", "quarters",
+                            "percent", "cent", "times"})  # fmt: skip
+
+
+def _without_unit_words(solution: str) -> str:
+    def drop(match: re.Match) -> str:
+        words = match.group(1).split()
+        return match.group(0) if any(w.lower() in _SCALING_WORDS for w in words) else ""
+
+    return _UNIT_WORDS.sub(drop, solution)
+
+
+def wrong_calculations(solution: str, with_units: bool = False) -> list[str]:
     """The inline calculations of ``solution`` (``12 * 4 = 48``, ``$3.50 x 2 = $7``) whose result is wrong (off
-    by more than rounding to the result's own decimals)."""
+    by more than rounding to the result's own decimals). With ``with_units``, sums with unit words between their
+    numbers are read too ("6 forks + 15 knives + 30 spoons = 62" is wrong); refine-v3 reads without them, so its
+    judged pairs stay as shipped."""
+    if with_units:
+        solution = _without_unit_words(solution)
     wrong = []
     for match in _CALCULATION.finditer(solution):
         expression, result = match.groups()
