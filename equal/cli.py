@@ -60,8 +60,8 @@ _SELECT_FIELDS = ("corpus", "reference", "out", "budget", "method", "task", "eva
 def select_config(args: argparse.Namespace, given: set[str]):
     """``equal select``'s settings: a ``--config`` file's (YAML or JSON; ``select.json`` repeats a run), the options
     given on the command line over them (``given``: their names), the defaults for the rest."""
+    from equal.config import extraction_settings
     from equal.llm.cli import backend_spec, extraction_spec
-    from equal.profiles import extraction_settings
     from equal.select.workflow import SelectConfig
 
     settings = _read_select_config(Path(args.config)) if args.config else {}

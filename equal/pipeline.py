@@ -19,11 +19,12 @@ from pathlib import Path
 import papermill as pm
 from papermill.exceptions import PapermillExecutionError
 
+from equal.config import STAGES, config_from_profile, stage_parameters
 from equal.errors import EqualError
 from equal.io import write_json_atomic
 from equal.llm.answers import open_answers
 from equal.paths import ENV_LLM_CACHE, REPO_ROOT, cache_dir, data_dir, figures_dir, from_repo_root, results_dir
-from equal.profiles import load_profile, notebook_parameters
+from equal.profiles import load_profile, profile_path
 from equal.progress import ENV_PROGRESS
 from equal.provenance import environment, git_state, now, package_versions, portable_path
 
@@ -38,6 +39,17 @@ class NotebookFailed(EqualError):
 def numbered_notebooks(folder: Path = NOTEBOOKS_DIR) -> list[Path]:
     """The pipeline's notebooks (``NN_name.ipynb``) in execution order."""
     return sorted(p for p in folder.iterdir() if _NUMBERED.match(p.name))
+
+
+def notebook_stage(notebook: Path) -> str:
+    """The stage a notebook tells the story of, as its metadata names it (``metadata.equal.stage``): the notebook
+    is given that stage's parameters, so renaming a notebook changes nothing in the configuration."""
+    metadata = json.loads(notebook.read_text(encoding="utf-8")).get("metadata", {})
+    stage = (metadata.get("equal") or {}).get("stage")
+    if stage not in STAGES:
+        raise EqualError(f"{notebook}: metadata.equal.stage is {stage!r}; a pipeline notebook names one of "
+                         f"{', '.join(STAGES)}")  # fmt: skip
+    return stage
 
 
 def _failure_message(notebook: Path, output: Path, error: PapermillExecutionError) -> str:
@@ -67,6 +79,7 @@ def run_profile(
     instead, into ``data/``, ``results/`` and ``paper_figures/<profile>-fresh``.
     """
     profile = load_profile(profile_name)
+    config_from_profile(profile, profile_path(profile_name))  # every key checked before any notebook starts
     overrides = dict(overrides or {})
     if results_override is not None:
         overrides["results_dir"] = str(results_override)
@@ -144,7 +157,7 @@ def _run_notebooks(profile: dict, only, overrides: dict, notebooks_dir: Path, lo
     run_started = time.perf_counter()
     info["last_run"] = [nb.stem for nb in notebooks]
     for notebook in notebooks:
-        params = {**notebook_parameters(profile, notebook.stem), **overrides}
+        params = {**stage_parameters(profile, notebook_stage(notebook)), **overrides}
         output = out_dir / "notebooks" / notebook.name
         print(f"▶ {notebook.name} [{profile['name']}]", flush=True)
         tick = time.perf_counter()

@@ -1,15 +1,15 @@
-"""Profiles: one YAML per scale (smoke, default, full, paper) holding every notebook's parameters.
+"""Profiles: one YAML per scale (smoke, default, full, paper) holding every stage's settings, layered.
 
 A profile file looks like::
 
     extends: default          # optional: start from another profile and override
-    common:                   # passed to every notebook
+    common:                   # read by every stage
       seed: 0
-    notebooks:
-      01_data_prep:           # passed to notebooks/01_data_prep.ipynb only
+    stages:
+      data:                   # the data stage only (equal.config.DataConfig)
         max_documents: 2000
 
-Parameters of a notebook = ``common`` deep-merged with its own section, plus ``profile``.
+This module reads and layers the YAML files; :mod:`equal.config` types and checks the result.
 """
 
 from __future__ import annotations
@@ -30,6 +30,10 @@ PROFILES = ("smoke", "default", "pilot", "baselines", "full", "paper")
 DEFAULT_PROFILE = "default"
 NOT_PROFILES = ("tasks",)  # params/tasks.yaml declares the target tasks (equal.data.tasks), it is no profile
 T = TypeVar("T")
+#: Profiles written before sections were named by stage: the old section names and the new.
+_RENAMED_SECTIONS = {"01_data_prep": "data", "02_contrastive_training": "warmup", "03_clustering": "clustering",
+                     "04_bandit_extraction": "selection", "05_finetuning": "finetuning", "06_evaluation": "evaluation",
+                     "07_paper_figures": "figures"}  # fmt: skip
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -72,24 +76,22 @@ def load_profile(name_or_path: str | Path, params_dir: Path = PARAMS_DIR) -> dic
             layer = yaml.safe_load(handle) or {}
         if not isinstance(layer, dict):
             raise ConfigError(f"{path}: a profile must be a mapping, got {type(layer).__name__}")
-        unknown = set(layer) - {"extends", "common", "notebooks", "description", "llm_answers"}
+        if "notebooks" in layer:
+            raise ConfigError(
+                f"{path}: sections are named by stage now: rename 'notebooks' to 'stages' and its sections "
+                + ", ".join(f"{old} to {new}" for old, new in _RENAMED_SECTIONS.items())
+            )
+        unknown = set(layer) - {"extends", "common", "stages", "description", "llm_answers"}
         if unknown:
             raise ConfigError(f"{path}: unknown top-level keys {sorted(unknown)}")
         layers.append(layer)
         parent = layer.get("extends")
         path = params_dir / f"{parent}.yaml" if parent else None
-    profile: dict[str, Any] = {"common": {}, "notebooks": {}}
+    profile: dict[str, Any] = {"common": {}, "stages": {}}
     for layer in reversed(layers):
         profile = deep_merge(profile, {k: v for k, v in layer.items() if k != "extends"})
     profile["name"] = seen[0].stem
     return profile
-
-
-def notebook_parameters(profile: dict[str, Any], notebook: str) -> dict[str, Any]:
-    """Parameters papermill passes to ``notebook`` (its stem, e.g. ``01_data_prep``)."""
-    params = deep_merge(profile.get("common") or {}, (profile.get("notebooks") or {}).get(notebook) or {})
-    params["profile"] = profile["name"]
-    return params
 
 
 def from_namespace(cls: type[T], namespace: dict[str, Any], **overrides: Any) -> T:
@@ -109,10 +111,3 @@ def cell_parameters(namespace: dict[str, Any]) -> dict[str, Any]:
     plain = (str, int, float, bool, list, dict, tuple, type(None))
     return {k: v for k, v in namespace.items()
             if not k.startswith("_") and k not in _IPYTHON_NAMES and isinstance(v, plain)}  # fmt: skip
-
-
-def extraction_settings(name: str = DEFAULT_PROFILE) -> tuple[dict, dict, dict]:
-    """A profile's extractor, extraction and refinement settings (notebook 04's): what ``equal extract`` and
-    ``equal select`` run unless an option overrides one (one source with the notebooks)."""
-    params = notebook_parameters(load_profile(name), "04_bandit_extraction")
-    return dict(params["llm"]), dict(params["extraction"]), dict(params.get("refinement") or {})

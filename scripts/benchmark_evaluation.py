@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "results" / "benchmarks" / "evaluation.json")
     args = parser.parse_args()
     profile = load_profile("default")
-    settings = dict(profile["notebooks"]["06_evaluation"]["evaluation"])
+    settings = dict(profile["stages"]["evaluation"]["evaluation"])
     config = EvalConfig(**{**settings, "benchmarks": tuple(settings["benchmarks"])})
     artifacts = Artifacts.for_profile("default")
     files = write_eval_items({b: artifacts.evaluation_file(b) for b in config.benchmarks}, artifacts.eval_items_dir,

@@ -37,6 +37,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from equal.config import stage_parameters
 from equal.data.tasks import declared_tasks, load_task, question_key, select_tasks, split_tasks
 from equal.io import read_jsonl, write_json_atomic, write_jsonl_atomic
 from equal.llm.cache import CallCache
@@ -45,7 +46,7 @@ from equal.llm.ledger import CostLedger
 from equal.llm.refine import pair_kind
 from equal.llm.verify import answers_match, final_answer, reference_answer
 from equal.paths import REPO_ROOT, cache_dir, raw_data_dir
-from equal.profiles import load_profile, notebook_parameters
+from equal.profiles import load_profile
 from equal.provenance import environment, git_state, now, package_versions
 
 #: The settings compared (refinement overrides over the profile's): the draft-verified pass and program answers at
@@ -69,10 +70,10 @@ KEPT_FIELDS = ("doc_id", "group", "known", "final", "correct", "same_problem", "
 def task_splits(profile: dict) -> tuple[dict, dict]:
     """Every split of the profile's tasks as read from the raw files, and their D_r, held-out and evaluation items
     drawn as notebook 01 draws them (the probe needs no prepared corpus)."""
-    params = notebook_parameters(profile, "01_data_prep")
+    params = stage_parameters(profile, "data")
     common = profile["common"]
     specs = select_tasks(declared_tasks(params.get("tasks")), common["targets"],
-                         notebook_parameters(profile, "06_evaluation")["evaluation"]["benchmarks"])  # fmt: skip
+                         stage_parameters(profile, "evaluation")["evaluation"]["benchmarks"])  # fmt: skip
     raw = raw_data_dir(common.get("raw_data_dir"))
     loaded = {name: load_task(spec, raw, REPO_ROOT) for name, spec in specs.items()}
     return loaded, split_tasks(loaded, specs, common.get("seed", 0))
@@ -182,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     profile = load_profile(args.profile)
-    params = notebook_parameters(profile, "04_bandit_extraction")
+    params = stage_parameters(profile, "selection")
     loaded, splits = task_splits(profile)
     docs = gsm8k_documents(loaded, splits, args.gsm8k, args.seed) + asdiv_documents(profile, args.asdiv, args.seed)
     random.Random(args.seed).shuffle(docs)  # every chunk holds every group

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from equal.artifacts import Artifacts
+from equal.config import stage_parameters
 from equal.io import write_json_atomic
 from equal.llm.backends import make_backend
 from equal.llm.cache import CallCache
@@ -42,7 +43,7 @@ from equal.llm.quality import pair_checks, passes, solution_style
 from equal.llm.refine import KINDS, PairRefiner, RefinementConfig, pair_kind, pick_examples
 from equal.paths import REPO_ROOT
 from equal.pipeline import shipped_answers_cache
-from equal.profiles import load_profile, notebook_parameters
+from equal.profiles import load_profile
 from equal.provenance import environment, git_state, now, package_versions
 
 #: The default's targets (issue 25): problem pairs verified, all pairs passing every check, problem solutions in
@@ -168,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     profile = load_profile(args.profile)
-    params = notebook_parameters(profile, "04_bandit_extraction")
+    params = stage_parameters(profile, "selection")
     art = Artifacts.for_profile(profile["name"], params.get("data_dir"))
     corpus = art.load_corpus()
     cache_path = shipped_answers_cache(profile)

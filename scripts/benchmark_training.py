@@ -114,7 +114,7 @@ def main() -> None:
     from equal.weights import causal_lm_dir
 
     profile = load_profile("default")
-    regime = profile["notebooks"]["05_finetuning"]["finetune"]
+    regime = profile["stages"]["finetuning"]["finetune"]
     base = causal_lm_dir(profile["common"]["base_model"])
     tokenizer = AutoTokenizer.from_pretrained(base)
     artifacts = Artifacts.for_profile("default")

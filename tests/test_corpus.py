@@ -2,14 +2,15 @@
 
 import pandas as pd
 
+from equal.config import stage_parameters
 from equal.data.corpus import CorpusConfig, prepare_data
-from equal.profiles import load_profile, notebook_parameters
+from equal.profiles import load_profile
 
 PREP_KEYS = set(CorpusConfig.__dataclass_fields__) - {"raw_dir", "out_dir", "progress", "builtin_tasks"}
 
 
 def test_default_profile_keeps_1000_documents_with_target_style_documents_a_minority(tmp_path, raw_dir):
-    params = notebook_parameters(load_profile("default"), "01_data_prep")
+    params = stage_parameters(load_profile("default"), "data")
     config = CorpusConfig(raw_dir=raw_dir, out_dir=tmp_path, progress=False, **{k: params[k] for k in PREP_KEYS})
     prepared = prepare_data(config)
     corpus = prepared.corpus()

@@ -74,11 +74,11 @@ def new_task_run(raw_dir, tmp_path_factory):
     profile = {
         "extends": "smoke",
         "common": {"targets": ["apples", "quiz"], "methods": methods, "seeds": [0]},
-        "notebooks": {
+        "stages": {
             # no source quotas: every ASDiv unit is offered (the decontamination check below needs them)
-            "01_data_prep": {"tasks": write_tasks(raw_dir, folder), "max_documents": 80, "source_quotas": None},
-            "05_finetuning": {"runs": [{"methods": methods, "gammas": "all", "seeds": [0]}]},
-            "06_evaluation": {"evaluation": {"benchmarks": ["apples", "quiz"], "max_gen_toks": {"apples": 16}}},
+            "data": {"tasks": write_tasks(raw_dir, folder), "max_documents": 80, "source_quotas": None},
+            "finetuning": {"runs": [{"methods": methods, "gammas": "all", "seeds": [0]}]},
+            "evaluation": {"evaluation": {"benchmarks": ["apples", "quiz"], "max_gen_toks": {"apples": 16}}},
         },
     }
     path = folder / "newtasks.yaml"

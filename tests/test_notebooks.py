@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 from conftest import SmokeAnswers
 
-from equal.pipeline import NotebookFailed, numbered_notebooks, run_profile
-from equal.profiles import load_profile, notebook_parameters
+from equal.config import STAGES, stage_parameters
+from equal.pipeline import NotebookFailed, notebook_stage, numbered_notebooks, run_profile
+from equal.profiles import load_profile
 
 
 def test_every_notebook_has_a_parameters_cell():
@@ -18,6 +19,12 @@ def test_every_notebook_has_a_parameters_cell():
         assert len(tagged) == 1, path
         assert all("id" in c for c in json.loads(path.read_text())["cells"]), f"{path.name}: a cell has no id"
         nbformat.validate(nb)
+
+
+def test_every_stage_has_one_notebook_that_names_it():
+    """A notebook says which stage's story it tells (metadata.equal.stage); that, not its file name, decides the
+    parameters it is given."""
+    assert [notebook_stage(path) for path in numbered_notebooks()] == list(STAGES)
 
 
 def parameters_cell(path) -> dict:
@@ -33,7 +40,7 @@ def test_parameters_cells_equal_the_default_profile():
     profile = load_profile("default")
     for path in numbered_notebooks():
         cell = parameters_cell(path)
-        expected = notebook_parameters(profile, path.stem)
+        expected = stage_parameters(profile, notebook_stage(path))
         for name, value in cell.items():
             if name in ("data_dir", "results_dir", "figures_dir", "raw_data_dir") and value is None:
                 continue  # locations: None means the default folder, in the profile too
@@ -46,7 +53,7 @@ def test_parameters_cells_equal_the_default_profile():
         (tagged,) = [c for c in nbformat.read(path, as_version=4).cells if "parameters" in c.metadata.get("tags", [])]
         inspected = {p.name for p in PythonTranslator.inspect(tagged)}  # what `papermill --help-notebook` shows
         assert inspected == set(cell), f"{path.name}: papermill cannot parse {sorted(set(cell) - inspected)}"
-        own = (profile["notebooks"].get(path.stem) or {}).keys()
+        own = (profile["stages"].get(notebook_stage(path)) or {}).keys()
         missing = sorted(set(own) - set(cell))
         assert not missing, f"{path.name}: params/default.yaml sets {missing}, which its parameters cell lacks"
 
@@ -193,8 +200,10 @@ def test_the_whole_pipeline_runs_in_smoke_profile(tmp_path):
 def test_failing_notebook_stops_the_run_and_shows_the_error(tmp_path):
     folder = tmp_path / "notebooks"
     folder.mkdir()
-    for name, source in (("01_fails.ipynb", "x = 1\n1 / 0"), ("02_never.ipynb", "open('ran', 'w')")):
+    for (name, source), stage in zip((("01_fails.ipynb", "x = 1\n1 / 0"), ("02_never.ipynb", "open('ran', 'w')")),
+                                     ("data", "warmup"), strict=True):  # fmt: skip
         nb = nbformat.v4.new_notebook()
+        nb.metadata["equal"] = {"stage": stage}
         params = nbformat.v4.new_code_cell("profile = 'x'")
         params.metadata["tags"] = ["parameters"]
         nb.cells = [params, nbformat.v4.new_code_cell(source)]

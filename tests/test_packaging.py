@@ -111,10 +111,12 @@ def test_an_install_outside_the_checkout_finds_profiles_and_task_yamls(tmp_path)
     probe = (
         "import equal, equal.paths as p\n"
         "from equal.profiles import load_profile\n"
+        "from equal.config import load_config\n"
+        "assert load_config('default').data.max_documents == 1000\n"
         "from equal.data.tasks import declared_tasks\n"
         "from equal.evaluate.task_configs import task_config\n"
         f"assert equal.__file__.startswith({str(target)!r}), equal.__file__\n"
-        "assert load_profile('default')['notebooks']['01_data_prep']['max_documents'] == 1000\n"
+        "assert load_profile('default')['stages']['data']['max_documents'] == 1000\n"
         "assert task_config(declared_tasks()['gsm8k'], 'x.jsonl')['process_results'].__name__ == 'gsm8k_exact_match'\n"
         "print(p.resource_dir('tasks'))\n"
     )

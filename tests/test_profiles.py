@@ -1,7 +1,8 @@
 import pytest
 
+from equal.config import stage_parameters
 from equal.errors import ConfigError
-from equal.profiles import PROFILES, deep_merge, load_profile, notebook_parameters
+from equal.profiles import PROFILES, deep_merge, load_profile
 
 
 def test_all_profiles_load_and_inherit():
@@ -9,12 +10,12 @@ def test_all_profiles_load_and_inherit():
         profile = load_profile(name)
         assert profile["name"] == name
         assert profile["common"]["seed"] == 0
-    smoke = notebook_parameters(load_profile("smoke"), "01_data_prep")
-    default = notebook_parameters(load_profile("default"), "01_data_prep")
+    smoke = stage_parameters(load_profile("smoke"), "data")
+    default = stage_parameters(load_profile("default"), "data")
     assert smoke["profile"] == "smoke" and smoke["max_documents"] == 120
     assert default["max_documents"] == 1000 and default["source_quotas"]["asdiv"] == 0.04
     assert smoke["decontam_ngram"] == default["decontam_ngram"]  # inherited
-    assert notebook_parameters(load_profile("full"), "01_data_prep")["max_documents"] is None
+    assert stage_parameters(load_profile("full"), "data")["max_documents"] is None
 
 
 def test_unknown_profile_lists_known_ones():
@@ -42,7 +43,7 @@ def test_deep_merge_does_not_mutate():
 def test_a_backend_of_another_kind_replaces_the_inherited_one():
     from equal.llm.backends import make_backend
 
-    paper = notebook_parameters(load_profile("paper"), "04_bandit_extraction")["llm"]
+    paper = stage_parameters(load_profile("paper"), "selection")["llm"]
     assert paper["kind"] == "openai" and "n_parallel" not in paper and "n_ctx" not in paper
     backend = make_backend(paper)  # builds (no call is made until a request)
     assert backend.model_id == "openai:Qwen/Qwen2.5-72B-Instruct"
@@ -54,7 +55,7 @@ def test_the_baselines_profile_shares_the_default_folder_and_trains_every_new_ba
     from equal.train.plan import plan_runs
 
     baselines = load_profile("baselines")
-    params = notebook_parameters(baselines, "05_finetuning")
+    params = stage_parameters(baselines, "finetuning")
     art = Artifacts.for_profile("baselines", params["data_dir"], params["results_dir"], params["figures_dir"])
     assert art.data == Artifacts.for_profile("default").data == REPO_ROOT / "data" / "default"
     assert art.results == REPO_ROOT / "results" / "baselines"  # its own tables
@@ -71,11 +72,11 @@ def test_equal_select_and_extract_run_the_default_profiles_extraction():
     import argparse
     from pathlib import Path
 
+    from equal.config import extraction_settings
     from equal.llm.cli import add_backend_arguments, backend_spec, extraction_spec
-    from equal.profiles import extraction_settings
     from equal.select.workflow import SelectConfig, refinement_settings, with_profile_settings
 
-    params = notebook_parameters(load_profile("default"), "04_bandit_extraction")
+    params = stage_parameters(load_profile("default"), "selection")
     parser = argparse.ArgumentParser()
     add_backend_arguments(parser)
     args = parser.parse_args([])

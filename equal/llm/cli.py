@@ -6,6 +6,7 @@ import argparse
 from dataclasses import asdict
 from pathlib import Path
 
+from equal.config import extraction_settings
 from equal.data.reading import ReadContext, iter_jsonl, require_str
 from equal.errors import ConfigError
 from equal.io import read_jsonl, write_jsonl_atomic
@@ -15,7 +16,6 @@ from equal.llm.extract import ExtractionConfig, ExtractionReport, QAExtractor, m
 from equal.llm.ledger import REFERENCE_PARAMS, CostLedger
 from equal.llm.prompts import PROMPTS
 from equal.paths import llm_cache_path
-from equal.profiles import extraction_settings
 from equal.weights import TINY_CHAT_MODEL, build_tiny_chat_model
 
 

@@ -30,12 +30,13 @@ import numpy as np
 
 from equal import paths
 from equal.artifacts import Artifacts
+from equal.config import SelectionSettings, WarmupSettings, extraction_settings, load_config
 from equal.errors import ConfigError
 from equal.fingerprint import fingerprint, reuse_or_reset
 from equal.io import write_json_atomic, write_jsonl_atomic, write_text_atomic
 from equal.llm.ledger import REFERENCE_PARAMS, inference_flops
 from equal.llm.prompts import PROMPT_VERSION
-from equal.profiles import DEFAULT_PROFILE, deep_merge, extraction_settings, load_profile, notebook_parameters
+from equal.profiles import DEFAULT_PROFILE, deep_merge
 
 
 @dataclass
@@ -114,11 +115,9 @@ def with_profile_settings(config: SelectConfig) -> SelectConfig:
                    extraction=deep_merge(extraction, config.extraction or {}))  # fmt: skip
 
 
-def _policies() -> tuple[dict, dict, dict]:
-    profile = load_profile(DEFAULT_PROFILE)
-    params = notebook_parameters(profile, "04_bandit_extraction")
-    warmup = notebook_parameters(profile, "02_contrastive_training")
-    return params["policies"], params["reward"], warmup
+def _default_stages() -> tuple[SelectionSettings, WarmupSettings]:
+    config = load_config(DEFAULT_PROFILE)
+    return config.selection, config.warmup
 
 
 def refinement_settings(config: SelectConfig, reference: list[dict]) -> dict:
@@ -148,7 +147,7 @@ def _prepare(config: SelectConfig, art: Artifacts):
     return prepare_data(corpus_config)
 
 
-def _warmup(config: SelectConfig, art: Artifacts, corpus: list[dict], extractor, warmup_params: dict,
+def _warmup(config: SelectConfig, art: Artifacts, corpus: list[dict], extractor, warmup: WarmupSettings,
             device: str | None = None) -> float:  # fmt: skip
     """Stage 02 (:func:`equal.embed.stages.warmup_stage`) with the default profile's settings; returns the
     extraction's documents per minute."""
@@ -158,7 +157,7 @@ def _warmup(config: SelectConfig, art: Artifacts, corpus: list[dict], extractor,
     keys = ("holdout_fraction", "range_min", "range_max", "num_negatives", "temperature", "learning_rate", "epochs",
             "batch_size")  # fmt: skip
     warm_config = WarmupConfig(fraction=config.warmup_fraction, seed=config.seed,
-                               **{k: warmup_params[k] for k in keys})  # fmt: skip
+                               **{k: getattr(warmup, k) for k in keys})  # fmt: skip
     stage = warmup_stage(art, corpus, extractor, warm_config, config.embedder, device=device,
                          progress=config.progress)  # fmt: skip
     return stage.documents_per_minute
@@ -172,13 +171,13 @@ def _cluster(config: SelectConfig, art: Artifacts, corpus: list[dict], budget_do
     from equal.embed.stages import clustering_stage
     from equal.fingerprint import records_digest
 
-    params = notebook_parameters(load_profile(DEFAULT_PROFILE), "03_clustering")
+    params = load_config(DEFAULT_PROFILE).clustering
     info = art.load_embedder_info()
     cap = max(2, budget_docs // config.docs_per_pull // config.pulls_per_cluster)
-    max_clusters = min(cap, params["max_clusters"] or cap)
-    settings = {"k_values": params["k_values"], "k": params["k"], "min_clusters": min(params["min_clusters"],
-                max_clusters), "max_clusters": max_clusters, "algorithm": params["algorithm"],
-                "w2_only_below": params["w2_only_below"]}  # fmt: skip
+    max_clusters = min(cap, params.max_clusters or cap)
+    settings = {"k_values": params.k_values, "k": params.k, "min_clusters": min(params.min_clusters, max_clusters),
+                "max_clusters": max_clusters, "algorithm": params.algorithm,
+                "w2_only_below": params.w2_only_below}  # fmt: skip
     done = art.data / "clusters.json"  # written last: k
     stamp = fingerprint(corpus=records_digest(corpus), tuned=info.tuned_identity, base=info.base_identity,
                         seed=config.seed, **settings)  # fmt: skip
@@ -288,11 +287,12 @@ def run_select(config: SelectConfig, dry_run: bool = False) -> SelectOutcome | d
         f"equal select: {len(corpus):,} documents ({prepared.meta['tasks']}), method {spec.name}, "
         f"budget {budget_docs:,} documents" + (f" + warm-up {warm_docs:,}" if embeds else "") + f"; {resumed}"
     )
-    policies, reward, warmup_params = _policies()
+    selection, warmup = _default_stages()
+    policies, reward = selection.policies, selection.reward
     k = 0
     device = default_device()  # the GPU when there is one, as in the notebooks
     if embeds:
-        rate = _warmup(config, art, corpus, extractor, warmup_params, device)
+        rate = _warmup(config, art, corpus, extractor, warmup, device)
         if rate:
             left = budget_docs if not spec.shared else len(corpus)
             say(f"warm-up extracted at {rate:.1f} documents/min: the selection's {left:,} documents take about "
