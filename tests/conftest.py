@@ -40,13 +40,14 @@ _isolate_xdist_worker()
 #: Test files, slowest first, as measured in fresh clones (docs/reproducing.md): `make test` hands whole files to
 #: its two workers in collection order (--dist loadfile --no-loadscope-reorder), so the long ones start first and
 #: run side by side instead of one of them last and alone. The other files keep their order after them.
-SLOWEST_FIRST = ("test_select.py", "test_notebooks.py", "test_new_tasks.py", "test_methods.py", "test_llm_resume.py",
-                 "test_scale_ray.py", "test_finetune.py")  # fmt: skip
+SLOWEST_FIRST = ("select/test_select_cli.py", "pipeline/test_notebooks.py", "pipeline/test_new_tasks.py",
+                 "select/test_methods.py", "llm/test_resume.py", "scale/test_ray.py", "train/test_finetune.py")  # fmt: skip
 
 
 def pytest_collection_modifyitems(config, items) -> None:
     rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # a stable sort: a file's tests keep their order
+    tests = REPO_ROOT / "tests"
+    items.sort(key=lambda item: rank.get(item.path.relative_to(tests).as_posix(), len(rank)))  # a stable sort: a file's tests keep their order
 
 
 @pytest.fixture(scope="session")

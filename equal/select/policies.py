@@ -8,7 +8,7 @@ policy's score; arms never pulled come first (every arm is tried once), and ties
 the round's seeded generator, so a run is a pure function of its seed.
 
 The policies are a few lines each and are checked against worked examples (and the fixed-α UCB
-against MABWiser's ``UCB1``) in ``tests/test_policies.py``; MABWiser itself has neither the paper's
+against MABWiser's ``UCB1``) in ``tests/select/test_policies.py``; MABWiser itself has neither the paper's
 decaying α, nor replaced (cumulative) arm values, nor reward sharing.
 """
 

@@ -1,6 +1,6 @@
 """The Rewriting baseline's generation loop (equal.select.rewriting): new, clean pairs, counted drops, every call
 charged. The LLM here answers from a script (what a model would say, fixed); the method runs on a real model in
-tests/test_methods.py."""
+tests/select/test_methods.py."""
 
 import json
 from dataclasses import dataclass, field

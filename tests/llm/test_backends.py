@@ -245,7 +245,7 @@ def test_refinement_with_a_real_model_is_charged_and_keeps_drafts_by_policy(smol
     results = QAExtractor(smollm, cache, config, refiner).extract(DOCS, method="EQUAL", ledger=ledger, progress=False)
     calls = ledger.frame()
     # whether SmolLM2 writes a usable pair here depends on the CPU's kernels: the accounting must hold either way
-    # (tests/test_refine.py checks the refinement of known pairs with a scripted model)
+    # (tests/llm/test_refine.py checks the refinement of known pairs with a scripted model)
     with_pairs = [r for r in results if r.drafts]
     refined = calls[calls["stage"] == "refine"]
     asked = sum(sum(not o.endswith("no_reference") for o in r.refinement.elements()) for r in with_pairs)
