@@ -41,13 +41,15 @@ _isolate_xdist_worker()
 #: its two workers in collection order (--dist loadfile --no-loadscope-reorder), so the long ones start first and
 #: run side by side instead of one of them last and alone. The other files keep their order after them.
 SLOWEST_FIRST = ("select/test_select_cli.py", "pipeline/test_notebooks.py", "pipeline/test_new_tasks.py",
-                 "select/test_methods.py", "llm/test_resume.py", "scale/test_ray.py", "train/test_finetune.py")  # fmt: skip
+                 "select/test_methods.py", "llm/test_resume.py", "scale/test_ray.py",
+                 "train/test_finetune.py")  # fmt: skip
 
 
 def pytest_collection_modifyitems(config, items) -> None:
     rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
     tests = REPO_ROOT / "tests"
-    items.sort(key=lambda item: rank.get(item.path.relative_to(tests).as_posix(), len(rank)))  # a stable sort: a file's tests keep their order
+    # a stable sort: a file's tests keep their order
+    items.sort(key=lambda item: rank.get(item.path.relative_to(tests).as_posix(), len(rank)))
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ import pandas as pd
 from equal.artifacts import Artifacts
 from equal.report.bands import band_curve, link_gate
 from equal.report.stats import minimum_detectable_effect, paired_bootstrap, power_table, variance_components, verdict
-from equal.select.methods import ABLATIONS
+from equal.select.methods import ABLATIONS, ORACLE
 from equal.train.plan import REFERENCE_CONTROL, TrainingRun
 
 POWER_SEEDS = [3, 5, 8, 10, 15, 20]  # designs the power table considers: seed replicates per method …
@@ -85,8 +85,8 @@ def comparison_plan(methods: list[str], band_methods: list[str]) -> list[tuple[s
     """The pairs of methods compared (first − second): the claim (EQUAL vs Random and All), the oracle and the
     controls, each ablation against EQUAL, the nearest distance band against Random, and EQUAL against every other
     method that was fine-tuned (the paper's baselines)."""
-    named = {"EQUAL", "Random", "All", "Oracle (extracted)", *ABLATIONS, *band_methods}
-    return [("EQUAL", "Random"), ("EQUAL", "All"), ("Oracle (extracted)", "Random"), ("Random", "Base"),
+    named = {"EQUAL", "Random", "All", ORACLE, *ABLATIONS, *band_methods}
+    return [("EQUAL", "Random"), ("EQUAL", "All"), (ORACLE, "Random"), ("Random", "Base"),
             (REFERENCE_CONTROL, "Base"), *[(ablation, "EQUAL") for ablation in ABLATIONS],
             *[(band, "Random") for band in band_methods[:1]],
             *[("EQUAL", m) for m in methods if m not in named]]  # fmt: skip
@@ -112,7 +112,7 @@ def verdicts(comparisons: pd.DataFrame, benchmarks: list[str], bench_target: dic
     lookup = {(r.benchmark, r.a, r.b): r._asdict() for r in comparisons.itertuples()} if len(comparisons) else {}
     rows = []
     for bench in benchmarks:
-        text = verdict(lookup.get((bench, "Oracle (extracted)", "Random"), {}), mde.get(bench, np.nan),
+        text = verdict(lookup.get((bench, ORACLE, "Random"), {}), mde.get(bench, np.nan),
                        lookup.get((bench, "EQUAL", "Random"), {}), lookup.get((bench, "EQUAL", "All"), {}),
                        bands=gates.get(bench))  # fmt: skip
         rows.append({"benchmark": bench, "target": bench_target.get(bench), "mde": mde.get(bench), "verdict": text})

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from equal.report.style import method_colour
 from equal.report.tables import benchmark_labels
-from equal.select.methods import method_colour
 
 #: One colour per domain, used by every figure.
 DOMAIN_COLORS = {"math": "#4C72B0", "code": "#DD8452", "general": "#55A868", "unknown": "#8C8C8C"}
@@ -154,7 +154,7 @@ def clusters_figure(tables: dict[str, pd.DataFrame]) -> plt.Figure:
 
 
 def _method_color(name: str) -> str:
-    return method_colour(name)  # one colour per method, kept in the method registry
+    return method_colour(name)  # one colour per method (equal.report.style)
 
 
 def bandit_curves(curves: pd.DataFrame, title: str) -> plt.Figure:

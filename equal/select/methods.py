@@ -1,8 +1,8 @@
 """Every selection method of the paper — EQUAL, its ablations and the baselines — as one registry.
 
 A method is a small object: how it chooses documents (:meth:`Method.select`), which inputs its
-result depends on beyond the common ones (:meth:`Method.fingerprint_parts`), and how it is shown
-(its plot colour). :class:`~equal.select.runner.MethodRunner` runs any of them the same way —
+result depends on beyond the common ones (:meth:`Method.fingerprint_parts`); how it is shown (its plot colour)
+lives in :mod:`equal.report.style`. :class:`~equal.select.runner.MethodRunner` runs any of them the same way —
 same budget, extractor, cache, ledger, read-back and resume. Adding a method is one entry in
 :data:`METHODS` (and a class if no existing kind fits); no notebook changes.
 
@@ -110,7 +110,6 @@ class MethodRunner(Protocol):
 RATING_EXAMPLES = 2  # D_r items shown to the rater as examples of the target task
 EMPTY_INFLUENCE = -1.0  # the reward of an Influence-MAB pull with no pair: the lowest cosine
 EMPTY_NLL = 10.0  # nats/token charged to a Perplexity-MAB pull with no pair: worse than any real text
-UNKNOWN_COLOUR = "#8C8C8C"
 
 
 def _influence_scorer(runner: MethodRunner, name: str):
@@ -143,10 +142,9 @@ class Selection:
 
 @dataclass(frozen=True)
 class Method:
-    """A selection method: its name (the paper's), plot colour, and what it builds on."""
+    """A selection method: its name (the paper's) and what it builds on."""
 
     name: str
-    colour: str = UNKNOWN_COLOUR
     uses_warmup: bool = True  # the warm-up's documents are charged (and its pairs may join the set)
     clustering: str = "tuned"  # which clustering (and embedder for the reward): tuned | untuned
     shared: bool = False  # one run serves every target, γ and seed (All)
@@ -510,32 +508,30 @@ def band_name(band: int) -> str:
     return f"Distance band {band}"
 
 
-# The paper's names; colours are matplotlib's tab20 in this order, EQUAL alone in red.
+ORACLE = "Oracle (extracted)"  # the control the report compares with Random
+
+# The paper's names (their plot colours: equal.report.style).
 METHODS: Registry = Registry("method")
 for _method in (
-    BanditMethod("EQUAL", "#D62728"),
-    BanditMethod("EQUAL (authors' code)", "#aec7e8"),
-    BanditMethod("EQUAL w/o warm-up", "#ff7f0e", uses_warmup=False, clustering="untuned"),
-    BanditMethod("EQUAL w/o MAB", "#ffbb78"),
-    BanditMethod("EQUAL w/o exploration", "#2ca02c"),
-    BanditMethod("Thompson sampling", "#98df8a"),
-    BanditMethod("ε-greedy", "#1f77b4"),
-    BanditMethod("Uniform", "#ff9896"),
-    BanditMethod("Perplexity-MAB", "#9467bd", reward="perplexity"),
-    RandomMethod("Random", "#c5b0d5"),
-    AllMethod("All", "#8c564b"),
-    FilterMethod("Avg-sim", "#c49c94"),
-    FilterMethod("Perplexity", "#e377c2", score="perplexity"),
-    FilterMethod("LLM-scoring", "#f7b6d2", score="llm"),
-    FilterMethod("Influence", "#bcbd22", score="influence"),
-    BanditMethod("Influence-MAB", "#dbdb8d", reward="influence"),
-    RewritingMethod("Rewriting", "#17becf"),
-    OracleMethod("Oracle (extracted)", "#7f7f7f"),
-    # the distance bands: from dark (nearest) to light grey-green (farthest)
-    *(
-        BandMethod(band_name(b), colour, band=b)
-        for b, colour in enumerate(("#004d40", "#00796b", "#26a69a", "#80cbc4", "#c8e6e3"), start=1)
-    ),
+    BanditMethod("EQUAL"),
+    BanditMethod("EQUAL (authors' code)"),
+    BanditMethod("EQUAL w/o warm-up", uses_warmup=False, clustering="untuned"),
+    BanditMethod("EQUAL w/o MAB"),
+    BanditMethod("EQUAL w/o exploration"),
+    BanditMethod("Thompson sampling"),
+    BanditMethod("ε-greedy"),
+    BanditMethod("Uniform"),
+    BanditMethod("Perplexity-MAB", reward="perplexity"),
+    RandomMethod("Random"),
+    AllMethod("All"),
+    FilterMethod("Avg-sim"),
+    FilterMethod("Perplexity", score="perplexity"),
+    FilterMethod("LLM-scoring", score="llm"),
+    FilterMethod("Influence", score="influence"),
+    BanditMethod("Influence-MAB", reward="influence"),
+    RewritingMethod("Rewriting"),
+    OracleMethod(ORACLE),
+    *(BandMethod(band_name(b), band=b) for b in range(1, 6)),  # the distance bands, nearest first
 ):
     METHODS.register(_method.name, _method)
 ABLATIONS = ("EQUAL w/o warm-up", "EQUAL w/o MAB", "EQUAL w/o exploration")
@@ -544,8 +540,3 @@ ABLATIONS = ("EQUAL w/o warm-up", "EQUAL w/o MAB", "EQUAL w/o exploration")
 def get_method(name: str) -> Method:
     """The registered method called ``name`` (a clear error naming the known ones otherwise)."""
     return METHODS.get(name)
-
-
-def method_colour(name: str) -> str:
-    """The plot colour of a method (grey for names outside the registry, e.g. Base)."""
-    return METHODS.get(name).colour if name in METHODS else UNKNOWN_COLOUR
