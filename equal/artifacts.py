@@ -75,10 +75,10 @@ class EmbedderInfo:
 
 @dataclass(frozen=True)
 class SelectionArtifact:
-    """A finished method run: its QA set and summary; the ledger is read on demand (it can be long)."""
+    """A finished method run: its QA set; the ledger is read on demand (it can be long), the summary by the selection
+    stage (:class:`equal.select.summary.RunSummary`)."""
 
     folder: Path
-    summary: dict
     pairs: list[dict]
 
     def ledger(self) -> list[dict]:
@@ -240,8 +240,8 @@ class Artifacts:
 
     def load_selection(self, folder: Path) -> SelectionArtifact:
         """A finished method run of notebook 04 (its folder from :meth:`selection_run_dir`)."""
-        summary = json.loads(self._require(folder / "summary.json", "04").read_text(encoding="utf-8"))
-        return SelectionArtifact(folder, summary, read_jsonl(folder / "pairs.jsonl"))
+        self._require(folder / "summary.json", "04")  # written last: the run is finished
+        return SelectionArtifact(folder, read_jsonl(folder / "pairs.jsonl"))
 
     # -------------------------------------------------------------- 05 fine-tuning
     @property

@@ -41,7 +41,7 @@ Distance band 1 … 5        a control: the corpus ranked by the OT distance of 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -58,6 +58,14 @@ from equal.select.loop import LoopConfig, run_loop
 from equal.select.policies import make_policy
 from equal.select.reward import OTReward
 from equal.select.rewriting import REWRITE_PAIRS_VERSION, REWRITE_VERSION, rewrite_from_seeds
+from equal.select.summary import (
+    BandDetails,
+    BanditDetails,
+    MethodDetails,
+    OracleDetails,
+    RatingDetails,
+    RewritingDetails,
+)
 
 
 @dataclass
@@ -132,12 +140,12 @@ def gamma_label(gamma: float) -> str:
 
 @dataclass
 class Selection:
-    """What a method chose: the loop's documents (corpus indices), their pairs, and its own extras."""
+    """What a method chose: the loop's documents (corpus indices), their pairs, and its own figures."""
 
     indices: list[int]
     pairs: list[dict]
     pulls: pd.DataFrame | None = None
-    extra: dict = field(default_factory=dict)
+    details: MethodDetails | None = None
 
 
 @dataclass(frozen=True)
@@ -253,13 +261,9 @@ class BanditMethod(Method):
             progress=runner.progress,
             description=f"{self.name} · {request.target} · γ={gamma_label(request.gamma)} · seed {request.seed}",
         )  # fmt: skip
-        extra = {
-            "rounds": int(run.pulls[-1].round + 1) if run.pulls else 0,
-            "pulls": len(run.pulls),
-            "stop_reason": run.stop_reason,
-            "resumed_rounds": run.resumed_rounds,
-        }
-        return Selection(run.documents, [item for _, _, item in run.items], run.pulls_frame(), extra)
+        details = BanditDetails(rounds=int(run.pulls[-1].round + 1) if run.pulls else 0, pulls=len(run.pulls),
+                                stop_reason=run.stop_reason, resumed_rounds=run.resumed_rounds)  # fmt: skip
+        return Selection(run.documents, [item for _, _, item in run.items], run.pulls_frame(), details)
 
 
 @dataclass(frozen=True)
@@ -328,45 +332,45 @@ class FilterMethod(Method):
         return parts
 
     def _scores(self, runner: MethodRunner, request: RunRequest, pairs: list[dict], ledger: CostLedger
-                ) -> tuple[np.ndarray, dict]:  # fmt: skip
+                ) -> tuple[np.ndarray, RatingDetails | None]:  # fmt: skip
         """One score per pair, higher = kept first (scoring compute charged to ``ledger``), and what to report."""
         texts = [qa_text(p) for p in pairs]
         if self.score == "avg_sim":
             store = runner.stores["tuned"]
             reference = store.get(runner.reference_texts(request.target))
-            return (store.get(texts) @ reference.T).mean(axis=1), {}
+            return (store.get(texts) @ reference.T).mean(axis=1), None
         if self.score == "perplexity":
             if runner.perplexity is None:
                 raise ConfigError(f"{self.name} needs a perplexity scorer (parameter perplexity_model)")
             runner.perplexity.charge(ledger, self.name, pairs, texts)
-            return -runner.perplexity.score(texts), {}
+            return -runner.perplexity.score(texts), None
         if self.score == "influence":
             scorer = _influence_scorer(runner, self.name)
             targets = runner.references[request.target]
             _charge_influence_setup(scorer, ledger, self.name, targets)
             scorer.charge(ledger, self.name, pairs)
-            return scorer.influence(pairs, targets), {}
+            return scorer.influence(pairs, targets), None
         if self.score == "llm":
             examples = runner.references[request.target][:RATING_EXAMPLES]
             ratings, malformed = rate_pairs(runner.extractor, pairs, examples, self.name, ledger)
-            return np.asarray(ratings, dtype=float), {"malformed_ratings": malformed}
+            return np.asarray(ratings, dtype=float), RatingDetails(malformed_ratings=malformed)
         raise ConfigError(f"{self.name}: unknown score {self.score!r}")
 
     def select(self, runner: MethodRunner, request: RunRequest, ledger: CostLedger) -> Selection:
         everything = runner.run(self.source, request.target, request.gamma, request.seed)
-        keep = runner.run(self.matched, request.target, request.gamma, request.seed).summary["pairs"]
+        keep = runner.run(self.matched, request.target, request.gamma, request.seed).summary.pairs
         for row in everything.ledger():  # it costs what extracting everything costs
             ledger.add(CallRecord(**{**row, "method": self.name, "cached": True}))
         indices = list(range(len(runner.corpus)))
         pairs = everything.pairs
         if not pairs:
             return Selection(indices, [])
-        score, extra = self._scores(runner, request, pairs, ledger)
+        score, details = self._scores(runner, request, pairs, ledger)
         tie_break = np.random.default_rng([request.seed, 0x7AB1E]).random(len(pairs))
         order = np.lexsort((tie_break, -score))[:keep]  # best score first; equal scores in a seeded order
         column = self.score
         chosen = [{**pairs[i], "method": self.name, column: round(float(score[i]), 6)} for i in sorted(order)]
-        return Selection(indices, chosen, extra=extra)
+        return Selection(indices, chosen, details=details)
 
 
 @dataclass(frozen=True)
@@ -390,7 +394,7 @@ class RewritingMethod(Method):
         }
 
     def select(self, runner: MethodRunner, request: RunRequest, ledger: CostLedger) -> Selection:
-        wanted = runner.run(self.matched, request.target, request.gamma, request.seed).summary["pairs"]
+        wanted = runner.run(self.matched, request.target, request.gamma, request.seed).summary.pairs
         pairs, counts = rewrite_from_seeds(
             runner.extractor, runner.references[request.target], wanted, runner.protected_items(),
             self.name, ledger, seed=request.seed, pairs_per_call=runner.extractor.config.max_pairs,
@@ -399,7 +403,7 @@ class RewritingMethod(Method):
         domain = runner.target_domain(request.target)
         chosen = [{**p, "method": self.name, "domain": domain, "source": "rewriting", "pair_index": i}
                   for i, p in enumerate(pairs)]  # fmt: skip
-        return Selection([], chosen, extra={"rewriting": counts})
+        return Selection([], chosen, details=RewritingDetails(rewriting=counts))
 
 
 @dataclass(frozen=True)
@@ -436,8 +440,8 @@ class OracleMethod(Method):
         pairs = runner.extract(self.name, indices, ledger)
         cluster_of = {runner.corpus[i]["id"]: int(labels[i]) for i in indices}
         chosen = sorted({cluster_of[runner.corpus[i]["id"]] for i in indices})
-        extra = {"oracle_clusters": chosen, "oracle_rewards": [round(float(oracle[c]), 6) for c in chosen]}
-        return Selection(indices, pairs, extra=extra)
+        details = OracleDetails(oracle_clusters=chosen, oracle_rewards=[round(float(oracle[c]), 6) for c in chosen])
+        return Selection(indices, pairs, details=details)
 
 
 BANDS = 5  # distance bands over the whole ranking (the distance-band test; issue 25 asks for at least 5)
@@ -492,15 +496,15 @@ class BandMethod(Method):
         # its calls were made (and refined) by All: answered from the cache, charged like any extraction of these
         pairs = runner.extract(self.name, indices, ledger)
         distances = [d for d, _ in chosen]
-        extra = {
-            "band": self.band,
-            "bands": self.bands,
-            "band_rank_start": start,
-            "ranked_documents": len(ranked),
-            "band_distance_mean": round(float(np.mean(distances)), 6) if distances else None,
-            "band_distance_range": [round(distances[0], 6), round(distances[-1], 6)] if distances else None,
-        }
-        return Selection(indices, pairs, extra=extra)  # fmt: skip
+        details = BandDetails(
+            band=self.band,
+            bands=self.bands,
+            band_rank_start=start,
+            ranked_documents=len(ranked),
+            band_distance_mean=round(float(np.mean(distances)), 6) if distances else None,
+            band_distance_range=[round(distances[0], 6), round(distances[-1], 6)] if distances else None,
+        )
+        return Selection(indices, pairs, details=details)
 
 
 def band_name(band: int) -> str:

@@ -54,6 +54,7 @@ from equal.select.perplexity import PerplexityScorer
 from equal.select.reward import RewardConfig
 from equal.select.rewriting import protected_items
 from equal.select.signals import cluster_oracle_rewards
+from equal.select.summary import RunSummary
 
 
 def _gradient_scorer(model: str, warmup_pairs: list[dict]) -> GradientScorer:
@@ -108,7 +109,7 @@ class MethodRun:
     gamma: float
     seed: int
     pairs: list[dict]
-    summary: dict
+    summary: RunSummary
     pulls: pd.DataFrame | None = None
     folder: Path | None = None
     reused: bool = False  # read back from a finished run with the same fingerprint
@@ -379,10 +380,10 @@ class MethodRunner:
                               log=print if self.log else None):  # fmt: skip
             return None
         done = folder / "summary.json"
-        summary = json.loads(done.read_text(encoding="utf-8"))
+        summary = RunSummary.from_json(json.loads(done.read_text(encoding="utf-8")))
         pulls = pd.read_csv(folder / "pulls.csv") if (folder / "pulls.csv").is_file() else None
         if spec.shared:  # one run serves every target/γ/seed: label it for the caller
-            summary = {**summary, "target": request.target, "gamma": request.gamma, "seed": request.seed}
+            summary = summary.for_request(request.target, request.gamma, request.seed)
         return MethodRun(spec.name, request.target, request.gamma, request.seed,
                          read_jsonl(folder / "pairs.jsonl"), summary, pulls, folder, reused=True)  # fmt: skip
 
@@ -466,36 +467,35 @@ class MethodRunner:
         if selection.pulls is not None:
             selection.pulls.to_csv(folder / "pulls.csv", index=False)
         costs = ledger.summary().to_dict("records")[0] if ledger.records else {}
-        summary = {
-            "fingerprint": request.fingerprint.digest,
-            "method": method,
-            "target": target,
-            "gamma": gamma,
-            "seed": seed,
-            "budget": self.budget(gamma),
-            "warmup_documents": len(self._warmup_docs) if spec.uses_warmup else 0,
-            "warmup_pairs_included": bool(warm_pairs),
-            "pairs": len(pairs),
-            "llm_calls": int(costs.get("calls", 0)),
-            "tokens": int(costs.get("tokens", 0)),
-            "flops_model": float(costs.get("flops_model", 0.0)),
-            "flops_reference": float(costs.get("flops_reference", 0.0)),
-            "new_llm_calls": int(costs.get("new_calls", 0)),
-            "wall_s": round(time.perf_counter() - tick, 2),
-            "loop_documents": len(selection.indices),
-            "documents_by_domain": dict(sorted(Counter(domains).items())),
-            "degenerate_pairs_dropped": self._report.degenerate_pairs,
-            "token_limit_documents": self._report.token_limit_documents,
-            "draft_pairs": self._report.draft_pairs,  # extracted, before refinement and the quality gate
-            "refinement": dict(sorted(self._report.refinement.items())),  # "kind/outcome" per draft
-            "quality_gate_dropped": dict(sorted(self._report.gate_dropped.items())),
-            **selection.extra,
-        }
-        summary["documents_extracted"] = summary["loop_documents"] + summary["warmup_documents"]
+        summary = RunSummary(
+            fingerprint=request.fingerprint.digest,
+            method=method,
+            target=target,
+            gamma=gamma,
+            seed=seed,
+            budget=self.budget(gamma),
+            warmup_documents=len(self._warmup_docs) if spec.uses_warmup else 0,
+            warmup_pairs_included=bool(warm_pairs),
+            pairs=len(pairs),
+            llm_calls=int(costs.get("calls", 0)),
+            tokens=int(costs.get("tokens", 0)),
+            flops_model=float(costs.get("flops_model", 0.0)),
+            flops_reference=float(costs.get("flops_reference", 0.0)),
+            new_llm_calls=int(costs.get("new_calls", 0)),
+            wall_s=round(time.perf_counter() - tick, 2),
+            loop_documents=len(selection.indices),
+            documents_by_domain=dict(sorted(Counter(domains).items())),
+            degenerate_pairs_dropped=self._report.degenerate_pairs,
+            token_limit_documents=self._report.token_limit_documents,
+            draft_pairs=self._report.draft_pairs,
+            refinement=dict(sorted(self._report.refinement.items())),
+            quality_gate_dropped=dict(sorted(self._report.gate_dropped.items())),
+            details=selection.details,
+        )
         ledger.write_summary(folder / "ledger_summary.json", {"method": method})
         for cache in (*self.stores.values(), self.perplexity):  # vectors and scores computed by this run (gradient
             # features are written as they are computed)
             if hasattr(cache, "save"):
                 cache.save()
-        write_json_atomic(folder / "summary.json", summary)
+        write_json_atomic(folder / "summary.json", summary.to_json())
         return MethodRun(method, target, gamma, seed, pairs, summary, selection.pulls, folder)

@@ -15,6 +15,7 @@ import pandas as pd
 
 from equal.embed.warmup import qa_text
 from equal.select.reward import OTReward, RewardConfig, ot_distance
+from equal.select.summary import BandDetails
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -118,8 +119,14 @@ def selection_runs_table(runs: list, heldout: dict[str, np.ndarray], store, doma
     rows = []
     for run in runs:
         signals = quality_signals(run.pairs, heldout[run.target], store, domains[run.target])
-        band = {k: run.summary[k] for k in ("band", "band_distance_mean") if k in run.summary}  # distance bands
-        rows.append({**{k: run.summary[k] for k in ("method", "target", "gamma", "seed", *COSTS)}, **signals, **band})
+        details = run.summary.details
+        band = (
+            {"band": details.band, "band_distance_mean": details.band_distance_mean}
+            if isinstance(details, BandDetails)
+            else {}
+        )  # fmt: skip  (distance bands)
+        common = {k: getattr(run.summary, k) for k in ("method", "target", "gamma", "seed", *COSTS)}
+        rows.append({**common, **signals, **band})
     return pd.DataFrame(rows)
 
 
@@ -152,7 +159,7 @@ def domain_shares(runs: list, target: str, gamma: float) -> pd.DataFrame:
     rows = []
     for run in runs:
         if run.target == target and run.gamma == gamma:
-            counts = run.summary["documents_by_domain"]
+            counts = run.summary.documents_by_domain
             total = sum(counts.values())
             rows += [
                 {"method": run.method, "seed": run.seed, "domain": d, "share": n / total} for d, n in counts.items()

@@ -300,10 +300,10 @@ def run_select(config: SelectConfig, dry_run: bool = False) -> SelectOutcome | d
         k = _cluster(config, art, corpus, budget_docs, device)
     runner = _runner(config, art, corpus, extractor, policies, reward, embeds, device)
     run = runner.run(spec.name, config.task_name, config.budget, config.seed)
-    cost = {**{key: run.summary[key] for key in ("documents_extracted", "warmup_documents", "loop_documents",
-                                                  "llm_calls", "tokens")},
-            "extractor": extractor.backend.model_id, "extractor_flops": run.summary["flops_model"],
-            "reference_flops_72b": run.summary["flops_reference"], "clusters": k,
+    cost = {**{key: getattr(run.summary, key) for key in ("documents_extracted", "warmup_documents", "loop_documents",
+                                                          "llm_calls", "tokens")},
+            "extractor": extractor.backend.model_id, "extractor_flops": run.summary.flops_model,
+            "reference_flops_72b": run.summary.flops_reference, "clusters": k,
             # every call this output folder paid for, whoever asked (warm-up, retries, refinement, an interrupted
             # earlier run): the cache's own count; the keys above are what the method is charged
             "paid": extractor.cache.paid(),
@@ -434,7 +434,7 @@ def _write_outputs(config: SelectConfig, out: Path, run, cost: dict, prep_meta: 
     from equal.io import read_jsonl
 
     drafts = read_jsonl(run.folder / "drafts.jsonl") if run.folder and (run.folder / "drafts.jsonl").is_file() else []
-    quality = quality_markdown(drafts, run.pairs, run.summary.get("refinement", {}), config.seed, refinement)
+    quality = quality_markdown(drafts, run.pairs, run.summary.refinement, config.seed, refinement)
     chosen = {row["doc_id"] for row in run.ledger() if row.get("doc_id")}
     sources = pd.DataFrame(source_shares(corpus, chosen)).to_markdown(index=False)
     write_text_atomic(out / "README.md", dataset_card(config, run, cost, prep_meta, quality, sources))

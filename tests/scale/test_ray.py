@@ -70,7 +70,7 @@ def test_ray_rounds_pairs_and_ledgers_equal_the_local_ones(cluster, world, tmp_p
         for method in ("EQUAL w/o warm-up", "Random"):
             here = _runner(world, local, tmp_path / "local").run(method, "math", 0.5, 1)
             there = _runner(world, remote, tmp_path / "ray").run(method, "math", 0.5, 1)
-            assert there.summary["fingerprint"] == here.summary["fingerprint"]
+            assert there.summary.fingerprint == here.summary.fingerprint
             assert there.pairs == here.pairs and len(here.pairs) == 20
             if here.pulls is not None:
                 pd_here, pd_there = here.pulls, there.pulls
@@ -181,7 +181,7 @@ def test_independent_runs_fan_out_on_threads_with_the_results_of_one_by_one_runs
         remote.shutdown()
     keep = ["method", "doc_id", "stage", "prompt_tokens", "completion_tokens", "status"]
     for here, there in zip(one_by_one, together, strict=True):
-        assert there.pairs == here.pairs and there.summary["fingerprint"] == here.summary["fingerprint"]
+        assert there.pairs == here.pairs and there.summary.fingerprint == here.summary.fingerprint
         assert [{k: r[k] for k in keep} for r in there.ledger()] == [{k: r[k] for k in keep} for r in here.ledger()]
     paid = [line.split()[1] for line in (tmp_path / "ray_calls.log").read_text().split("\n")[:-1]]
     assert len(paid) == len(set(paid))  # runs sharing documents paid for each call once

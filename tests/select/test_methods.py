@@ -75,21 +75,21 @@ def test_budgets_warm_up_charges_and_outputs(world):
     equal = setup.run("EQUAL", "math", 0.25, 0)
     assert setup.budget(0.25) == 6
     s = equal.summary
-    assert s["loop_documents"] == 6 and s["warmup_documents"] == 2 and s["documents_extracted"] == 8
+    assert s.loop_documents == 6 and s.warmup_documents == 2 and s.documents_extracted == 8
     assert not warm_ids & {p["doc_id"] for p in equal.pairs if p["round"] >= 0}  # warm-up docs never re-drawn
     ledger = read_jsonl(equal.folder / "ledger.jsonl")
     assert {r["doc_id"] for r in ledger if r["stage"].startswith("warmup")} == warm_ids
     assert len(equal.pulls) == 6 and (equal.folder / "rounds.jsonl").is_file()
     assert all(p["method"] == "EQUAL" for p in equal.pairs)
     alone = setup.run("EQUAL w/o warm-up", "math", 0.25, 0).summary
-    assert alone["warmup_documents"] == 0 and alone["documents_extracted"] == 6
+    assert alone.warmup_documents == 0 and alone.documents_extracted == 6
     random = setup.run("Random", "math", 0.25, 1).summary
-    assert random["documents_extracted"] == 6 and random["warmup_documents"] == 0
+    assert random.documents_extracted == 6 and random.warmup_documents == 0
     everything = setup.run("All", "math", 0.25, 0).summary
-    assert everything["documents_extracted"] == 24
+    assert everything.documents_extracted == 24
     avg = setup.run("Avg-sim", "math", 0.25, 0)
-    assert avg.summary["pairs"] == min(s["pairs"], everything["pairs"])
-    assert avg.summary["llm_calls"] == everything["llm_calls"] and avg.summary["new_llm_calls"] == 0
+    assert avg.summary.pairs == min(s.pairs, everything.pairs)
+    assert avg.summary.llm_calls == everything.llm_calls and avg.summary.new_llm_calls == 0
     uniform = setup.run("Uniform", "math", 0.25, 0)
     assert sorted(uniform.pulls["arm"].value_counts().tolist()) == [1, 1, 2, 2]
     assert setup.run("Uniform", "math", 0.25, 0).summary == uniform.summary  # read back, not re-run
@@ -97,10 +97,12 @@ def test_budgets_warm_up_charges_and_outputs(world):
     # the extracted oracle: the budget from the clusters with the best oracle reward, All's calls from the cache
     oracle = setup.run("Oracle (extracted)", "math", 0.25, 0)
     rewards = setup.cluster_oracles(setup.run("All", "math", 0.25, 0).pairs, ["math"])["math", "tuned"]
-    assert oracle.summary["loop_documents"] == 6 and oracle.summary["new_llm_calls"] == 0
-    assert oracle.summary["oracle_clusters"] == sorted(np.argsort(-rewards, kind="stable")[:1].tolist())  # 6 fit in one
+    assert oracle.summary.loop_documents == 6 and oracle.summary.new_llm_calls == 0
+    assert oracle.summary.details.oracle_clusters == sorted(
+        np.argsort(-rewards, kind="stable")[:1].tolist()
+    )  # 6 fit in one
     assert {world["labels"][i] for i in range(24) if world["corpus"][i]["id"] in {p["doc_id"] for p in oracle.pairs}} \
-        <= set(oracle.summary["oracle_clusters"])  # fmt: skip
+        <= set(oracle.summary.details.oracle_clusters)  # fmt: skip
 
 
 def test_distance_bands_rank_documents_by_their_pairs_distance_to_held_out_items(world):
@@ -112,16 +114,16 @@ def test_distance_bands_rank_documents_by_their_pairs_distance_to_held_out_items
     size = min(setup.budget(0.25), len(with_pairs))
     for band in bands:
         s = band.summary
-        assert s["loop_documents"] == size and s["new_llm_calls"] == 0  # All's calls, from the cache
-        assert s["ranked_documents"] == len(with_pairs)
-    means = [b.summary["band_distance_mean"] for b in bands]
+        assert s.loop_documents == size and s.new_llm_calls == 0  # All's calls, from the cache
+        assert s.details.ranked_documents == len(with_pairs)
+    means = [b.summary.details.band_distance_mean for b in bands]
     # band 1 nearest, band 5 farthest; how many documents keep a pair depends on what SmolLM2 writes on this CPU:
     # with no more than one band's worth, every band is the same set
     if len(with_pairs) > size:
         assert means == sorted(means) and means[0] < means[-1]
     else:
         assert len(set(means)) == 1
-    starts = [b.summary["band_rank_start"] for b in bands]
+    starts = [b.summary.details.band_rank_start for b in bands]
     assert starts[0] == 0 and starts[-1] == len(with_pairs) - size  # spread over the whole ranking
     # the same documents on another seed (seeds replicate fine-tuning only), a new held-out slice recomputes
     assert setup.run(band_name(1), "math", 0.25, 1).summary["band_distance_mean"] == means[0]
@@ -148,13 +150,13 @@ def test_an_interrupted_method_resumes_without_repeating_calls_and_matches_a_str
     assert len((folder / "rounds.jsonl").read_text().splitlines()) == 1 + 3
     before = cached_calls(world["cache"])
     resumed = world["setup"]("resume").run("EQUAL (authors' code)", "math", 0.5, 3)
-    assert resumed.summary["resumed_rounds"] == 3
-    assert resumed.summary["new_llm_calls"] == cached_calls(world["cache"]) - before  # only the unfinished rounds
+    assert resumed.summary.details.resumed_rounds == 3
+    assert resumed.summary.new_llm_calls == cached_calls(world["cache"]) - before  # only the unfinished rounds
     straight = world["setup"]("straight").run("EQUAL (authors' code)", "math", 0.5, 3)
-    assert straight.summary["new_llm_calls"] == 0
+    assert straight.summary.new_llm_calls == 0
     assert straight.pairs == resumed.pairs
     assert straight.pulls.equals(resumed.pulls)
-    assert resumed.summary["loop_documents"] == 12
+    assert resumed.summary.loop_documents == 12
 
 
 GRID = [("EQUAL", 0), ("EQUAL w/o warm-up", 0), ("EQUAL (authors' code)", 0), ("Random", 0), ("All", 0)]
@@ -225,7 +227,7 @@ def test_every_round_of_a_bandit_replays_from_its_log(world):
     runner = world["setup"]("budgets")
     for method in ("EQUAL", "EQUAL (authors' code)"):
         run = runner.run(method, "math", 0.25, 0)
-        for step in range(run.summary["rounds"]):
+        for step in range(run.summary.details.rounds):
             why = explain_round(runner.policy_config(method), run.pulls, runner.pool_sizes(method), step, 0,
                                 runner.arms_per_round, runner.distances["tuned"])  # fmt: skip
             assert why["chosen"].sum() == len(run.pulls[run.pulls["round"] == step])
@@ -242,19 +244,19 @@ def test_perplexity_methods_charge_their_scoring_and_keep_the_most_predictable_p
     everything = setup.run("All", "math", 0.25, 0)
     matched = setup.run("EQUAL", "math", 0.25, 0).summary["pairs"]
     kept = setup.run("Perplexity", "math", 0.25, 0)
-    assert kept.summary["pairs"] == min(matched, everything.summary["pairs"])  # EQUAL's budget in pairs
+    assert kept.summary.pairs == min(matched, everything.summary.pairs)  # EQUAL's budget in pairs
     nll = {(p["doc_id"], p["question"]): -p["perplexity"] for p in kept.pairs}
     others = [p for p in everything.pairs if (p["doc_id"], p["question"]) not in nll]
     if others:  # nothing left out scores better than what was kept
         assert max(nll.values()) <= min(scorer.score([qa_text(p) for p in others])) + 1e-9
     ledger = read_jsonl(kept.folder / "ledger.jsonl")
     scored = [r for r in ledger if r["stage"] == "score-perplexity"]
-    assert len(scored) == everything.summary["pairs"] and all(r["reference"] == "base" for r in scored)
+    assert len(scored) == everything.summary.pairs and all(r["reference"] == "base" for r in scored)
     # it pays All's LLM calls and, on top, the base model's forward passes (no extra LLM call)
-    assert kept.summary["llm_calls"] == everything.summary["llm_calls"] and kept.summary["new_llm_calls"] == 0
-    assert kept.summary["flops_reference"] >= everything.summary["flops_reference"]
-    if everything.summary["pairs"]:  # scoring pairs costs forward passes (how many pairs SmolLM2 gives varies by CPU)
-        assert kept.summary["flops_reference"] > everything.summary["flops_reference"]
+    assert kept.summary.llm_calls == everything.summary.llm_calls and kept.summary.new_llm_calls == 0
+    assert kept.summary.flops_reference >= everything.summary.flops_reference
+    if everything.summary.pairs:  # scoring pairs costs forward passes (how many pairs SmolLM2 gives varies by CPU)
+        assert kept.summary.flops_reference > everything.summary.flops_reference
     assert setup.run("Perplexity", "math", 0.25, 0).summary == kept.summary  # read back: deterministic
     bandit = setup.run("Perplexity-MAB", "math", 0.25, 0)
     charged = [r for r in read_jsonl(bandit.folder / "ledger.jsonl") if r["stage"] == "score-perplexity"]
@@ -269,15 +271,15 @@ def test_llm_scoring_rates_every_pair_through_the_cache_and_keeps_the_best(world
     before = cached_calls(world["cache"])
     scored = setup.run("LLM-scoring", "math", 0.25, 0)
     rated = [r for r in read_jsonl(scored.folder / "ledger.jsonl") if r["stage"] == "rate"]
-    assert len(rated) == everything.summary["pairs"]  # one rating call per pair of All, charged as an LLM call
-    assert scored.summary["llm_calls"] == everything.summary["llm_calls"] + len(rated)
+    assert len(rated) == everything.summary.pairs  # one rating call per pair of All, charged as an LLM call
+    assert scored.summary.llm_calls == everything.summary.llm_calls + len(rated)
     assert cached_calls(world["cache"]) == before + len(rated)  # the ratings are cached like extraction calls
-    assert scored.summary["pairs"] == min(matched, everything.summary["pairs"])
-    assert 0 <= scored.summary["malformed_ratings"] <= len(rated)  # a tiny model's nonsense is counted, not fatal
+    assert scored.summary.pairs == min(matched, everything.summary.pairs)
+    assert 0 <= scored.summary.details.malformed_ratings <= len(rated)  # a tiny model's nonsense is counted, not fatal
     kept = {p["llm"] for p in scored.pairs}
     assert all(0 <= r <= 5 for r in kept)
     again = world["setup"]("llm-scoring-again").run("LLM-scoring", "math", 0.25, 0)  # a fresh folder, same cache
-    assert again.summary["new_llm_calls"] == 0 and again.pairs == scored.pairs  # nothing paid twice, same choice
+    assert again.summary.new_llm_calls == 0 and again.pairs == scored.pairs  # nothing paid twice, same choice
 
 
 def test_an_interrupted_llm_scoring_resumes_without_repeating_a_rating(world, builtin_splits, monkeypatch):
@@ -304,7 +306,7 @@ def test_an_interrupted_llm_scoring_resumes_without_repeating_a_rating(world, bu
     paid = cached_calls(world["cache"]) - before
     assert 0 < paid < pairs  # the first chunk's ratings were stored as they came
     resumed = world["setup"]("llm-scoring-killed", references=references).run("LLM-scoring", "math", 0.25, 0)
-    assert resumed.summary["new_llm_calls"] == pairs - paid  # only the ratings not yet paid for
+    assert resumed.summary.new_llm_calls == pairs - paid  # only the ratings not yet paid for
     assert cached_calls(world["cache"]) - before == pairs
 
 
@@ -331,17 +333,17 @@ def test_influence_methods_charge_warm_up_and_gradients_and_read_back(world, tmp
     everything = setup.run("All", "math", 0.25, 0)
     matched = setup.run("EQUAL", "math", 0.25, 0).summary["pairs"]
     kept = setup.run("Influence", "math", 0.25, 0)
-    assert kept.summary["pairs"] == min(matched, everything.summary["pairs"])
+    assert kept.summary.pairs == min(matched, everything.summary.pairs)
     stages = [r["stage"] for r in read_jsonl(kept.folder / "ledger.jsonl")]
-    assert stages.count("score-influence") == everything.summary["pairs"]
+    assert stages.count("score-influence") == everything.summary.pairs
     assert stages.count("score-influence-target") == 10 and "influence-warmup" in stages  # D_r has 10 items here
-    assert kept.summary["llm_calls"] == everything.summary["llm_calls"] and kept.summary["new_llm_calls"] == 0
-    assert kept.summary["flops_reference"] >= everything.summary["flops_reference"]
-    if everything.summary["pairs"]:  # scoring pairs costs forward passes (how many pairs SmolLM2 gives varies by CPU)
-        assert kept.summary["flops_reference"] > everything.summary["flops_reference"]
+    assert kept.summary.llm_calls == everything.summary.llm_calls and kept.summary.new_llm_calls == 0
+    assert kept.summary.flops_reference >= everything.summary.flops_reference
+    if everything.summary.pairs:  # scoring pairs costs forward passes (how many pairs SmolLM2 gives varies by CPU)
+        assert kept.summary.flops_reference > everything.summary.flops_reference
     assert setup.run("Influence", "math", 0.25, 0).summary == kept.summary  # read back
     bandit = setup.run("Influence-MAB", "math", 0.25, 0)
-    assert bandit.summary["loop_documents"] == 6 and bandit.summary["warmup_documents"] == 2
+    assert bandit.summary.loop_documents == 6 and bandit.summary.warmup_documents == 2
     rows = read_jsonl(bandit.folder / "ledger.jsonl")
     pulled = [p for p in bandit.pairs if p.get("round", -1) >= 0]
     assert sum(r["stage"] == "score-influence" for r in rows) == len(pulled)
@@ -351,14 +353,14 @@ def test_rewriting_writes_pairs_from_d_r_within_the_budget_and_resumes_from_the_
     setup = world["setup"]("rewriting")
     matched = setup.run("EQUAL", "math", 0.25, 0).summary["pairs"]
     made = setup.run("Rewriting", "math", 0.25, 0)
-    assert made.summary["loop_documents"] == 0 and made.summary["documents_extracted"] == 0  # reads no document
-    assert made.summary["pairs"] <= matched  # EQUAL's number of pairs at most
+    assert made.summary.loop_documents == 0 and made.summary.documents_extracted == 0  # reads no document
+    assert made.summary.pairs <= matched  # EQUAL's number of pairs at most
     calls = read_jsonl(made.folder / "ledger.jsonl")
-    assert {r["stage"] for r in calls} <= {"rewrite"} and made.summary["llm_calls"] == len(calls)
+    assert {r["stage"] for r in calls} <= {"rewrite"} and made.summary.llm_calls == len(calls)
     assert bool(calls) == bool(matched)  # it writes pairs when EQUAL kept some (how many varies with the CPU)
-    assert made.summary["rewriting"]["calls"] == len(calls)
+    assert made.summary.details.rewriting["calls"] == len(calls)
     again = world["setup"]("rewriting-again").run("Rewriting", "math", 0.25, 0)  # a fresh folder, the same cache
-    assert again.summary["new_llm_calls"] == 0 and again.pairs == made.pairs  # nothing paid twice, same pairs
+    assert again.summary.new_llm_calls == 0 and again.pairs == made.pairs  # nothing paid twice, same pairs
 
 
 def test_rewritings_pairs_are_refined_and_gated_like_extracted_ones(world):
@@ -375,13 +377,13 @@ def test_rewritings_pairs_are_refined_and_gated_like_extracted_ones(world):
     made = world["setup"]("rewriting-refined", extractor=refining).run("Rewriting", "math", 0.25, 0)
     s = made.summary
     # how many pairs SmolLM2 writes and verifies varies by CPU: the accounting must hold whatever it writes
-    assert s["draft_pairs"] == s["pairs"] + s["rewriting"]["finish_dropped"]
-    assert sum(s["refinement"].values()) == s["draft_pairs"]
-    assert len(read_jsonl(made.folder / "drafts.jsonl")) == s["draft_pairs"]
+    assert s.draft_pairs == s.pairs + s.details.rewriting["finish_dropped"]
+    assert sum(s.refinement.values()) == s.draft_pairs
+    assert len(read_jsonl(made.folder / "drafts.jsonl")) == s.draft_pairs
     assert all(p["refinement"] and "draft_answer" in p and p["seed_item"] for p in made.pairs)
-    asked = sum(n for key, n in s["refinement"].items() if not key.endswith("/no_reference"))
+    asked = sum(n for key, n in s.refinement.items() if not key.endswith("/no_reference"))
     stages = [r["stage"] for r in read_jsonl(made.folder / "ledger.jsonl")]
     assert stages.count("refine") == asked  # one call per pair with something to check (attempts=1)
-    assert stages.count("rewrite") == s["rewriting"]["calls"]
+    assert stages.count("rewrite") == s.details.rewriting["calls"]
     again = world["setup"]("rewriting-refined-again", extractor=refining).run("Rewriting", "math", 0.25, 0)
-    assert again.summary["new_llm_calls"] == 0 and again.pairs == made.pairs  # refinement not paid twice
+    assert again.summary.new_llm_calls == 0 and again.pairs == made.pairs  # refinement not paid twice
