@@ -8,12 +8,13 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 REFINER_STAMP := $(VENV)/.refiner-installed
 
-.PHONY: reproduce test lint lab venv models-large clean-cache help
+.PHONY: reproduce test test-fast lint lab venv models-large clean-cache help
 
 help:
 	@echo "make reproduce [PROFILE=default|baselines|full|...] run the notebooks headlessly, regenerate results/ and paper_figures/"
 	@echo "make reproduce FRESH=1                             extract again instead of reading the shipped LLM answers"
-	@echo "make test                                          unit tests + notebooks in the smoke profile"
+	@echo "make test                                          ruff, every test and the notebooks in the smoke profile"
+	@echo "make test-fast                                     ruff and the unit tests only (no real model, server or pipeline)"
 	@echo "make lab                                           open the notebooks in JupyterLab"
 	@echo "make lint                                          ruff"
 	@echo "make models-large                                  install the 1.5B refiner (~1 GB; reproduce and lab do)"
@@ -65,6 +66,11 @@ test: $(STAMP)
 	$(PY) -m ruff check equal tests scripts tasks
 	$(PY) -m ruff format --check equal tests scripts tasks
 	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder  # two workers, slowest files first (tests/conftest.py)
+
+# The unit tests alone (no real model, server or pipeline: tests marked slow are left out), for the edit-test loop.
+test-fast: $(STAMP)
+	$(PY) -m ruff check equal tests scripts tasks
+	$(PY) -m pytest -n 2 -m "not slow"
 
 lint: $(STAMP)
 	$(PY) -m ruff check equal tests scripts tasks

@@ -2,11 +2,14 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 
 def run_cli(*args):
     return subprocess.run([sys.executable, "-m", "equal.cli", *args], capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_prepare_data_on_a_user_corpus(tmp_path):
     corpus = tmp_path / "docs.jsonl"
     corpus.write_text(
@@ -25,6 +28,7 @@ def test_prepare_data_on_a_user_corpus(tmp_path):
     assert {json.loads(line)["domain"] for line in lines} == {"math"}
 
 
+@pytest.mark.slow
 def test_bad_record_is_a_one_line_error_naming_the_line(tmp_path):
     corpus = tmp_path / "docs.jsonl"
     corpus.write_text('{"text": "fine document text here, long enough to keep around for sure ok"}\n{"text": oops}\n')
@@ -33,6 +37,7 @@ def test_bad_record_is_a_one_line_error_naming_the_line(tmp_path):
     assert result.stderr.strip().splitlines()[-1] == f"error: {corpus}:2: invalid JSON (Expecting value, column 10)"
 
 
+@pytest.mark.slow
 def test_prepare_data_on_a_parquet_folder_with_another_text_field(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq

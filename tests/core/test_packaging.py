@@ -7,6 +7,8 @@ import tomllib
 from importlib.metadata import packages_distributions
 from pathlib import Path
 
+import pytest
+
 from equal.paths import REPO_ROOT
 
 PACKAGE = REPO_ROOT / "equal"
@@ -31,6 +33,7 @@ def normalise(name: str) -> str:
     return name.lower().replace("_", "-")
 
 
+@pytest.mark.slow
 def test_every_third_party_import_is_a_declared_dependency():
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
     extras = [d for group in project.get("optional-dependencies", {}).values() for d in group]  # e.g. scale: ray
@@ -104,6 +107,7 @@ def test_stages_import_only_earlier_stages_and_the_core():
             )
 
 
+@pytest.mark.slow
 def test_an_install_outside_the_checkout_finds_profiles_and_task_yamls(tmp_path):
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",

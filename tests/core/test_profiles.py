@@ -40,6 +40,7 @@ def test_deep_merge_does_not_mutate():
     assert base == {"a": {"b": 1, "c": 2}}
 
 
+@pytest.mark.slow
 def test_a_backend_of_another_kind_replaces_the_inherited_one():
     from equal.llm.backends import make_backend
 

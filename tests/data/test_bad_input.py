@@ -72,6 +72,7 @@ def test_invalid_on_error_value():
         ReadContext(on_error="ignore")
 
 
+@pytest.mark.slow
 def test_user_corpus_through_prepare_data_counts_skips_and_handles_huge(tmp_path, raw_dir, bad_jsonl):
     huge = tmp_path / "huge.jsonl"
     huge.write_text(json.dumps({"id": "huge", "text": "y" * 3_000_000}) + "\n")
@@ -101,6 +102,7 @@ def test_user_corpus_through_prepare_data_counts_skips_and_handles_huge(tmp_path
     assert set(corpus["domain"]) == {"math", "general"}
 
 
+@pytest.mark.slow
 def test_user_corpus_configuration_errors(tmp_path, raw_dir):
     def config(**spec):
         return CorpusConfig(raw_dir=raw_dir, out_dir=tmp_path / "out", sources=[], user_corpus=[spec], progress=False)

@@ -1,6 +1,7 @@
 """prepare_data end to end on the real files."""
 
 import pandas as pd
+import pytest
 
 from equal.config import stage_parameters
 from equal.data.corpus import CorpusConfig, prepare_data
@@ -9,6 +10,7 @@ from equal.profiles import load_profile
 PREP_KEYS = set(CorpusConfig.__dataclass_fields__) - {"raw_dir", "out_dir", "progress", "builtin_tasks"}
 
 
+@pytest.mark.slow
 def test_default_profile_keeps_1000_documents_with_target_style_documents_a_minority(tmp_path, raw_dir):
     params = stage_parameters(load_profile("default"), "data")
     config = CorpusConfig(raw_dir=raw_dir, out_dir=tmp_path, progress=False, **{k: params[k] for k in PREP_KEYS})
@@ -50,6 +52,7 @@ def test_source_quotas_are_checked():
         source_caps({"asdiv": 0.6, "conala": 0.6}, 1000, ["asdiv", "conala"])
 
 
+@pytest.mark.slow
 def test_second_run_is_cached_and_identical(tmp_path, raw_dir):
     config = CorpusConfig(
         raw_dir=raw_dir,
@@ -84,6 +87,7 @@ def user_only_config(raw_dir, out_dir, corpus, **spec) -> CorpusConfig:
     )
 
 
+@pytest.mark.slow
 def test_decontamination_removes_planted_test_question(tmp_path, raw_dir, manifest):
     import json
 

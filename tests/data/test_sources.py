@@ -42,6 +42,7 @@ def test_every_corpus_source_has_a_parser(manifest):
         "openstax_us_history",
     ],
 )
+@pytest.mark.slow
 def test_parser_yields_clean_documents(manifest, raw_dir, name):
     docs, report = parse(manifest, raw_dir, name)
     assert docs and report.records >= 1 and report.skipped_total == 0
@@ -61,6 +62,7 @@ def test_asdiv_problem_has_question_solution_answer(manifest, raw_dir):
     assert len(docs) == 2305
 
 
+@pytest.mark.slow
 def test_stackexchange_html_bodies_become_text(manifest, raw_dir):
     docs, report = parse(manifest, raw_dir, "matheducators_stackexchange")
     assert docs[0].title == "Encouraging class participation"
@@ -69,6 +71,7 @@ def test_stackexchange_html_bodies_become_text(manifest, raw_dir):
     assert report.records == 397 + 1507
 
 
+@pytest.mark.slow
 def test_cnxml_renders_mathml_linearly(manifest, raw_dir):
     docs, _ = parse(manifest, raw_dir, "openstax_prealgebra", max_files=None)
     section = next(d for d in docs if d.file.endswith("m81243/index.cnxml"))

@@ -29,6 +29,7 @@ def my_task(path, **overrides) -> dict:
     return {"apples": {**body, **overrides}}
 
 
+@pytest.mark.slow
 def test_the_built_in_benchmarks_are_declared_in_params(raw_dir, tmp_path):
     tasks = load_task_file(resource_dir("params") / "tasks.yaml")
     assert set(tasks) == {"gsm8k", "math500", "mbpp", "humaneval"}

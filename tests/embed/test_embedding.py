@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from equal.embed.embedding import EmbeddingStore, load_embedder
 from equal.weights import TINY_EMBEDDER
@@ -12,6 +13,7 @@ def _texts(n: int, offset: int = 0) -> list[str]:
     return [f"Question {i}: what is {i} + {i}? Answer: {2 * i}." for i in range(offset, offset + n)]
 
 
+@pytest.mark.slow
 def test_store_appends_shards_and_never_rewrites_saved_ones(tmp_path):
     model = load_embedder(TINY_EMBEDDER)
     store = EmbeddingStore(model, "tiny", cache=tmp_path, save_every=10**9)

@@ -45,6 +45,7 @@ def test_retrieval_metrics_worked_example():
     assert metrics["own_cosine"] == pytest.approx(0.4) and metrics["margin"] == pytest.approx(-0.8 / 3)
 
 
+@pytest.mark.slow
 def test_finetuning_a_tiny_embedder_improves_retrieval(tmp_path):
     model = tiny_embedder(tmp_path)
     docs, qas = synthetic_aligned_set()
@@ -63,6 +64,7 @@ def test_finetuning_a_tiny_embedder_improves_retrieval(tmp_path):
     assert (tmp_path / "tuned" / "modules.json").is_file()
 
 
+@pytest.mark.slow
 def test_finetuning_is_reproducible_with_a_seed(tmp_path):
     docs, qas = synthetic_aligned_set(n=24, seed=1)
     config = WarmupConfig(epochs=2, learning_rate=5e-4, batch_size=8, num_negatives=2, range_min=1, range_max=10)

@@ -82,6 +82,7 @@ def test_bpb_yaml_turns_a_loglikelihood_into_bits_per_byte(tasks):
     assert bits_per_byte([scored]) == pytest.approx(100.0 / scored[1] / math.log(2))
 
 
+@pytest.mark.slow
 def test_an_evaluation_is_read_back_until_the_model_or_the_items_change(tmp_path, monkeypatch):
     from equal.evaluate import harness
     from equal.weights import TINY_CHAT_MODEL, causal_lm_dir

@@ -50,6 +50,7 @@ def test_opened_answers_serve_every_call_and_a_tampered_archive_is_refused(tmp_p
         open_answers(tmp_path / "none.jsonl.gz", done["sha256"], tmp_path / "answers")
 
 
+@pytest.mark.slow
 def test_the_pipeline_hands_the_answers_to_the_notebooks_and_fresh_runs_elsewhere(tmp_path, monkeypatch):
     from equal import pipeline
     from equal.paths import ENV_LLM_CACHE
@@ -64,7 +65,8 @@ def test_the_pipeline_hands_the_answers_to_the_notebooks_and_fresh_runs_elsewher
         return {}
 
     monkeypatch.setattr(pipeline, "_run_notebooks", fake_run)
-    monkeypatch.setattr(pipeline, "load_profile", lambda name: {"name": "p", "common": {}, "notebooks": {},
+    default = pipeline.load_profile("default")  # a whole profile: run_profile checks every key before it starts
+    monkeypatch.setattr(pipeline, "load_profile", lambda name: {**default, "name": "p",
                         "llm_answers": {"file": str(tmp_path / "a.jsonl.gz"), "sha256": done["sha256"]}})  # fmt: skip
     monkeypatch.delenv(ENV_LLM_CACHE, raising=False)
     pipeline.run_profile("p")

@@ -57,6 +57,7 @@ def test_transformers_tiny_model_nonsense_never_crashes_and_retries_once(tiny_mo
     assert summary.loc["Random", "flops_model"] == 2 * backend.n_params * summary.loc["Random", "tokens"]
 
 
+@pytest.mark.slow
 def test_second_run_makes_zero_calls(tiny_model_dir, tmp_path):
     backend = TransformersBackend(tiny_model_dir, batch_size=2)
     cache = CallCache(tmp_path / "c.sqlite")
@@ -81,6 +82,7 @@ def test_long_document_is_truncated_to_the_context(tiny_model_dir, tmp_path):
     assert result.truncated and result.calls == 1
 
 
+@pytest.mark.slow
 def test_llama_cpp_smollm_json_grammar(smollm, tmp_path):
     assert smollm.model_id.startswith("smollm2-135m-instruct@") and smollm.n_params > 100_000_000
     extractor = QAExtractor(smollm, CallCache(tmp_path / "c.sqlite"), ExtractionConfig(max_pairs=1, max_tokens=48))
@@ -109,6 +111,7 @@ def llama_server(llama_servers):  # one replica (the two are session-wide: conft
     return llama_servers[0]
 
 
+@pytest.mark.slow
 def test_openai_backend_against_a_real_server(llama_server, tmp_path):
     backend = make_backend(
         {
@@ -139,6 +142,7 @@ def test_unreachable_server_is_an_error_result_not_a_crash(tmp_path):
     assert result.status == "error" and "Connection" in result.reason and result.calls == 2
 
 
+@pytest.mark.slow
 def test_requests_spread_over_two_replicas_and_a_dead_one_is_failed_over(llama_servers, tmp_path):
     docs = [{"id": f"m{i}", "text": f"Sam has {i} pens and buys {i + 2} more: {2 * i + 2} pens."} for i in range(8)]
     dead = f"http://127.0.0.1:{free_port()}/v1"
@@ -200,6 +204,7 @@ def test_a_slow_request_does_not_hold_back_the_window():
     assert [number for number, _ in server.finished][-1] == 0
 
 
+@pytest.mark.slow
 def test_batched_llama_cpp_shares_the_prefix_and_keeps_json_valid(tmp_path):
     backend = make_backend({"kind": "llama_cpp", "model": "smollm2-135m-instruct", "n_parallel": 3, "n_ctx": 1024})
     assert backend.model_id.endswith("/batched") and backend.batch_size == 3
@@ -227,6 +232,7 @@ def test_batched_llama_cpp_shares_the_prefix_and_keeps_json_valid(tmp_path):
     assert again.error is None and again.prompt_tokens == completions[0].prompt_tokens
 
 
+@pytest.mark.slow
 def test_batched_backend_through_the_extractor(tmp_path):
     backend = make_backend({"kind": "llama_cpp", "model": "smollm2-135m-instruct", "n_parallel": 2, "n_ctx": 1024})
     extractor = QAExtractor(backend, CallCache(tmp_path / "c.sqlite"), ExtractionConfig(max_pairs=1, max_tokens=64))
@@ -235,6 +241,7 @@ def test_batched_backend_through_the_extractor(tmp_path):
     assert report.documents == 2 and all(r.status != "error" for r in results)
 
 
+@pytest.mark.slow
 def test_refinement_with_a_real_model_is_charged_and_keeps_drafts_by_policy(smollm, tmp_path):
     from equal.llm.refine import PairRefiner, RefinementConfig
 
@@ -254,6 +261,7 @@ def test_refinement_with_a_real_model_is_charged_and_keeps_drafts_by_policy(smol
     assert all(p["refinement"] for r in with_pairs for p in r.pairs)  # each pair says how it was refined
 
 
+@pytest.mark.slow
 def test_a_repeat_penalty_is_in_the_batched_sampler_chain_and_keeps_json_valid():
     import llama_cpp
 

@@ -58,6 +58,7 @@ def test_first_answer_stored_is_final(tmp_path):
     assert first.text == second.text == "first" and cache.get("k").text == "first"
 
 
+@pytest.mark.slow
 def test_processes_racing_over_overlapping_documents_pay_each_call_once(tmp_path):
     cache_path, call_log = tmp_path / "c.sqlite", tmp_path / "calls.log"
     CallCache(cache_path)  # schema first, so the race is over calls, not table creation
@@ -87,6 +88,7 @@ def test_processes_racing_over_overlapping_documents_pay_each_call_once(tmp_path
     assert len({line.split()[0] for line in paid}) > 1
 
 
+@pytest.mark.slow
 def test_a_worker_waits_for_a_call_in_flight_instead_of_paying_again(tmp_path):
     cache_path, call_log = tmp_path / "c.sqlite", tmp_path / "calls.log"
     slow = mp.get_context("spawn").Process(
@@ -102,6 +104,7 @@ def test_a_worker_waits_for_a_call_in_flight_instead_of_paying_again(tmp_path):
     assert (tmp_path / "fast").read_text() == (tmp_path / "slow").read_text()
 
 
+@pytest.mark.slow
 def test_killed_worker_loses_nothing_and_its_calls_are_taken_over(tmp_path):
     cache_path, call_log = tmp_path / "c.sqlite", tmp_path / "calls.log"
     victim = mp.get_context("spawn").Process(

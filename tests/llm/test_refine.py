@@ -254,6 +254,7 @@ with open(f"{folder}/pairs.jsonl", "w") as handle:
 """
 
 
+@pytest.mark.slow
 def test_killed_refinement_resumes_without_paying_twice(tmp_path):
     script = tmp_path / "run.py"
     script.write_text(RUN)

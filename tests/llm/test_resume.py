@@ -8,6 +8,10 @@ import subprocess
 import sys
 import time
 
+import pytest
+
+pytestmark = pytest.mark.slow  # real models, servers or whole pipelines: make test, not make test-fast
+
 
 def count_rows(db) -> int:
     if not db.exists():

@@ -20,6 +20,8 @@ from lxml import etree
 from equal.io import read_jsonl
 from equal.pipeline import run_profile
 
+pytestmark = pytest.mark.slow  # real models, servers or whole pipelines: make test, not make test-fast
+
 
 def asdiv_problems(raw_dir) -> list[dict]:
     """ASDiv's problems with a plain integer answer: question, formula, answer."""

@@ -11,6 +11,8 @@ from equal.config import STAGES, stage_parameters
 from equal.pipeline import NotebookFailed, notebook_stage, numbered_notebooks, run_profile
 from equal.profiles import load_profile
 
+pytestmark = pytest.mark.slow  # real models, servers or whole pipelines: make test, not make test-fast
+
 
 def test_every_notebook_has_a_parameters_cell():
     for path in numbered_notebooks():

@@ -104,6 +104,7 @@ def test_the_verdict_refuses_a_comparison_the_oracle_says_cannot_be_seen():
     assert verdict({}, 0.01, equal, {}).startswith("no extracted-oracle models")
 
 
+@pytest.mark.slow
 def test_the_band_curve_sees_a_metric_that_rises_with_distance_and_the_gate_needs_both_conditions():
     from equal.report.bands import band_curve, link_gate
 

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from equal.report.tables import ablation_table, cost_table, main_table, summarize
 
@@ -46,6 +47,7 @@ def test_cost_table_ratio_to_all():
     assert table.loc["EQUAL", "ratio_to_all"] == 0.1 and table.loc["All", "ratio_to_all"] == 1.0
 
 
+@pytest.mark.slow
 def test_the_link_pairs_each_model_with_its_training_sets_distance_and_correlates_them():
     from equal.report.link import link_correlations, link_table, target_of_benchmark
 
@@ -96,6 +98,7 @@ def test_cost_figures_show_a_method_that_reads_no_document():
         assert drawn[0] == 0 and ax.get_xlim()[0] <= 0 < ax.get_xlim()[1]  # Rewriting is on the axis, at 0
 
 
+@pytest.mark.slow
 def test_the_cohesion_figure_is_the_same_file_on_every_run(tmp_path):
     """Its strip plot jitters the points: seeded, a re-run writes the same PNG (and leaves numpy's state alone)."""
     from equal.report.figures import cohesion_figure, save_figure

@@ -24,6 +24,8 @@ ray = pytest.importorskip(
 
 from equal.scale.executor import RayExtractor, start_ray  # noqa: E402  (needs ray)
 
+pytestmark = pytest.mark.slow  # real models, servers or whole pipelines: make test, not make test-fast
+
 
 @pytest.fixture(scope="module")
 def cluster():

@@ -16,6 +16,7 @@ def _script():
     return module
 
 
+@pytest.mark.slow
 def test_the_cpu_dry_run_passes_every_step_it_can_run(tmp_path):
     out = tmp_path / "gpu_check.json"
     assert _script().main(["--device", "cpu", "--small", "--out", str(out)]) == 0

@@ -23,6 +23,7 @@ def scorer(tmp_path_factory):
     return scorer
 
 
+@pytest.mark.slow
 def test_a_pair_that_repeats_the_target_outranks_an_unrelated_one(scorer):
     repeat = {"question": TARGETS[0]["question"], "answer": TARGETS[0]["solution"], "doc_id": "a"}
     unrelated = {"question": "Who painted the ceiling of the Sistine Chapel?",
@@ -59,6 +60,7 @@ def test_gradients_are_charged_as_forward_and_backward_passes_of_the_base_model(
     assert summary["flops_reference"] > 0
 
 
+@pytest.mark.slow
 def test_an_interrupted_scoring_keeps_the_gradients_of_finished_batches(scorer, monkeypatch):
     pairs = [{"question": f"What is {i} * 3?", "answer": f"{i} * 3 = {3 * i}.", "doc_id": f"e{i}"} for i in range(70)]
     original = scorer._gradients

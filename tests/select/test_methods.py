@@ -19,6 +19,8 @@ from equal.select.methods import BANDS, METHODS, band_name
 from equal.select.runner import MethodRunner
 from equal.weights import TINY_EMBEDDER
 
+pytestmark = pytest.mark.slow  # real models, servers or whole pipelines: make test, not make test-fast
+
 
 @pytest.fixture(scope="module")
 def world(builtin_splits, tmp_path_factory):

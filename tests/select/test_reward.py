@@ -62,6 +62,7 @@ def test_cumulative_reward_scores_the_whole_history_and_per_pull_only_the_new_it
         RewardConfig(metric="manhattan")
 
 
+@pytest.mark.slow
 def test_real_math_questions_score_higher_than_code_against_a_gsm8k_reference(builtin_splits):
     """With the real embedder: a set drawn like D_r (other GSM8K problems) beats MBPP problems."""
     from equal.embed.embedding import load_embedder

@@ -26,6 +26,8 @@ from equal.io import read_jsonl, write_jsonl_atomic
 from equal.llm.cache import CallCache
 from equal.paths import REPO_ROOT
 
+pytestmark = pytest.mark.slow  # real models, servers or whole pipelines: make test, not make test-fast
+
 #: Appended to the README's command: the smoke profile's extractor, decoding and embedder (last flag wins).
 SMOKE_FLAGS = ["--model", "smollm2-135m-instruct", "--refiner", "same", "--n-parallel", "8", "--n-ctx", "1024",
                "--max-pairs", "1",

@@ -1,5 +1,9 @@
+import pytest
+
 from equal.train.finetune import IGNORE_INDEX, FinetuneConfig, chat_example, finetune
 from equal.weights import build_tiny_chat_model
+
+pytestmark = pytest.mark.slow  # real models, servers or whole pipelines: make test, not make test-fast
 
 
 def test_labels_cover_only_the_answer():

@@ -107,6 +107,7 @@ def test_selection_and_cost_tables_charge_the_same_72b_flops(tmp_path):
     assert extraction_cost(run, art)["reference_flops"] == pytest.approx(selection_flops)
 
 
+@pytest.mark.slow
 def test_models_are_retrained_exactly_when_their_training_set_changes(tmp_path):
     from equal.train.finetune import FinetuneConfig
     from equal.train.plan import train_runs
@@ -139,6 +140,7 @@ def test_models_are_retrained_exactly_when_their_training_set_changes(tmp_path):
     assert list(changed["fingerprint"] == first["fingerprint"]) == [False, True]
 
 
+@pytest.mark.slow
 def test_a_model_trained_in_its_own_process_is_the_one_trained_in_this_process(tmp_path):
     """Isolation (the default) changes where a model trains, not what it learns; an error in the worker surfaces."""
     from equal.fingerprint import files_digest
