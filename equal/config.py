@@ -24,6 +24,7 @@ notebook file.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -177,9 +178,29 @@ class Config:
     llm_answers: Options | None  # the shipped answers archive: {file, sha256}
 
 
-def load_config(name_or_path: str | Path, params_dir: Path = PARAMS_DIR) -> Config:
-    """The typed configuration of a profile (``params/<name>.yaml`` or a path), every key checked."""
-    return config_from_profile(load_profile(name_or_path, params_dir), profile_path(name_or_path, params_dir))
+def load_config(name_or_path: str | Path, params_dir: Path = PARAMS_DIR, stage: str | None = None,
+                overrides: dict[str, Any] | None = None) -> Config:  # fmt: skip
+    """The typed configuration of a profile (``params/<name>.yaml`` or a path), every key checked.
+
+    ``overrides`` change a few settings for one run (a notebook's parameters cell, a test, ``make reproduce`` writing
+    elsewhere): each key names a setting of ``stage``'s section or of ``common`` and replaces its value whole; an
+    unknown key or a value of the wrong type is an error like a profile's."""
+    profile = load_profile(name_or_path, params_dir)
+    source = profile_path(name_or_path, params_dir)
+    if overrides:
+        if stage not in STAGES:
+            raise ConfigError(f"overrides {sorted(overrides)} need the stage they apply to ({', '.join(STAGES)})")
+        section = {f.name for f in dataclasses.fields(STAGES[stage])}
+        common = {f.name for f in dataclasses.fields(CommonSettings)}
+        unknown = sorted(set(overrides) - section - common)
+        if unknown:
+            raise ConfigError(f"overrides of {source} for stage {stage}: unknown key(s) {unknown} (known: "
+                              f"{', '.join(sorted(section | common))})")  # fmt: skip
+        profile = copy.deepcopy(profile)
+        for key, value in overrides.items():
+            where = profile.setdefault("stages", {}).setdefault(stage, {}) if key in section else profile["common"]
+            where[key] = value
+    return config_from_profile(profile, source)
 
 
 def config_from_profile(profile: dict[str, Any], source: str | Path | None = None) -> Config:
@@ -195,6 +216,13 @@ def config_from_profile(profile: dict[str, Any], source: str | Path | None = Non
         sections[stage] = _build(cls, section, f"{where}: stages.{stage}")
     return Config(profile=profile["name"], description=profile.get("description", ""),
                   llm_answers=profile.get("llm_answers"), **sections)  # fmt: skip
+
+
+def recorded_parameters(config: Config, stage: str) -> dict[str, Any]:
+    """The settings a stage ran with, flat (``profile``, then ``common``, then the stage's own): the record written
+    beside every result table the stage writes."""
+    own = dataclasses.asdict(getattr(config, stage))
+    return {"profile": config.profile, **dataclasses.asdict(config.common), **own}
 
 
 def stage_parameters(profile: dict[str, Any], stage: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ A failing notebook stops the run and its failing cell's error is printed.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -19,7 +20,7 @@ from pathlib import Path
 import papermill as pm
 from papermill.exceptions import PapermillExecutionError
 
-from equal.config import STAGES, config_from_profile, stage_parameters
+from equal.config import STAGES, CommonSettings, config_from_profile, stage_parameters
 from equal.errors import EqualError
 from equal.io import write_json_atomic
 from equal.llm.answers import open_answers
@@ -39,6 +40,18 @@ class NotebookFailed(EqualError):
 def numbered_notebooks(folder: Path = NOTEBOOKS_DIR) -> list[Path]:
     """The pipeline's notebooks (``NN_name.ipynb``) in execution order."""
     return sorted(p for p in folder.iterdir() if _NUMBERED.match(p.name))
+
+
+def stage_overrides(overrides: dict, stage: str) -> dict:
+    """The overrides of a run that ``stage`` reads (keys of its section or of ``common``); a key no stage reads is an
+    error, so a misspelt override is not silently ignored."""
+    common = {f.name for f in dataclasses.fields(CommonSettings)}
+    known = common | {f.name for cls in STAGES.values() for f in dataclasses.fields(cls)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise EqualError(f"overrides {unknown}: no stage has such a setting")
+    own = common | {f.name for f in dataclasses.fields(STAGES[stage])}
+    return {key: value for key, value in overrides.items() if key in own}
 
 
 def notebook_stage(notebook: Path) -> str:
@@ -80,6 +93,12 @@ def run_profile(
     """
     profile = load_profile(profile_name)
     config_from_profile(profile, profile_path(profile_name))  # every key checked before any notebook starts
+    # what a notebook loads: a built-in profile by name, any other by its absolute path (notebooks run in notebooks/)
+    source = (
+        profile_name
+        if Path(str(profile_name)).suffix not in (".yaml", ".yml")
+        else str(profile_path(profile_name).resolve())
+    )
     overrides = dict(overrides or {})
     if results_override is not None:
         overrides["results_dir"] = str(results_override)
@@ -92,7 +111,7 @@ def run_profile(
     previous = {name: os.environ.get(name) for name in settings}
     os.environ.update(settings)
     try:
-        return _run_notebooks(profile, only, overrides, notebooks_dir, log_output, answers)
+        return _run_notebooks(profile, source, only, overrides, notebooks_dir, log_output, answers)
     finally:
         for name, value in previous.items():
             if value is None:
@@ -130,7 +149,8 @@ def stage_times(executed: Path) -> dict[str, float]:
     return stages
 
 
-def _run_notebooks(profile: dict, only, overrides: dict, notebooks_dir: Path, log_output: bool, answers) -> dict:
+def _run_notebooks(profile: dict, source: str, only, overrides: dict, notebooks_dir: Path, log_output: bool,
+                   answers) -> dict:  # fmt: skip
     # the folder the notebooks write to: an override, else the profile's own (relative to the repository root)
     folder = overrides.get("results_dir") or profile["common"].get("results_dir")
     out_dir = results_dir(profile["name"], from_repo_root(folder))
@@ -157,11 +177,14 @@ def _run_notebooks(profile: dict, only, overrides: dict, notebooks_dir: Path, lo
     run_started = time.perf_counter()
     info["last_run"] = [nb.stem for nb in notebooks]
     for notebook in notebooks:
-        params = {**stage_parameters(profile, notebook_stage(notebook)), **overrides}
+        stage = notebook_stage(notebook)
+        # a notebook is given its profile and the overrides of this run that its stage reads; it loads its settings
+        params = {"profile": source, "overrides": stage_overrides(overrides, stage)}
         output = out_dir / "notebooks" / notebook.name
         print(f"▶ {notebook.name} [{profile['name']}]", flush=True)
         tick = time.perf_counter()
-        record = {"parameters": params, "started": now(), "output": str(output.relative_to(out_dir))}
+        settings = {**stage_parameters(profile, stage), **params["overrides"]}
+        record = {"parameters": settings, "started": now(), "output": str(output.relative_to(out_dir))}
         try:
             pm.execute_notebook(
                 notebook,

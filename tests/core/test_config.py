@@ -80,3 +80,33 @@ def test_no_library_code_names_a_notebook_file():
                  if pattern.search(line) and path.name != "profiles.py"]  # fmt: skip
     assert not offenders, offenders
     assert list(STAGES) == ["data", "warmup", "clustering", "selection", "finetuning", "evaluation", "figures"]
+
+
+def test_overrides_change_a_few_settings_for_one_run_and_are_checked():
+    config = load_config("smoke", stage="clustering", overrides={"k": 5, "data_dir": "/tmp/elsewhere"})
+    assert (config.clustering.k, config.common.data_dir) == (5, "/tmp/elsewhere")
+    assert load_config("smoke").clustering.k is None  # the profile itself is unchanged
+    with pytest.raises(ConfigError, match=r"for stage clustering: unknown key\(s\) \['kk'\]"):
+        load_config("smoke", stage="clustering", overrides={"kk": 5})
+    with pytest.raises(ConfigError, match=r"stages\.clustering\.k: expected an integer or null, got 'five'"):
+        load_config("smoke", stage="clustering", overrides={"k": "five"})
+    with pytest.raises(ConfigError, match="need the stage they apply to"):
+        load_config("smoke", overrides={"k": 5})
+
+
+def test_a_run_hands_each_notebook_the_overrides_its_stage_reads():
+    from equal.errors import EqualError
+    from equal.pipeline import stage_overrides
+
+    run = {"k": 4, "data_dir": "/tmp/d"}
+    assert stage_overrides(run, "clustering") == run
+    assert stage_overrides(run, "selection") == {"data_dir": "/tmp/d"}  # k is clustering's: not passed to 04
+    with pytest.raises(EqualError, match=r"overrides \['kk'\]: no stage has such a setting"):
+        stage_overrides({"kk": 1}, "data")
+
+
+def test_recorded_parameters_are_the_profile_common_and_the_stage():
+    from equal.config import recorded_parameters
+
+    record = recorded_parameters(load_config("default"), "clustering")
+    assert record["profile"] == "default" and record["seed"] == 0 and record["k_values"] == [6, 8, 10, 12, 16, 20, 30]

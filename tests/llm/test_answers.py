@@ -60,7 +60,7 @@ def test_the_pipeline_hands_the_answers_to_the_notebooks_and_fresh_runs_elsewher
     monkeypatch.setattr(pipeline, "cache_dir", lambda: tmp_path / "cache")
     seen = {}
 
-    def fake_run(profile, only, overrides, notebooks_dir, log_output, answers):
+    def fake_run(profile, source, only, overrides, notebooks_dir, log_output, answers):
         seen.update(env=pipeline.os.environ.get(ENV_LLM_CACHE), overrides=overrides, answers=answers)
         return {}
 

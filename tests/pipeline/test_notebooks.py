@@ -7,57 +7,10 @@ import pandas as pd
 import pytest
 from conftest import SmokeAnswers
 
-from equal.config import STAGES, stage_parameters
-from equal.pipeline import NotebookFailed, notebook_stage, numbered_notebooks, run_profile
+from equal.pipeline import NotebookFailed, numbered_notebooks, run_profile
 from equal.profiles import load_profile
 
 pytestmark = pytest.mark.slow  # real models, servers or whole pipelines: make test, not make test-fast
-
-
-def test_every_notebook_has_a_parameters_cell():
-    for path in numbered_notebooks():
-        nb = nbformat.read(path, as_version=4)
-        tagged = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
-        assert len(tagged) == 1, path
-        assert all("id" in c for c in json.loads(path.read_text())["cells"]), f"{path.name}: a cell has no id"
-        nbformat.validate(nb)
-
-
-def test_every_stage_has_one_notebook_that_names_it():
-    """A notebook says which stage's story it tells (metadata.equal.stage); that, not its file name, decides the
-    parameters it is given."""
-    assert [notebook_stage(path) for path in numbered_notebooks()] == list(STAGES)
-
-
-def parameters_cell(path) -> dict:
-    nb = nbformat.read(path, as_version=4)
-    (cell,) = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
-    namespace: dict = {}
-    exec(cell.source, {}, namespace)  # a parameters cell holds literals only
-    return namespace
-
-
-def test_parameters_cells_equal_the_default_profile():
-    """params/default.yaml and the notebooks' parameters cells cannot drift apart."""
-    profile = load_profile("default")
-    for path in numbered_notebooks():
-        cell = parameters_cell(path)
-        expected = stage_parameters(profile, notebook_stage(path))
-        for name, value in cell.items():
-            if name in ("data_dir", "results_dir", "figures_dir", "raw_data_dir") and value is None:
-                continue  # locations: None means the default folder, in the profile too
-            assert name in expected, f"{path.name}: parameter {name!r} is not in params/default.yaml"
-            assert value == expected[name], (
-                f"{path.name}: {name} = {value!r}, params/default.yaml says {expected[name]!r}"
-            )
-        from papermill.translators import PythonTranslator
-
-        (tagged,) = [c for c in nbformat.read(path, as_version=4).cells if "parameters" in c.metadata.get("tags", [])]
-        inspected = {p.name for p in PythonTranslator.inspect(tagged)}  # what `papermill --help-notebook` shows
-        assert inspected == set(cell), f"{path.name}: papermill cannot parse {sorted(set(cell) - inspected)}"
-        own = (profile["stages"].get(notebook_stage(path)) or {}).keys()
-        missing = sorted(set(own) - set(cell))
-        assert not missing, f"{path.name}: params/default.yaml sets {missing}, which its parameters cell lacks"
 
 
 @pytest.mark.notebook
