@@ -164,6 +164,10 @@ class Method:
         """Inputs this method's result depends on beyond the runner's common ones."""
         return {}
 
+    def scorers(self) -> frozenset[str]:
+        """The scoring models this method needs loaded besides the extractor (``perplexity``, ``influence``)."""
+        return frozenset()
+
     def select(self, runner: MethodRunner, request: RunRequest, ledger: CostLedger) -> Selection:
         """Choose and extract documents within the budget; charge every call to ``ledger``."""
         raise NotImplementedError
@@ -175,6 +179,9 @@ class BanditMethod(Method):
 
     reward: str = "ot"  # ot | perplexity | influence
     kind: ClassVar[str] = "bandit"
+
+    def scorers(self) -> frozenset[str]:
+        return frozenset({self.reward} & {"perplexity", "influence"})
 
     def fingerprint_parts(self, runner: MethodRunner, request: RunRequest) -> dict:
         store = runner.stores[self.clustering]
@@ -295,6 +302,86 @@ class AllMethod(Method):
         return Selection(everything, runner.extract(self.name, everything, ledger))
 
 
+class PairScore:
+    """How a filter scores every pair of All's (higher: kept first): what the score depends on (its fingerprint
+    parts), the scoring models it needs loaded, and the scoring itself, its compute charged to the ledger."""
+
+    needs: frozenset[str] = frozenset()
+
+    def fingerprint_parts(self, runner: MethodRunner, request: RunRequest) -> dict:
+        """Inputs the scores depend on beyond the pairs."""
+        raise NotImplementedError
+
+    def score(self, runner: MethodRunner, request: RunRequest, pairs: list[dict], ledger: CostLedger, method: str
+              ) -> tuple[np.ndarray, RatingDetails | None]:  # fmt: skip
+        """One score per pair and what to report; compute charged to ``ledger`` under ``method``."""
+        raise NotImplementedError
+
+
+class AverageSimilarity(PairScore):
+    """Avg-sim: the mean cosine of a pair to D_r's items with the tuned embedder."""
+
+    def fingerprint_parts(self, runner: MethodRunner, request: RunRequest) -> dict:
+        return {"reference": runner.reference_digest(request.target),
+                "embedder": getattr(runner.stores["tuned"], "identity", "")}  # fmt: skip
+
+    def score(self, runner, request, pairs, ledger, method):
+        store = runner.stores["tuned"]
+        reference = store.get(runner.reference_texts(request.target))
+        return (store.get([qa_text(p) for p in pairs]) @ reference.T).mean(axis=1), None
+
+
+class LowPerplexity(PairScore):
+    """Perplexity: the lowest mean token NLL under the base model first, charged as its forward passes."""
+
+    needs = frozenset({"perplexity"})
+
+    def fingerprint_parts(self, runner: MethodRunner, request: RunRequest) -> dict:
+        return {"scorer": runner.perplexity_identity()}
+
+    def score(self, runner, request, pairs, ledger, method):
+        if runner.perplexity is None:
+            raise ConfigError(f"{method} needs a perplexity scorer (parameter perplexity_model)")
+        texts = [qa_text(p) for p in pairs]
+        runner.perplexity.charge(ledger, method, pairs, texts)
+        return -runner.perplexity.score(texts), None
+
+
+class GradientInfluence(PairScore):
+    """Influence: LESS-style gradient influence on D_r, charged as forward and backward passes."""
+
+    needs = frozenset({"influence"})
+
+    def fingerprint_parts(self, runner: MethodRunner, request: RunRequest) -> dict:
+        return {"reference": runner.reference_digest(request.target), "scorer": runner.influence_identity()}
+
+    def score(self, runner, request, pairs, ledger, method):
+        scorer = _influence_scorer(runner, method)
+        targets = runner.references[request.target]
+        _charge_influence_setup(scorer, ledger, method, targets)
+        scorer.charge(ledger, method, pairs)
+        return scorer.influence(pairs, targets), None
+
+
+class LLMRating(PairScore):
+    """LLM-scoring: the extractor LLM's 1-5 rating of each pair's usefulness for the target, charged as LLM calls."""
+
+    def fingerprint_parts(self, runner: MethodRunner, request: RunRequest) -> dict:
+        return {"reference": runner.reference_digest(request.target), "rating_prompt": RATING_VERSION}
+
+    def score(self, runner, request, pairs, ledger, method):
+        examples = runner.references[request.target][:RATING_EXAMPLES]
+        ratings, malformed = rate_pairs(runner.extractor, pairs, examples, method, ledger)
+        return np.asarray(ratings, dtype=float), RatingDetails(malformed_ratings=malformed)
+
+
+#: The filters' pair scores by the name a FilterMethod gives (``score``).
+PAIR_SCORES: Registry = Registry("pair score")
+for _name, _score in (("avg_sim", AverageSimilarity()), ("perplexity", LowPerplexity()),
+                      ("influence", GradientInfluence()), ("llm", LLMRating())):  # fmt: skip
+    PAIR_SCORES.register(_name, _score)
+
+
 @dataclass(frozen=True)
 class FilterMethod(Method):
     """Extract everything, score every pair, keep the best-scored ones — as many as ``matched`` extracted at the
@@ -314,47 +401,16 @@ class FilterMethod(Method):
     score: str = "avg_sim"
     kind: ClassVar[str] = "filter"
 
+    def scorers(self) -> frozenset[str]:
+        return PAIR_SCORES.get(self.score).needs
+
     def fingerprint_parts(self, runner: MethodRunner, request: RunRequest) -> dict:
         parts = {
             "source": runner.fingerprint(self.source, request.target, request.gamma, request.seed).digest,
             "matched": runner.fingerprint(self.matched, request.target, request.gamma, request.seed).digest,
             "score": self.score,
         }
-        if self.score == "avg_sim":
-            parts |= {"reference": runner.reference_digest(request.target),
-                      "embedder": getattr(runner.stores["tuned"], "identity", "")}  # fmt: skip
-        elif self.score == "perplexity":
-            parts["scorer"] = runner.perplexity_identity()
-        elif self.score == "influence":
-            parts |= {"reference": runner.reference_digest(request.target), "scorer": runner.influence_identity()}
-        else:
-            parts |= {"reference": runner.reference_digest(request.target), "rating_prompt": RATING_VERSION}
-        return parts
-
-    def _scores(self, runner: MethodRunner, request: RunRequest, pairs: list[dict], ledger: CostLedger
-                ) -> tuple[np.ndarray, RatingDetails | None]:  # fmt: skip
-        """One score per pair, higher = kept first (scoring compute charged to ``ledger``), and what to report."""
-        texts = [qa_text(p) for p in pairs]
-        if self.score == "avg_sim":
-            store = runner.stores["tuned"]
-            reference = store.get(runner.reference_texts(request.target))
-            return (store.get(texts) @ reference.T).mean(axis=1), None
-        if self.score == "perplexity":
-            if runner.perplexity is None:
-                raise ConfigError(f"{self.name} needs a perplexity scorer (parameter perplexity_model)")
-            runner.perplexity.charge(ledger, self.name, pairs, texts)
-            return -runner.perplexity.score(texts), None
-        if self.score == "influence":
-            scorer = _influence_scorer(runner, self.name)
-            targets = runner.references[request.target]
-            _charge_influence_setup(scorer, ledger, self.name, targets)
-            scorer.charge(ledger, self.name, pairs)
-            return scorer.influence(pairs, targets), None
-        if self.score == "llm":
-            examples = runner.references[request.target][:RATING_EXAMPLES]
-            ratings, malformed = rate_pairs(runner.extractor, pairs, examples, self.name, ledger)
-            return np.asarray(ratings, dtype=float), RatingDetails(malformed_ratings=malformed)
-        raise ConfigError(f"{self.name}: unknown score {self.score!r}")
+        return parts | PAIR_SCORES.get(self.score).fingerprint_parts(runner, request)
 
     def select(self, runner: MethodRunner, request: RunRequest, ledger: CostLedger) -> Selection:
         everything = runner.run(self.source, request.target, request.gamma, request.seed)
@@ -365,7 +421,7 @@ class FilterMethod(Method):
         pairs = everything.pairs
         if not pairs:
             return Selection(indices, [])
-        score, details = self._scores(runner, request, pairs, ledger)
+        score, details = PAIR_SCORES.get(self.score).score(runner, request, pairs, ledger, self.name)
         tie_break = np.random.default_rng([request.seed, 0x7AB1E]).random(len(pairs))
         order = np.lexsort((tie_break, -score))[:keep]  # best score first; equal scores in a seeded order
         column = self.score
@@ -539,6 +595,19 @@ for _method in (
 ):
     METHODS.register(_method.name, _method)
 ABLATIONS = ("EQUAL w/o warm-up", "EQUAL w/o MAB", "EQUAL w/o exploration")
+
+
+def selection_plan(targets: list[str], gammas: list[float], seeds: list[int], methods: list[str]
+                   ) -> list[tuple[str, str, float, int]]:  # fmt: skip
+    """Every run ``(method, target, γ, seed)`` of a selection stage, targets outermost: a method that serves every
+    target, γ and seed with one run (All) is listed once per target and γ, on the first seed."""
+    return [(m, t, g, s) for t in targets for g in gammas for s in seeds for m in methods
+            if not (get_method(m).shared and s != seeds[0])]  # fmt: skip
+
+
+def scorers_needed(methods: list[str]) -> frozenset[str]:
+    """The scoring models the ``methods`` need loaded (``perplexity``, ``influence``), as they declare."""
+    return frozenset().union(*(get_method(m).scorers() for m in methods))
 
 
 def get_method(name: str) -> Method:
