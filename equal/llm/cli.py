@@ -77,6 +77,13 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refine-attempts", type=int, help="refinement calls per pair at most")
     parser.add_argument("--refine-max-tokens", type=int, help="completion budget of a refinement call")
     parser.add_argument(
+        "--refine-votes",
+        type=int,
+        help="programs written per problem (refine-v4): the answer is one at least --refine-min-agree of them print",
+    )
+    parser.add_argument("--refine-min-agree", type=int, help="programs that must print the same answer (refine-v4)")
+    parser.add_argument("--refine-program-tokens", type=int, help="completion budget of a program (refine-v4)")
+    parser.add_argument(
         "--refine-examples",
         type=int,
         help="reference solutions shown as style examples per problem or programming task (fewer: shorter, cheaper "
@@ -124,7 +131,8 @@ def refinement_overrides(args: argparse.Namespace) -> dict:
     """The refinement options given on the command line (``--refine-*``, ``--on-failure``), those left out absent:
     what ``equal extract`` and ``equal select`` lay over the default profile's refinement."""
     given = {"attempts": args.refine_attempts, "max_tokens": args.refine_max_tokens, "on_failure": args.on_failure,
-             "examples": args.refine_examples}  # fmt: skip
+             "examples": args.refine_examples, "votes": args.refine_votes, "min_agree": args.refine_min_agree,
+             "program_tokens": args.refine_program_tokens}  # fmt: skip
     return {key: value for key, value in given.items() if value is not None}
 
 

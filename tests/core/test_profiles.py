@@ -99,3 +99,15 @@ def test_equal_select_and_extract_run_the_default_profiles_extraction():
     assert deep_merge(named, same)["refiner"] is None
     other = backend_spec(parser.parse_args(["--refiner", "qwen2.5-coder-1.5b-instruct"]))
     assert other["refiner"]["model"] == "qwen2.5-coder-1.5b-instruct" and other["refiner"]["kind"] == "llama_cpp"
+
+
+def test_refinement_options_of_the_command_line_override_only_themselves():
+    import argparse
+
+    from equal.llm.cli import add_backend_arguments, refinement_overrides
+
+    parser = argparse.ArgumentParser()
+    add_backend_arguments(parser)
+    assert refinement_overrides(parser.parse_args([])) == {}
+    given = parser.parse_args(["--refine-votes", "2", "--refine-min-agree", "2", "--refine-program-tokens", "96"])
+    assert refinement_overrides(given) == {"votes": 2, "min_agree": 2, "program_tokens": 96}

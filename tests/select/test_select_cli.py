@@ -33,7 +33,9 @@ SMOKE_FLAGS = ["--model", "smollm2-135m-instruct", "--refiner", "same", "--n-par
                "--max-pairs", "1",
                "--max-tokens", "64", "--embedder", "tiny-random-bert", "--warmup-fraction", "0.15",
                "--budget", "0.5", "--arms-per-round", "4", "--refine-attempts", "1", "--refine-max-tokens", "48",
-               "--refine-examples", "1", "--on-failure", "keep_draft", "--quality-gate", "keep", "--quiet"]  # fmt: skip
+               "--refine-examples", "1", "--refine-votes", "2", "--refine-min-agree", "2",
+               "--refine-program-tokens", "96", "--on-failure", "keep_draft", "--quality-gate", "keep",
+               "--quiet"]  # fmt: skip
 
 
 def readme_command() -> list[str]:
