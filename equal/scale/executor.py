@@ -14,6 +14,8 @@ Ray is an optional extra (``pip install -e .[scale]``); nothing here imports it 
 
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from equal.errors import ConfigError
@@ -53,8 +55,9 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, tries: in
         return ray
     for attempt in range(1, tries + 1):
         try:
-            ray.init(num_cpus=num_cpus, num_gpus=0, include_dashboard=False, log_to_driver=False,
-                     object_store_memory=256 * 2**20)  # fmt: skip
+            with _every_cpu():
+                ray.init(num_cpus=num_cpus, num_gpus=0, include_dashboard=False, log_to_driver=False,
+                         object_store_memory=256 * 2**20)  # fmt: skip
             return ray
         except Exception as exc:  # Ray raises a bare Exception for a node that did not come up
             if "timed out during startup" not in str(exc) or attempt == tries:
@@ -63,6 +66,27 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, tries: in
             warnings.warn(f"Ray's local node did not start within Ray's fixed 30 s (attempt {attempt} of {tries}, "
                           "the machine is busy); starting it again", RuntimeWarning, stacklevel=2)  # fmt: skip
     return ray
+
+
+@contextmanager
+def _every_cpu():
+    """Let the processes started inside run on every CPU of the machine, whatever this one is pinned to: Ray's
+    GCS, raylet and workers inherit the caller's CPU affinity, and pinned to one busy core (a pytest worker's) the
+    GCS answered none of the raylet's registration calls within Ray's fixed wait."""
+    pinned = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    every = set(range(os.cpu_count() or 1))
+    if pinned is None or pinned == every:
+        yield
+        return
+    try:
+        os.sched_setaffinity(0, every)
+    except OSError:  # CPUs this container may not use: leave the pinning as it is
+        yield
+        return
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, pinned)
 
 
 def build_backend(spec: dict):

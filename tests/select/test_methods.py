@@ -128,7 +128,7 @@ def test_distance_bands_rank_documents_by_their_pairs_distance_to_held_out_items
     starts = [b.summary.details.band_rank_start for b in bands]
     assert starts[0] == 0 and starts[-1] == len(with_pairs) - size  # spread over the whole ranking
     # the same documents on another seed (seeds replicate fine-tuning only), a new held-out slice recomputes
-    assert setup.run(band_name(1), "math", 0.25, 1).summary["band_distance_mean"] == means[0]
+    assert setup.run(band_name(1), "math", 0.25, 1).summary.details.band_distance_mean == means[0]
 
 
 def test_an_interrupted_method_resumes_without_repeating_calls_and_matches_a_straight_run(world, monkeypatch):
@@ -244,7 +244,7 @@ def test_perplexity_methods_charge_their_scoring_and_keep_the_most_predictable_p
     policies = {**world["policies"], "Perplexity-MAB": {"name": "ucb"}}
     setup = world["setup"]("perplexity", perplexity=scorer, policies=policies)
     everything = setup.run("All", "math", 0.25, 0)
-    matched = setup.run("EQUAL", "math", 0.25, 0).summary["pairs"]
+    matched = setup.run("EQUAL", "math", 0.25, 0).summary.pairs
     kept = setup.run("Perplexity", "math", 0.25, 0)
     assert kept.summary.pairs == min(matched, everything.summary.pairs)  # EQUAL's budget in pairs
     nll = {(p["doc_id"], p["question"]): -p["perplexity"] for p in kept.pairs}
@@ -269,7 +269,7 @@ def test_perplexity_methods_charge_their_scoring_and_keep_the_most_predictable_p
 def test_llm_scoring_rates_every_pair_through_the_cache_and_keeps_the_best(world):
     setup = world["setup"]("llm-scoring")
     everything = setup.run("All", "math", 0.25, 0)
-    matched = setup.run("EQUAL", "math", 0.25, 0).summary["pairs"]
+    matched = setup.run("EQUAL", "math", 0.25, 0).summary.pairs
     before = cached_calls(world["cache"])
     scored = setup.run("LLM-scoring", "math", 0.25, 0)
     rated = [r for r in read_jsonl(scored.folder / "ledger.jsonl") if r["stage"] == "rate"]
@@ -296,7 +296,7 @@ def test_an_interrupted_llm_scoring_resumes_without_repeating_a_rating(world, bu
         return chat(requests, params)
 
     setup = world["setup"]("llm-scoring-killed", references=references)
-    pairs = setup.run("All", "math", 0.25, 0).summary["pairs"]
+    pairs = setup.run("All", "math", 0.25, 0).summary.pairs
     if pairs <= backend.batch_size:  # SmolLM2 kept too few pairs on this CPU for a second chunk of ratings
         pytest.skip(f"All kept {pairs} pairs, one chunk of {backend.batch_size} ratings: nothing to interrupt")
     setup.run("EQUAL", "math", 0.25, 0)
@@ -333,7 +333,7 @@ def test_influence_methods_charge_warm_up_and_gradients_and_read_back(world, tmp
     policies = {**world["policies"], "Influence-MAB": {"name": "ucb"}}
     setup = world["setup"]("influence", influence=scorer, policies=policies)
     everything = setup.run("All", "math", 0.25, 0)
-    matched = setup.run("EQUAL", "math", 0.25, 0).summary["pairs"]
+    matched = setup.run("EQUAL", "math", 0.25, 0).summary.pairs
     kept = setup.run("Influence", "math", 0.25, 0)
     assert kept.summary.pairs == min(matched, everything.summary.pairs)
     stages = [r["stage"] for r in read_jsonl(kept.folder / "ledger.jsonl")]
@@ -353,7 +353,7 @@ def test_influence_methods_charge_warm_up_and_gradients_and_read_back(world, tmp
 
 def test_rewriting_writes_pairs_from_d_r_within_the_budget_and_resumes_from_the_cache(world):
     setup = world["setup"]("rewriting")
-    matched = setup.run("EQUAL", "math", 0.25, 0).summary["pairs"]
+    matched = setup.run("EQUAL", "math", 0.25, 0).summary.pairs
     made = setup.run("Rewriting", "math", 0.25, 0)
     assert made.summary.loop_documents == 0 and made.summary.documents_extracted == 0  # reads no document
     assert made.summary.pairs <= matched  # EQUAL's number of pairs at most
