@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from equal.errors import ConfigError
-from equal.profiles import DEFAULT_PROFILE, PARAMS_DIR, deep_merge, load_profile, profile_path
+from equal.profiles import DEFAULT_PROFILE, PARAMS_DIR, load_profile, profile_path
 
 #: A mapping of settings handed whole to the component that validates it (an LLM backend, a fine-tuning regime).
 Options = dict[str, Any]
@@ -190,12 +190,11 @@ def load_config(name_or_path: str | Path, params_dir: Path = PARAMS_DIR, stage: 
     if overrides:
         if stage not in STAGES:
             raise ConfigError(f"overrides {sorted(overrides)} need the stage they apply to ({', '.join(STAGES)})")
-        section = {f.name for f in dataclasses.fields(STAGES[stage])}
-        common = {f.name for f in dataclasses.fields(CommonSettings)}
-        unknown = sorted(set(overrides) - section - common)
+        section = _names(STAGES[stage])
+        unknown = sorted(set(overrides) - stage_keys(stage))
         if unknown:
             raise ConfigError(f"overrides of {source} for stage {stage}: unknown key(s) {unknown} (known: "
-                              f"{', '.join(sorted(section | common))})")  # fmt: skip
+                              f"{', '.join(sorted(stage_keys(stage)))})")  # fmt: skip
         profile = copy.deepcopy(profile)
         for key, value in overrides.items():
             where = profile.setdefault("stages", {}).setdefault(stage, {}) if key in section else profile["common"]
@@ -226,13 +225,20 @@ def recorded_parameters(config: Config, stage: str) -> dict[str, Any]:
 
 
 def stage_parameters(profile: dict[str, Any], stage: str) -> dict[str, Any]:
-    """A stage's flat parameters: ``common`` deep-merged with the stage's section, plus ``profile`` (its name) —
-    what papermill passes to the notebook of that stage and what scripts read."""
+    """A loaded profile's flat settings for ``stage`` (:func:`recorded_parameters` of its typed tree): what the
+    pipeline records for a notebook and what scripts read."""
     if stage not in STAGES:
         raise ConfigError(f"unknown stage {stage!r} (known: {', '.join(STAGES)})")
-    params = deep_merge(profile.get("common") or {}, (profile.get("stages") or {}).get(stage) or {})
-    params["profile"] = profile["name"]
-    return params
+    return recorded_parameters(config_from_profile(profile), stage)
+
+
+def stage_keys(stage: str) -> set[str]:
+    """The settings ``stage`` reads: those of its own section and of ``common``."""
+    return _names(CommonSettings) | _names(STAGES[stage])
+
+
+def _names(cls: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
 
 
 def extraction_settings(name: str = DEFAULT_PROFILE) -> tuple[Options, Options, Options]:

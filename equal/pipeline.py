@@ -9,7 +9,6 @@ A failing notebook stops the run and its failing cell's error is printed.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import re
@@ -20,7 +19,7 @@ from pathlib import Path
 import papermill as pm
 from papermill.exceptions import PapermillExecutionError
 
-from equal.config import STAGES, CommonSettings, config_from_profile, stage_parameters
+from equal.config import STAGES, config_from_profile, stage_keys, stage_parameters
 from equal.errors import EqualError
 from equal.io import write_json_atomic
 from equal.llm.answers import open_answers
@@ -45,13 +44,10 @@ def numbered_notebooks(folder: Path = NOTEBOOKS_DIR) -> list[Path]:
 def stage_overrides(overrides: dict, stage: str) -> dict:
     """The overrides of a run that ``stage`` reads (keys of its section or of ``common``); a key no stage reads is an
     error, so a misspelt override is not silently ignored."""
-    common = {f.name for f in dataclasses.fields(CommonSettings)}
-    known = common | {f.name for cls in STAGES.values() for f in dataclasses.fields(cls)}
-    unknown = sorted(set(overrides) - known)
+    unknown = sorted(set(overrides).difference(*(stage_keys(name) for name in STAGES)))
     if unknown:
         raise EqualError(f"overrides {unknown}: no stage has such a setting")
-    own = common | {f.name for f in dataclasses.fields(STAGES[stage])}
-    return {key: value for key, value in overrides.items() if key in own}
+    return {key: value for key, value in overrides.items() if key in stage_keys(stage)}
 
 
 def notebook_stage(notebook: Path) -> str:

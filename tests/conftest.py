@@ -158,3 +158,18 @@ class SmokeAnswers:
             "setting or the documents changed): after this run, `.venv/bin/equal export-answers --profile smoke` "
             "refreshes answers/smoke.jsonl.gz and params/smoke.yaml; commit both"
         )
+
+
+def cached_rows(db, stage: str | None = None) -> int:
+    """Calls stored in the LLM cache ``db`` (of one ``stage``), 0 while the file or its table does not exist yet:
+    what a test polls while another process fills the cache."""
+    import sqlite3
+
+    if not db.exists():
+        return 0
+    query = "SELECT COUNT(*) FROM calls" + (" WHERE stage = ?" if stage else "")
+    try:
+        with sqlite3.connect(db, timeout=5) as connection:
+            return connection.execute(query, (stage,) if stage else ()).fetchone()[0]
+    except sqlite3.OperationalError:  # table not created yet
+        return 0

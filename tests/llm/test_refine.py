@@ -5,12 +5,12 @@ import json
 import os
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 
 import pytest
+from conftest import cached_rows
 
 from equal.errors import ConfigError
 from equal.llm.cache import CallCache
@@ -226,16 +226,6 @@ def test_examples_are_seeded_and_shown():
         RefinementConfig(examples=-1)
 
 
-def refine_rows(db) -> int:
-    if not db.exists():
-        return 0
-    try:
-        with sqlite3.connect(db, timeout=5) as connection:
-            return connection.execute("SELECT COUNT(*) FROM calls WHERE stage = 'refine'").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
-
-
 RUN = """
 import json, sys
 from equal.llm.cache import CallCache
@@ -261,16 +251,16 @@ def test_killed_refinement_resumes_without_paying_twice(tmp_path):
     db = tmp_path / "calls.sqlite"
     process = subprocess.Popen([sys.executable, str(script), str(tmp_path)], stderr=subprocess.PIPE)
     deadline = time.time() + 120
-    while refine_rows(db) < 4 and time.time() < deadline and process.poll() is None:
+    while cached_rows(db, "refine") < 4 and time.time() < deadline and process.poll() is None:
         time.sleep(0.01)
     assert process.poll() is None, process.stderr.read().decode()[-2000:]
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    paid_before = refine_rows(db)
+    paid_before = cached_rows(db, "refine")
     assert 4 <= paid_before < 40
     resumed = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert refine_rows(db) == 40  # one refinement per document's pair, each paid once
+    assert cached_rows(db, "refine") == 40  # one refinement per document's pair, each paid once
     paid = (tmp_path / "calls.log").read_text().split()
     keys = paid[1::2]
     # 40 extractions + 40 refinements; only the batch in flight at the kill (2 calls) may have been paid twice

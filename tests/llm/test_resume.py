@@ -3,24 +3,14 @@
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 
 import pytest
+from conftest import cached_rows
 
 pytestmark = pytest.mark.slow  # real models, servers or whole pipelines: make test, not make test-fast
-
-
-def count_rows(db) -> int:
-    if not db.exists():
-        return 0
-    try:
-        with sqlite3.connect(db, timeout=5) as connection:
-            return connection.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
-    except sqlite3.OperationalError:  # table not created yet
-        return 0
 
 
 def test_killed_run_resumes_without_repeating_calls(tmp_path):
@@ -52,12 +42,12 @@ def test_killed_run_resumes_without_repeating_calls(tmp_path):
     ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
-    while count_rows(db) < 8 and time.time() < deadline and process.poll() is None:
+    while cached_rows(db) < 8 and time.time() < deadline and process.poll() is None:
         time.sleep(0.05)
     assert process.poll() is None, "the run finished before it could be killed: make the calls slower"
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    done_before = count_rows(db)
+    done_before = cached_rows(db)
     assert 8 <= done_before < 60
     assert not (tmp_path / "p.jsonl").exists()  # outputs are written atomically at the end
 
@@ -66,7 +56,7 @@ def test_killed_run_resumes_without_repeating_calls(tmp_path):
     summary = json.loads((tmp_path / "p.summary.json").read_text())["report"]
     # 30 documents × (1 call + 1 retry, the tiny model writes nonsense) = 60 calls in all.
     assert summary["new_calls"] == 60 - done_before and summary["cached_calls"] == done_before
-    assert count_rows(db) == 60
+    assert cached_rows(db) == 60
     assert len((tmp_path / "p.documents.jsonl").read_text().splitlines()) == 30
 
     again = subprocess.run(command, capture_output=True, text=True, timeout=600)
