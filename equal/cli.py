@@ -51,7 +51,7 @@ def select_refinement(args: argparse.Namespace) -> dict | None:
     return refinement_overrides(args) or None
 
 
-#: ``equal select``'s options that are settings of :class:`~equal.select.workflow.SelectConfig` (same names)
+#: ``equal select``'s options that are settings of :class:`~equal.workflow.SelectConfig` (same names)
 _SELECT_FIELDS = ("corpus", "reference", "out", "budget", "method", "task", "evaluation", "reference_size", "fields",
                   "text_field", "id_field", "source_field", "embedder", "warmup_fraction", "arms_per_round",
                   "docs_per_pull", "seed", "on_error")  # fmt: skip
@@ -62,7 +62,7 @@ def select_config(args: argparse.Namespace, given: set[str]):
     given on the command line over them (``given``: their names), the defaults for the rest."""
     from equal.config import extraction_settings
     from equal.llm.cli import backend_spec, extraction_spec
-    from equal.select.workflow import SelectConfig
+    from equal.workflow import SelectConfig
 
     settings = _read_select_config(Path(args.config)) if args.config else {}
     cli = {name: getattr(args, name) for name in _SELECT_FIELDS}
@@ -92,7 +92,7 @@ def _read_select_config(path: Path) -> dict:
     reads); an unknown setting is an error naming it."""
     import yaml
 
-    from equal.select.workflow import SelectConfig
+    from equal.workflow import SelectConfig
 
     if not path.is_file():
         raise ConfigError(f"--config {path}: no such file")
@@ -119,7 +119,7 @@ def _given_options(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]
 def _select(args: argparse.Namespace, given: set[str]) -> int:
     import json
 
-    from equal.select.workflow import run_select
+    from equal.workflow import run_select
 
     outcome = run_select(select_config(args, given), dry_run=args.dry_run)
     if args.dry_run:
@@ -176,6 +176,26 @@ def _export_answers(args: argparse.Namespace) -> int:
     return 0
 
 
+def _status(args: argparse.Namespace) -> int:
+    """``equal status``: each stage's standing in the profile's folders, from its record and current settings."""
+    from equal.artifacts import Artifacts
+    from equal.config import load_config
+    from equal.stage import stage_status
+    from equal.stages import profile_stages
+
+    config = load_config(args.profile)
+    common = config.common
+    art = Artifacts.for_profile(config.profile, common.data_dir, common.results_dir, common.figures_dir)
+    rows = stage_status(profile_stages(config, art), art)
+    print(f"profile {config.profile}: stages recorded in {art.data / 'stages'}")
+    width = max(len(r.stage) for r in rows)
+    for row in rows:
+        when = f"; finished {row.finished} in {row.seconds:,.0f} s" if row.finished and row.seconds is not None else ""
+        work = f" [{row.work}]" if row.work else ""
+        print(f"  {row.stage:<{width}}  {row.state:<11}  {row.why}{when}{work}")
+    return 0
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """The ``equal`` command line and its sub-commands' parsers, by name."""
     parser = argparse.ArgumentParser(
@@ -194,6 +214,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         help="LLM cache to read (default: the cache of the answers the profile ships, else .cache/llm/calls.sqlite)",
     )
     export.add_argument("--model-id", help="the extractor's model identity (derived for packaged GGUF models)")
+    status = commands.add_parser("status", help="per stage of a profile: finished and current, stale (and why), "
+                                 "interrupted or not run; runs nothing")  # fmt: skip
+    status.add_argument("--profile", default="default", help="a profile's name or a profile file")
     prep = commands.add_parser("prepare-data", help="verify, parse, dedup and decontaminate a corpus")
     prep.add_argument("--out", required=True, help="output folder")
     prep.add_argument("--raw-data-dir", help="folder with MANIFEST.json and raw/ (default ../shared/data)")
@@ -259,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
                                   *(["--fresh-extraction"] if args.fresh_extraction else [])])  # fmt: skip
         if args.command == "export-answers":
             return _export_answers(args)
+        if args.command == "status":
+            return _status(args)
         if args.command == "select":
             return _select(args, _given_options(commands["select"], argv if argv is not None else sys.argv[1:]))
         return _prepare(args)

@@ -295,6 +295,17 @@ def _stats_table(units_by_source, info, counts, kept) -> pd.DataFrame:
     return out
 
 
+def preparation_fingerprint(config: CorpusConfig) -> Fingerprint:
+    """What decides a preparation's files: its settings and the content of its inputs (the manifest pins the raw
+    files; a user's corpus and a user's task files are pinned by their own content)."""
+    manifest_file = config.raw_dir / "MANIFEST.json"
+    manifest_sha = file_digest(manifest_file) if manifest_file.is_file() else ""
+    user_shas = [file_digest(f) for s in config.user_corpus if Path(s.get("path") or "").exists()
+                 for f in corpus_files(s["path"])]  # fmt: skip
+    task_shas = _task_file_digests(task_specs(config), config.raw_dir)
+    return config.fingerprint(":".join([manifest_sha, *user_shas, *task_shas]))
+
+
 def prepare_data(config: CorpusConfig, force: bool = False) -> PreparedData:
     """Prepare the corpus, target splits and reference sets under ``config.out_dir``.
 
@@ -302,13 +313,8 @@ def prepare_data(config: CorpusConfig, force: bool = False) -> PreparedData:
     """
     started = time.perf_counter()
     out = config.out_dir
-    manifest_file = config.raw_dir / "MANIFEST.json"
-    manifest_sha = file_digest(manifest_file) if manifest_file.is_file() else ""
-    # The manifest pins the raw files; a user's corpus is pinned by its own content.
-    user_shas = [file_digest(f) for s in config.user_corpus if Path(s.get("path") or "").exists()
-                 for f in corpus_files(s["path"])]  # fmt: skip
     specs = task_specs(config)
-    stamp = config.fingerprint(":".join([manifest_sha, *user_shas, *_task_file_digests(specs, config.raw_dir)]))
+    stamp = preparation_fingerprint(config)
     key = stamp.digest[:16]
     layout = Artifacts("prepare", out, out, out)  # the file names later stages read (equal.artifacts)
     meta_path, stats_path, corpus_path = out / "prep_meta.json", out / "corpus_stats.csv", layout.corpus_file
@@ -370,7 +376,7 @@ def prepare_data(config: CorpusConfig, force: bool = False) -> PreparedData:
         "cache_key": key,
         "prep_version": PREP_VERSION,
         "config": {k: v for k, v in asdict(config).items()},
-        "manifest_sha256": manifest_sha,
+        "manifest_sha256": file_digest(manifest) if (manifest := config.raw_dir / "MANIFEST.json").is_file() else "",
         "raw_files_verified": n_verified,
         "timings": {k: round(v, 2) for k, v in timings.items()},
         "documents": len(kept),

@@ -14,8 +14,9 @@ from equal.paths import REPO_ROOT
 PACKAGE = REPO_ROOT / "equal"
 # in pipeline order: the extraction engine (llm) serves every later stage, the scale-out (scale) fans them out
 STAGES = ["data", "llm", "embed", "select", "train", "evaluate", "report", "scale"]
-# Core modules any stage may use; entry points (cli, pipeline) may import anything.
-ENTRY_POINTS = {"cli", "pipeline"}
+# Core modules any stage may use; entry points and composition roots (cli, pipeline, the stages, equal select's
+# workflow) may import anything.
+ENTRY_POINTS = {"cli", "pipeline", "stages", "workflow"}
 
 
 def imported_modules(path: Path) -> set[str]:

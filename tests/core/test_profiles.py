@@ -75,7 +75,7 @@ def test_equal_select_and_extract_run_the_default_profiles_extraction():
 
     from equal.config import extraction_settings
     from equal.llm.cli import add_backend_arguments, backend_spec, extraction_spec
-    from equal.select.workflow import SelectConfig, refinement_settings, with_profile_settings
+    from equal.workflow import SelectConfig, refinement_settings, with_profile_settings
 
     params = stage_parameters(load_profile("default"), "selection")
     parser = argparse.ArgumentParser()

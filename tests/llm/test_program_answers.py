@@ -255,7 +255,7 @@ def test_a_quantity_asked_about_a_document_with_its_numbers_is_a_problem():
 
 
 def test_the_dry_run_times_refinement_at_the_measured_rate(tmp_path, monkeypatch):
-    from equal.select import workflow
+    from equal import workflow
 
     benchmark = tmp_path / "refinement.json"
     entry = {"refinement": {"prompt_version": "refine-v4"}, "refiner": "qwen2.5-coder-1.5b-instruct@cc/batched",

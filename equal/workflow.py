@@ -37,6 +37,8 @@ from equal.io import write_json_atomic, write_jsonl_atomic, write_text_atomic
 from equal.llm.ledger import REFERENCE_PARAMS, inference_flops
 from equal.llm.prompts import PROMPT_VERSION
 from equal.profiles import DEFAULT_PROFILE, deep_merge
+from equal.stage import run_stage
+from equal.stages import ClusteringStage, DataStage, WarmupStage
 
 
 @dataclass
@@ -135,7 +137,7 @@ def refinement_settings(config: SelectConfig, reference: list[dict]) -> dict:
 
 
 def _prepare(config: SelectConfig, art: Artifacts):
-    from equal.data.corpus import CorpusConfig, prepare_data
+    from equal.data.corpus import CorpusConfig
 
     names = [f"corpus{i}" if len(config.corpus) > 1 else "corpus" for i in range(len(config.corpus))]
     user = [{"path": str(Path(p).resolve()), "name": name, "domain": "unknown", "text_field": config.text_field,
@@ -144,23 +146,23 @@ def _prepare(config: SelectConfig, art: Artifacts):
     corpus_config = CorpusConfig(raw_dir=paths.raw_data_dir(), out_dir=art.data, seed=config.seed, sources=[],
                                  user_corpus=user, max_documents=None, tasks=task_declaration(config),
                                  builtin_tasks=False, on_error=config.on_error, progress=config.progress)  # fmt: skip
-    return prepare_data(corpus_config)
+    return run_stage(DataStage(corpus_config), art, progress=config.progress)
 
 
-def _warmup(config: SelectConfig, art: Artifacts, corpus: list[dict], extractor, warmup: WarmupSettings,
+def _warmup(config: SelectConfig, art: Artifacts, extractor, refinement: dict, warmup: WarmupSettings,
             device: str | None = None) -> float:  # fmt: skip
-    """Stage 02 (:func:`equal.embed.stages.warmup_stage`) with the default profile's settings; returns the
-    extraction's documents per minute."""
-    from equal.embed.stages import warmup_stage
+    """The warm-up stage (:class:`equal.stages.WarmupStage`) with the default profile's settings, sharing the loaded
+    extractor; returns the extraction's documents per minute."""
     from equal.embed.warmup import WarmupConfig
 
     keys = ("holdout_fraction", "range_min", "range_max", "num_negatives", "temperature", "learning_rate", "epochs",
             "batch_size")  # fmt: skip
     warm_config = WarmupConfig(fraction=config.warmup_fraction, seed=config.seed,
                                **{k: getattr(warmup, k) for k in keys})  # fmt: skip
-    stage = warmup_stage(art, corpus, extractor, warm_config, config.embedder, device=device,
-                         progress=config.progress)  # fmt: skip
-    return stage.documents_per_minute
+    stage = WarmupStage(warm_config, config.embedder, config.llm, config.extraction, refinement,
+                        search_whole_corpus=False, extractor=extractor, device=device,
+                        progress=config.progress)  # fmt: skip
+    return run_stage(stage, art, progress=config.progress).documents_per_minute
 
 
 def _cluster(config: SelectConfig, art: Artifacts, corpus: list[dict], budget_docs: int,
@@ -168,7 +170,6 @@ def _cluster(config: SelectConfig, art: Artifacts, corpus: list[dict], budget_do
     """Stage 03 (:func:`equal.embed.stages.clustering_stage`) with the default profile's settings, k capped so the
     bandit can pull each cluster ``pulls_per_cluster`` times within the budget; read back when corpus, embedders and
     settings are unchanged."""
-    from equal.embed.stages import clustering_stage
     from equal.fingerprint import records_digest
 
     params = load_config(DEFAULT_PROFILE).clustering
@@ -185,9 +186,10 @@ def _cluster(config: SelectConfig, art: Artifacts, corpus: list[dict], budget_do
     if reuse_or_reset(art.data, stamp, done.name, "clustering", stamp="clustering_fingerprint.json", log=say,
                       clear=lambda _: done.unlink(missing_ok=True)):  # fmt: skip
         return int(json.loads(done.read_text())["k"])
-    stage = clustering_stage(art, corpus, seed=config.seed, device=device, progress=config.progress, **settings)
-    write_json_atomic(done, {"k": stage.k})
-    return stage.k
+    stage = ClusteringStage(seed=config.seed, device=device, progress=config.progress, **settings)
+    k = run_stage(stage, art, progress=config.progress).k
+    write_json_atomic(done, {"k": k})
+    return k
 
 
 REFINEMENT_BENCHMARK = paths.REPO_ROOT / "results" / "benchmarks" / "refinement.json"
@@ -292,7 +294,7 @@ def run_select(config: SelectConfig, dry_run: bool = False) -> SelectOutcome | d
     k = 0
     device = default_device()  # the GPU when there is one, as in the notebooks
     if embeds:
-        rate = _warmup(config, art, corpus, extractor, warmup, device)
+        rate = _warmup(config, art, extractor, refinement, warmup, device)
         if rate:
             left = budget_docs if not spec.shared else len(corpus)
             say(f"warm-up extracted at {rate:.1f} documents/min: the selection's {left:,} documents take about "
