@@ -41,9 +41,10 @@ Distance band 1 … 5        a control: the corpus ranked by the OT distance of 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -54,6 +55,7 @@ from equal.fingerprint import Fingerprint, fingerprint
 from equal.llm.ledger import CallRecord, CostLedger
 from equal.llm.rating import RATING_VERSION, rate_pairs
 from equal.registry import Registry
+from equal.select.context import SelectionContext
 from equal.select.loop import LoopConfig, run_loop
 from equal.select.policies import make_policy
 from equal.select.reward import OTReward
@@ -79,48 +81,12 @@ class RunRequest:
     fingerprint: Fingerprint
 
 
-class MethodRunner(Protocol):
-    """What a method reads from the runner that runs it (:class:`equal.select.runner.MethodRunner`): the corpus,
-    clusterings, embedders and references, the extractor, and the digests its fingerprint names."""
-
-    corpus: list[dict]
-    labels: dict[str, np.ndarray]
-    distances: dict[str, np.ndarray]
-    stores: dict[str, Any]
-    references: dict[str, list[dict]]
-    extractor: Any
-    perplexity: Any
-    influence: Any
-    reward_config: Any
-    docs_per_pull: int
-    arms_per_round: int
-    progress: bool
-
-    def budget(self, gamma: float) -> int: ...
-    def reference_texts(self, target: str) -> list[str]: ...
-    def policy_config(self, method: str) -> dict: ...
-    def reference_digest(self, target: str) -> str: ...
-    def protected_items(self) -> list[tuple[str, str]]: ...
-    def target_domain(self, target: str) -> str | None: ...
-    def heldout_embeddings(self, target: str) -> np.ndarray: ...
-    def heldout_digest(self, target: str) -> str: ...
-    def influence_identity(self) -> str: ...
-    def perplexity_identity(self) -> str: ...
-    def clustering_digest(self, name: str) -> str: ...
-    def warmup_mask(self) -> np.ndarray: ...
-    def extract(self, method: str, indices: list[int], ledger: CostLedger, progress: bool | None = None
-                ) -> list[dict]: ...  # fmt: skip
-    def cluster_oracles(self, all_pairs: list[dict], targets: list[str]) -> dict[tuple[str, str], np.ndarray]: ...
-    def fingerprint(self, method: str, target: str, gamma: float, seed: int) -> Fingerprint: ...
-    def run(self, method: str, target: str, gamma: float, seed: int) -> Any: ...
-
-
 RATING_EXAMPLES = 2  # D_r items shown to the rater as examples of the target task
 EMPTY_INFLUENCE = -1.0  # the reward of an Influence-MAB pull with no pair: the lowest cosine
 EMPTY_NLL = 10.0  # nats/token charged to a Perplexity-MAB pull with no pair: worse than any real text
 
 
-def _influence_scorer(runner: MethodRunner, name: str):
+def _influence_scorer(runner: SelectionContext, name: str):
     if runner.influence is None:
         raise ConfigError(f"{name} needs a gradient scorer (parameter influence_model)")
     return runner.influence
@@ -148,6 +114,41 @@ class Selection:
     details: MethodDetails | None = None
 
 
+#: Every input a run's result can depend on beyond the runner's common ones (corpus, extractor, prompts, answers),
+#: by the name its fingerprint gives it: one getter each, called with the method (or a filter's pair score), the
+#: runner and the request. A method names the inputs it reads (``inputs``); nothing else builds fingerprint parts.
+RUN_INPUTS: dict[str, Callable[[Any, SelectionContext, RunRequest], Any]] = {
+    "reference": lambda m, r, q: r.reference_digest(q.target),  # D_r
+    "heldout": lambda m, r, q: r.heldout_digest(q.target),  # the target's held-out items
+    "clustering": lambda m, r, q: r.clustering_digest(m.clustering),
+    "embedder": lambda m, r, q: getattr(r.stores[m.embedder], "identity", ""),
+    "policy": lambda m, r, q: r.policy_config(m.name),
+    "reward": lambda m, r, q: m.reward_identity(r),
+    "docs_per_pull": lambda m, r, q: r.docs_per_pull,
+    "arms_per_round": lambda m, r, q: r.arms_per_round,
+    "source": lambda m, r, q: r.fingerprint(m.source, q.target, q.gamma, q.seed).digest,  # the run it reads
+    "matched": lambda m, r, q: r.fingerprint(m.matched, q.target, q.gamma, q.seed).digest,  # the run it matches
+    "score": lambda m, r, q: m.score,
+    "perplexity_scorer": lambda m, r, q: r.perplexity_identity(),
+    "influence_scorer": lambda m, r, q: r.influence_identity(),
+    "protected": lambda m, r, q: fingerprint(items=r.protected_items()).digest,  # every evaluation item
+    "band": lambda m, r, q: m.band,
+    "bands": lambda m, r, q: m.bands,
+    "rating_prompt": lambda m, r, q: RATING_VERSION,
+    "rewrite_prompt": lambda m, r, q: REWRITE_VERSION,
+    "rewrite_pairs": lambda m, r, q: REWRITE_PAIRS_VERSION,
+}
+
+
+def run_inputs(owner: Any, runner: SelectionContext, request: RunRequest) -> dict[str, Any]:
+    """The fingerprint parts of ``owner`` (a method or a pair score): each input it declares, from
+    :data:`RUN_INPUTS`."""
+    unknown = [name for name in owner.inputs if name not in RUN_INPUTS]
+    if unknown:
+        raise ConfigError(f"{type(owner).__name__} declares unknown run inputs {unknown} (known: {sorted(RUN_INPUTS)})")
+    return {name: RUN_INPUTS[name](owner, runner, request) for name in owner.inputs}
+
+
 @dataclass(frozen=True)
 class Method:
     """A selection method: its name (the paper's) and what it builds on."""
@@ -159,16 +160,27 @@ class Method:
     kind: ClassVar[str] = "method"
     #: whether it reads embeddings or clusters (False: `equal select` skips the warm-up, training and clustering)
     uses_embeddings: ClassVar[bool] = True
+    #: the inputs its result depends on beyond the runner's common ones, named in :data:`RUN_INPUTS`
+    inputs: ClassVar[tuple[str, ...]] = ()
 
-    def fingerprint_parts(self, runner: MethodRunner, request: RunRequest) -> dict:
-        """Inputs this method's result depends on beyond the runner's common ones."""
-        return {}
+    @property
+    def embedder(self) -> str:
+        """The embedder (by clustering key) its reward or score reads."""
+        return self.clustering
+
+    def reward_identity(self, runner: SelectionContext):
+        """What its reward depends on (the OT reward's configuration)."""
+        return runner.reward_config
+
+    def fingerprint_parts(self, runner: SelectionContext, request: RunRequest) -> dict:
+        """Its declared :attr:`inputs`, each read from :data:`RUN_INPUTS`."""
+        return run_inputs(self, runner, request)
 
     def scorers(self) -> frozenset[str]:
         """The scoring models this method needs loaded besides the extractor (``perplexity``, ``influence``)."""
         return frozenset()
 
-    def select(self, runner: MethodRunner, request: RunRequest, ledger: CostLedger) -> Selection:
+    def select(self, runner: SelectionContext, request: RunRequest, ledger: CostLedger) -> Selection:
         """Choose and extract documents within the budget; charge every call to ``ledger``."""
         raise NotImplementedError
 
@@ -183,19 +195,12 @@ class BanditMethod(Method):
     def scorers(self) -> frozenset[str]:
         return frozenset({self.reward} & {"perplexity", "influence"})
 
-    def fingerprint_parts(self, runner: MethodRunner, request: RunRequest) -> dict:
-        store = runner.stores[self.clustering]
-        return {
-            "reference": runner.reference_digest(request.target) if self.reward in ("ot", "influence") else None,
-            "policy": runner.policy_config(self.name),
-            "reward": self._reward_identity(runner),
-            "docs_per_pull": runner.docs_per_pull,
-            "arms_per_round": runner.arms_per_round,
-            "clustering": runner.clustering_digest(self.clustering),
-            "embedder": getattr(store, "identity", ""),
-        }
+    @property
+    def inputs(self) -> tuple[str, ...]:  # D_r only where the reward reads it
+        reference = ("reference",) if self.reward in ("ot", "influence") else ()
+        return (*reference, "policy", "reward", "docs_per_pull", "arms_per_round", "clustering", "embedder")
 
-    def _reward_identity(self, runner: MethodRunner):
+    def reward_identity(self, runner: SelectionContext):
         """What the reward depends on (perplexity: ":charged" since its scoring is charged as forward passes)."""
         if self.reward == "ot":
             return runner.reward_config
@@ -203,7 +208,7 @@ class BanditMethod(Method):
             return f"perplexity:{runner.perplexity_identity()}:charged"
         return f"influence:{runner.influence_identity()}"
 
-    def _reward_function(self, runner: MethodRunner, target: str, ledger: CostLedger):
+    def _reward_function(self, runner: SelectionContext, target: str, ledger: CostLedger):
         store = runner.stores[self.clustering]
         if self.reward == "ot":
             ot_reward = OTReward(store.get(runner.reference_texts(target)), runner.reward_config)
@@ -241,7 +246,7 @@ class BanditMethod(Method):
 
         return reward
 
-    def select(self, runner: MethodRunner, request: RunRequest, ledger: CostLedger) -> Selection:
+    def select(self, runner: SelectionContext, request: RunRequest, ledger: CostLedger) -> Selection:
         labels = runner.labels[self.clustering]
         corpus = runner.corpus
 
@@ -281,7 +286,7 @@ class RandomMethod(Method):
     kind: ClassVar[str] = "random"
     uses_embeddings: ClassVar[bool] = False
 
-    def select(self, runner: MethodRunner, request: RunRequest, ledger: CostLedger) -> Selection:
+    def select(self, runner: SelectionContext, request: RunRequest, ledger: CostLedger) -> Selection:
         rng = np.random.default_rng([request.seed, 0xDA7A])
         n = len(runner.corpus)
         indices = sorted(int(i) for i in rng.choice(n, size=min(runner.budget(request.gamma), n), replace=False))
@@ -297,7 +302,7 @@ class AllMethod(Method):
     kind: ClassVar[str] = "all"
     uses_embeddings: ClassVar[bool] = False
 
-    def select(self, runner: MethodRunner, request: RunRequest, ledger: CostLedger) -> Selection:
+    def select(self, runner: SelectionContext, request: RunRequest, ledger: CostLedger) -> Selection:
         everything = list(range(len(runner.corpus)))
         return Selection(everything, runner.extract(self.name, everything, ledger))
 
@@ -307,12 +312,10 @@ class PairScore:
     parts), the scoring models it needs loaded, and the scoring itself, its compute charged to the ledger."""
 
     needs: frozenset[str] = frozenset()
+    inputs: tuple[str, ...] = ()  # what the scores depend on beyond the pairs, named in RUN_INPUTS
+    embedder: str = "tuned"
 
-    def fingerprint_parts(self, runner: MethodRunner, request: RunRequest) -> dict:
-        """Inputs the scores depend on beyond the pairs."""
-        raise NotImplementedError
-
-    def score(self, runner: MethodRunner, request: RunRequest, pairs: list[dict], ledger: CostLedger, method: str
+    def score(self, runner: SelectionContext, request: RunRequest, pairs: list[dict], ledger: CostLedger, method: str
               ) -> tuple[np.ndarray, RatingDetails | None]:  # fmt: skip
         """One score per pair and what to report; compute charged to ``ledger`` under ``method``."""
         raise NotImplementedError
@@ -321,12 +324,10 @@ class PairScore:
 class AverageSimilarity(PairScore):
     """Avg-sim: the mean cosine of a pair to D_r's items with the tuned embedder."""
 
-    def fingerprint_parts(self, runner: MethodRunner, request: RunRequest) -> dict:
-        return {"reference": runner.reference_digest(request.target),
-                "embedder": getattr(runner.stores["tuned"], "identity", "")}  # fmt: skip
+    inputs = ("reference", "embedder")
 
     def score(self, runner, request, pairs, ledger, method):
-        store = runner.stores["tuned"]
+        store = runner.stores[self.embedder]
         reference = store.get(runner.reference_texts(request.target))
         return (store.get([qa_text(p) for p in pairs]) @ reference.T).mean(axis=1), None
 
@@ -336,8 +337,7 @@ class LowPerplexity(PairScore):
 
     needs = frozenset({"perplexity"})
 
-    def fingerprint_parts(self, runner: MethodRunner, request: RunRequest) -> dict:
-        return {"scorer": runner.perplexity_identity()}
+    inputs = ("perplexity_scorer",)
 
     def score(self, runner, request, pairs, ledger, method):
         if runner.perplexity is None:
@@ -352,8 +352,7 @@ class GradientInfluence(PairScore):
 
     needs = frozenset({"influence"})
 
-    def fingerprint_parts(self, runner: MethodRunner, request: RunRequest) -> dict:
-        return {"reference": runner.reference_digest(request.target), "scorer": runner.influence_identity()}
+    inputs = ("reference", "influence_scorer")
 
     def score(self, runner, request, pairs, ledger, method):
         scorer = _influence_scorer(runner, method)
@@ -366,8 +365,7 @@ class GradientInfluence(PairScore):
 class LLMRating(PairScore):
     """LLM-scoring: the extractor LLM's 1-5 rating of each pair's usefulness for the target, charged as LLM calls."""
 
-    def fingerprint_parts(self, runner: MethodRunner, request: RunRequest) -> dict:
-        return {"reference": runner.reference_digest(request.target), "rating_prompt": RATING_VERSION}
+    inputs = ("reference", "rating_prompt")
 
     def score(self, runner, request, pairs, ledger, method):
         examples = runner.references[request.target][:RATING_EXAMPLES]
@@ -404,15 +402,13 @@ class FilterMethod(Method):
     def scorers(self) -> frozenset[str]:
         return PAIR_SCORES.get(self.score).needs
 
-    def fingerprint_parts(self, runner: MethodRunner, request: RunRequest) -> dict:
-        parts = {
-            "source": runner.fingerprint(self.source, request.target, request.gamma, request.seed).digest,
-            "matched": runner.fingerprint(self.matched, request.target, request.gamma, request.seed).digest,
-            "score": self.score,
-        }
-        return parts | PAIR_SCORES.get(self.score).fingerprint_parts(runner, request)
+    inputs: ClassVar[tuple[str, ...]] = ("source", "matched", "score")
 
-    def select(self, runner: MethodRunner, request: RunRequest, ledger: CostLedger) -> Selection:
+    def fingerprint_parts(self, runner: SelectionContext, request: RunRequest) -> dict:
+        """Its own inputs and its score's."""
+        return run_inputs(self, runner, request) | run_inputs(PAIR_SCORES.get(self.score), runner, request)
+
+    def select(self, runner: SelectionContext, request: RunRequest, ledger: CostLedger) -> Selection:
         everything = runner.run(self.source, request.target, request.gamma, request.seed)
         keep = runner.run(self.matched, request.target, request.gamma, request.seed).summary.pairs
         for row in everything.ledger():  # it costs what extracting everything costs
@@ -440,16 +436,9 @@ class RewritingMethod(Method):
     matched: str = "EQUAL"
     kind: ClassVar[str] = "rewrite"
 
-    def fingerprint_parts(self, runner: MethodRunner, request: RunRequest) -> dict:
-        return {
-            "matched": runner.fingerprint(self.matched, request.target, request.gamma, request.seed).digest,
-            "reference": runner.reference_digest(request.target),
-            "prompt": REWRITE_VERSION,
-            "pairs": REWRITE_PAIRS_VERSION,
-            "protected": fingerprint(items=runner.protected_items()).digest,
-        }
+    inputs: ClassVar[tuple[str, ...]] = ("matched", "reference", "rewrite_prompt", "rewrite_pairs", "protected")
 
-    def select(self, runner: MethodRunner, request: RunRequest, ledger: CostLedger) -> Selection:
+    def select(self, runner: SelectionContext, request: RunRequest, ledger: CostLedger) -> Selection:
         wanted = runner.run(self.matched, request.target, request.gamma, request.seed).summary.pairs
         pairs, counts = rewrite_from_seeds(
             runner.extractor, runner.references[request.target], wanted, runner.protected_items(),
@@ -473,16 +462,9 @@ class OracleMethod(Method):
     source: str = "All"
     kind: ClassVar[str] = "oracle"
 
-    def fingerprint_parts(self, runner: MethodRunner, request: RunRequest) -> dict:
-        return {
-            "source": runner.fingerprint(self.source, request.target, request.gamma, request.seed).digest,
-            "reference": runner.reference_digest(request.target),
-            "reward": runner.reward_config,
-            "clustering": runner.clustering_digest(self.clustering),
-            "embedder": getattr(runner.stores[self.clustering], "identity", ""),
-        }
+    inputs: ClassVar[tuple[str, ...]] = ("source", "reference", "reward", "clustering", "embedder")
 
-    def select(self, runner: MethodRunner, request: RunRequest, ledger: CostLedger) -> Selection:
+    def select(self, runner: SelectionContext, request: RunRequest, ledger: CostLedger) -> Selection:
         everything = runner.run(self.source, request.target, request.gamma, request.seed)
         oracle = runner.cluster_oracles(everything.pairs, [request.target])[request.target, self.clustering]
         labels = runner.labels[self.clustering]
@@ -519,16 +501,13 @@ class BandMethod(Method):
     source: str = "All"
     kind: ClassVar[str] = "band"
 
-    def fingerprint_parts(self, runner: MethodRunner, request: RunRequest) -> dict:
-        return {
-            "source": runner.fingerprint(self.source, request.target, request.gamma, request.seed).digest,
-            "heldout": runner.heldout_digest(request.target),
-            "embedder": getattr(runner.stores["untuned"], "identity", ""),
-            "band": self.band,
-            "bands": self.bands,
-        }
+    inputs: ClassVar[tuple[str, ...]] = ("source", "heldout", "embedder", "band", "bands")
 
-    def select(self, runner: MethodRunner, request: RunRequest, ledger: CostLedger) -> Selection:
+    @property
+    def embedder(self) -> str:  # distances to held-out items with the base embedder, as the quality signals
+        return "untuned"
+
+    def select(self, runner: SelectionContext, request: RunRequest, ledger: CostLedger) -> Selection:
         from equal.select.reward import ot_distance
 
         everything = runner.run(self.source, request.target, request.gamma, request.seed)

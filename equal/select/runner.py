@@ -1,16 +1,8 @@
 """One runner for every selection method: same budget, extractor, cache, ledger, read-back and resume.
 
-Each run of a method writes one folder (named by :class:`~equal.artifacts.Artifacts`)::
-
-    run.json            the run's content fingerprint and its parts (written first)
-    pairs.jsonl         its QA set, one pair per line, with document id, source, domain, cluster, round
-                        (refined pairs also with their draft, reference answer, kind and refinement outcome)
-    drafts.jsonl        every pair as extracted, before refinement and the quality gate
-    ledger.jsonl        every LLM call charged to it (cached calls included: cost is what the method
-                        would pay on its own); warm-up calls first for the methods that use the warm-up
-    rounds.jsonl        the bandit's checkpoint log (bandit methods)
-    pulls.csv           one row per pull: round, cluster, documents, pairs, reward (bandit methods)
-    summary.json        counts and costs; written last, so its presence means the run is complete
+:class:`MethodRunner` is the selection stage's scheduler. It is a :class:`~equal.select.context.SelectionContext`
+(what every method reads) that fingerprints each run, reads a finished one back from its
+:class:`~equal.select.store.RunStore` or makes it, and runs several at once where the extractor allows.
 
 A finished run is read back only when its fingerprint — the content of the corpus, the clustering,
 D_r and the warm-up, the extractor, prompt version and decoding, the policy and reward — equals the
@@ -21,40 +13,32 @@ same fingerprint resumes from its round log.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from equal.artifacts import Artifacts
-from equal.embed.warmup import qa_text
 from equal.errors import ConfigError
-from equal.fingerprint import Fingerprint, arrays_digest, fingerprint, records_digest, reuse_or_reset
-from equal.io import read_jsonl, write_json_atomic, write_jsonl_atomic
-from equal.llm.extract import (
-    PAIRS_VERSION,
-    DocumentResult,
-    ExtractionReport,
-    QAExtractor,
-    draft_records,
-    pairs_records,
-)
+from equal.fingerprint import Fingerprint, fingerprint
+from equal.llm.extract import PAIRS_VERSION, ExtractionReport, QAExtractor
 from equal.llm.ledger import CallRecord, CostLedger
+from equal.select.context import SelectionContext, task_texts
 from equal.select.influence import GradientScorer
 from equal.select.loop import ClusterPool
 from equal.select.methods import Method, RunRequest, gamma_label, get_method
 from equal.select.perplexity import PerplexityScorer
 from equal.select.reward import RewardConfig
-from equal.select.rewriting import protected_items
 from equal.select.signals import cluster_oracle_rewards
+from equal.select.store import MethodRun, RunStore
 from equal.select.summary import RunSummary
+
+__all__ = ["MethodRun", "MethodRunner", "task_texts"]
 
 
 def _gradient_scorer(model: str, warmup_pairs: list[dict]) -> GradientScorer:
@@ -63,107 +47,16 @@ def _gradient_scorer(model: str, warmup_pairs: list[dict]) -> GradientScorer:
     return scorer
 
 
-def task_texts(records: list[dict]) -> list[str]:
-    """Task items (D_r, held-out slices) as QA texts — question and worked solution — like extracted pairs."""
-    return [qa_text({"question": r["question"], "answer": r.get("solution") or r["answer"]}) for r in records]
-
-
-class DriverLock:
-    """Serialises a runner's driver-side work (policies, rewards, embeddings, scorers, files) across threads; a
-    thread waiting on extraction workers steps out of it (:meth:`released`), so only extraction overlaps."""
-
-    def __init__(self) -> None:
-        self._lock = threading.RLock()
-        self._depth = threading.local()
-
-    def __enter__(self) -> DriverLock:
-        self._lock.acquire()
-        self._depth.n = getattr(self._depth, "n", 0) + 1
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._depth.n -= 1
-        self._lock.release()
-
-    @contextmanager
-    def released(self):
-        """Leave the lock entirely (however deeply this thread holds it) for the block, then take it back."""
-        held = getattr(self._depth, "n", 0)
-        for _ in range(held):
-            self._lock.release()
-        self._depth.n = 0
-        try:
-            yield
-        finally:
-            for _ in range(held):
-                self._lock.acquire()
-            self._depth.n = held
-
-
 @dataclass
-class MethodRun:
-    """A finished run of one method: its QA set, pulls (bandit methods) and summary."""
-
-    method: str
-    target: str
-    gamma: float
-    seed: int
-    pairs: list[dict]
-    summary: RunSummary
-    pulls: pd.DataFrame | None = None
-    folder: Path | None = None
-    reused: bool = False  # read back from a finished run with the same fingerprint
-
-    def ledger(self) -> list[dict]:
-        """Every LLM call charged to this run."""
-        return read_jsonl(self.folder / "ledger.jsonl") if self.folder else []
-
-
-@dataclass
-class MethodRunner:
-    """Everything the methods share: corpus, clusterings, embedders, reference sets, extractor.
-
-    ``labels``/``distances``/``stores`` are keyed by clustering (``"tuned"``, ``"untuned"``);
-    ``references`` by target: the D_r records. Build it from a profile's files with :meth:`from_artifacts`.
-    """
-
-    corpus: list[dict]
-    labels: dict[str, np.ndarray]
-    distances: dict[str, np.ndarray]
-    stores: dict[str, object]
-    references: dict[str, list[dict]]
-    extractor: QAExtractor
-    policies: dict[str, dict]
-    artifacts: Artifacts
-    warmup_pairs: list[dict] = field(default_factory=list)
-    warmup_ledger: list[dict] = field(default_factory=list)
-    perplexity: PerplexityScorer | None = None
-    influence: GradientScorer | None = None  # prepared with the warm-up's pairs (its LoRA warm-up set)
-    reward_config: RewardConfig = field(default_factory=RewardConfig)
-    docs_per_pull: int = 1
-    arms_per_round: int = 1
-    include_warmup_pairs: bool = True
-    progress: bool = True
-    log: bool = True  # say when a stale run is redone, and why
+class MethodRunner(SelectionContext):
+    """The selection stage's scheduler over its context: build it from a profile's files with :meth:`from_artifacts`,
+    then :meth:`run` one method or :meth:`run_many`."""
 
     def __post_init__(self) -> None:
-        self._index = {d["id"]: i for i, d in enumerate(self.corpus)}
-        self._warmup_docs = {row["doc_id"] for row in self.warmup_ledger}  # one row per call, naming its document
-        self._digests = {
-            "corpus": records_digest(self.corpus),
-            "warmup": records_digest([*self.warmup_pairs, *self.warmup_ledger]),
-        }
-        self._clustering_digests: dict[str, str] = {}
-        self._protected: list[tuple[str, str]] | None = None
-        self._heldout: dict[str, np.ndarray] = {}  # held-out items' embeddings per target (distance bands)
-        self._state = threading.local()  # the extraction report of the run this thread is making
-        self._driver = DriverLock()
+        super().__post_init__()
+        self.store = RunStore(self.artifacts, self.log)
         self._folder_locks: dict[Path, threading.Lock] = {}
         self._folder_locks_guard = threading.Lock()
-
-    @property
-    def _report(self) -> ExtractionReport | None:
-        return getattr(self._state, "report", None)
 
     @classmethod
     def from_artifacts(
@@ -208,114 +101,6 @@ class MethodRunner:
             **options,
         )
 
-    # ------------------------------------------------------------------ shared services
-    def budget(self, gamma: float) -> int:
-        """γ·|D_c| documents (at least one)."""
-        return max(1, round(gamma * len(self.corpus)))
-
-    def reference_texts(self, target: str) -> list[str]:
-        """D_r as QA texts (question + worked solution), embedded like extracted pairs."""
-        if target not in self.references:
-            raise ConfigError(f"no reference set for target {target!r}; have {sorted(self.references)}")
-        return task_texts(self.references[target])
-
-    def policy_config(self, method: str) -> dict:
-        """The policy parameters of a bandit method (from the profile's ``policies``)."""
-        if method not in self.policies:
-            raise ConfigError(f"no policy configured for {method!r}; configured: {sorted(self.policies)}")
-        return self.policies[method]
-
-    def reference_digest(self, target: str) -> str:
-        """Content digest of D_r of ``target``."""
-        if target not in self.references:
-            raise ConfigError(f"no reference set for target {target!r}; have {sorted(self.references)}")
-        return records_digest(self.references[target])
-
-    def protected_items(self) -> list[tuple[str, str]]:
-        """(id, text) of every evaluation item of the profile (read once): what generated pairs must not overlap."""
-        if self._protected is None:
-            self._protected = protected_items(self.artifacts)
-        return self._protected
-
-    def target_domain(self, target: str) -> str | None:
-        """The declared domain of ``target`` (None when the profile has no task declarations, as in unit tests)."""
-        try:
-            return self.artifacts.load_tasks()[target].domain
-        except (FileNotFoundError, ConfigError, KeyError):
-            return None
-
-    def heldout_embeddings(self, target: str) -> np.ndarray:
-        """The target's held-out items (never D_r) embedded with the base embedder, as the quality signals are."""
-        if target not in self._heldout:
-            self._heldout[target] = self.stores["untuned"].get(task_texts(self.artifacts.load_heldout(target)))
-        return self._heldout[target]
-
-    def heldout_digest(self, target: str) -> str:
-        """Content digest of the target's held-out items."""
-        return records_digest(self.artifacts.load_heldout(target))
-
-    def influence_identity(self) -> str:
-        """The gradient scorer's identity: base model, warm-up pairs, configuration ('' when there is none)."""
-        return self.influence.identity if self.influence is not None else ""
-
-    def perplexity_identity(self) -> str:
-        """The perplexity scorer's model identity ('' when there is none)."""
-        return self.perplexity.identity if self.perplexity is not None else ""
-
-    def clustering_digest(self, name: str) -> str:
-        """Content digest of a clustering's labels and W2 distances."""
-        if name not in self._clustering_digests:
-            self._clustering_digests[name] = arrays_digest({"labels": self.labels[name], "w2": self.distances[name]})
-        return self._clustering_digests[name]
-
-    def warmup_mask(self) -> np.ndarray:
-        """Documents already extracted by the warm-up (never candidates for the methods that use it)."""
-        mask = np.zeros(len(self.corpus), dtype=bool)
-        for doc_id in self._warmup_docs:
-            if doc_id in self._index:
-                mask[self._index[doc_id]] = True
-        return mask
-
-    def extract(self, method: str, indices: list[int], ledger: CostLedger, progress: bool | None = None) -> list[dict]:
-        """Extract QA pairs from corpus documents ``indices``, charging ``ledger``; one record per pair."""
-        docs = [self.corpus[i] for i in indices]
-        show = self.progress if progress is None else progress
-        report = self._report
-        with self._driver.released():  # other runs' driver work goes on while this one waits on the workers
-            results = self.extractor.extract(docs, method=method, ledger=ledger, progress=show, report=report)
-        self._keep_drafts(results, method)
-        return pairs_records(results, docs, method)
-
-    def _keep_drafts(self, results: list[DocumentResult], method: str) -> None:
-        """Add the results' pairs before refinement and the quality gate to the run's drafts (drafts.jsonl)."""
-        drafts = getattr(self._state, "drafts", None)
-        if drafts is not None:
-            drafts.extend({**d, "method": method} for d in draft_records(results))
-
-    def refine_generated(self, method: str, pairs: list[dict], ledger: CostLedger) -> list[dict]:
-        """Refine and gate pairs that come from no document (Rewriting's, written from D_r) exactly as extracted
-        pairs are — the same refiner, prompt, verification and quality gate, counted in the run's report and
-        drafts — so every method's set is made fit for tuning alike. Each pair keeps its own fields (``doc_id``,
-        ``seed_item``); the refiner is shown no document."""
-        docs = [{"id": p["doc_id"], "text": ""} for p in pairs]
-        results = [DocumentResult(p["doc_id"], [{"question": p["question"], "answer": p["answer"]}], "ok",
-                                  hit_limit=bool(p.get("hit_token_limit"))) for p in pairs]  # fmt: skip
-        with self._driver.released():
-            self.extractor.finish(docs, results, method, ledger)
-        if self._report is not None:
-            for result in results:
-                self._report.add(result)
-        self._keep_drafts(results, method)
-        # the refined question and answer over the generated ones; a pair the refiner did not touch has no
-        # hit_token_limit of its own but its result's
-        return [{**pair, **finished, "hit_token_limit": bool(finished.get("hit_token_limit", result.hit_limit))}
-                for pair, result in zip(pairs, results, strict=True) for finished in result.pairs]  # fmt: skip
-
-    @property
-    def n_clusters(self) -> int:
-        """k of the (tuned) clustering."""
-        return int(self.labels["tuned"].max()) + 1
-
     def pool_sizes(self, method: str) -> np.ndarray:
         """Candidate documents per cluster a method starts from (the warm-up's excluded where it uses it)."""
         spec = get_method(method)
@@ -347,8 +132,7 @@ class MethodRunner:
     # ------------------------------------------------------------------ fingerprints and folders
     def folder(self, method: str, target: str, gamma: float, seed: int) -> Path:
         """Where a run's files live (All does not depend on target, γ or seed)."""
-        spec = get_method(method)
-        return self.artifacts.selection_run_dir(method, target, gamma, seed, shared=spec.shared)
+        return self.store.folder(method, target, gamma, seed)
 
     def fingerprint(self, method: str, target: str, gamma: float, seed: int) -> Fingerprint:
         """Content fingerprint of a run: everything its QA set and costs depend on."""
@@ -370,22 +154,6 @@ class MethodRunner:
             parts |= {"warmup": self._digests["warmup"], "include_warmup_pairs": self.include_warmup_pairs}
         request = RunRequest(target, gamma, seed, Path(), Fingerprint("", {}))
         return fingerprint(**parts, **spec.fingerprint_parts(self, request))
-
-    def _read_back(self, spec: Method, request: RunRequest) -> MethodRun | None:
-        """The finished run in ``request.folder`` when its fingerprint matches (:func:`equal.fingerprint.
-        reuse_or_reset`: a stale folder is cleared and said so, an unfinished one kept for the bandit to resume)."""
-        folder = request.folder
-        label = f"{spec.name} · {request.target} · γ={request.gamma:g} · seed {request.seed}"  # paid calls: cached
-        if not reuse_or_reset(folder, request.fingerprint, "summary.json", label, stamp="run.json",
-                              log=print if self.log else None):  # fmt: skip
-            return None
-        done = folder / "summary.json"
-        summary = RunSummary.from_json(json.loads(done.read_text(encoding="utf-8")))
-        pulls = pd.read_csv(folder / "pulls.csv") if (folder / "pulls.csv").is_file() else None
-        if spec.shared:  # one run serves every target/γ/seed: label it for the caller
-            summary = summary.for_request(request.target, request.gamma, request.seed)
-        return MethodRun(spec.name, request.target, request.gamma, request.seed,
-                         read_jsonl(folder / "pairs.jsonl"), summary, pulls, folder, reused=True)  # fmt: skip
 
     # ------------------------------------------------------------------ running
     def run_many(self, jobs: list[tuple[str, str, float, int]], parallel: int = 1) -> list[MethodRun]:
@@ -427,10 +195,10 @@ class MethodRunner:
 
     def _run(self, spec: Method, method: str, request: RunRequest) -> MethodRun:
         target, gamma, seed = request.target, request.gamma, request.seed
-        finished = self._read_back(spec, request)
+        finished = self.store.read_back(spec, request)
         if finished is not None:
             return finished
-        folder = request.folder  # stamped with the run's fingerprint by _read_back
+        folder = request.folder  # stamped with the run's fingerprint by read_back
         tick = time.perf_counter()
         ledger = CostLedger(folder / "ledger.jsonl")
         warm_pairs: list[dict] = []
@@ -462,10 +230,6 @@ class MethodRunner:
         domains = [self.corpus[i]["domain"] for i in selection.indices]
         if spec.uses_warmup:
             domains += [self.corpus[self._index[d]]["domain"] for d in sorted(self._warmup_docs) if d in self._index]
-        write_jsonl_atomic(folder / "pairs.jsonl", pairs)
-        write_jsonl_atomic(folder / "drafts.jsonl", self._state.drafts)
-        if selection.pulls is not None:
-            selection.pulls.to_csv(folder / "pulls.csv", index=False)
         costs = ledger.summary().to_dict("records")[0] if ledger.records else {}
         summary = RunSummary(
             fingerprint=request.fingerprint.digest,
@@ -497,5 +261,5 @@ class MethodRunner:
             # features are written as they are computed)
             if hasattr(cache, "save"):
                 cache.save()
-        write_json_atomic(folder / "summary.json", summary.to_json())
+        self.store.write(folder, pairs, self._state.drafts, selection.pulls, summary)
         return MethodRun(method, target, gamma, seed, pairs, summary, selection.pulls, folder)
