@@ -8,13 +8,14 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 REFINER_STAMP := $(VENV)/.refiner-installed
 
-.PHONY: reproduce test test-fast lint lab venv models-large clean-cache help
+.PHONY: reproduce test test-fast status lint lab venv models-large clean-cache help
 
 help:
 	@echo "make reproduce [PROFILE=default|baselines|full|...] run the notebooks headlessly, regenerate results/ and paper_figures/"
 	@echo "make reproduce FRESH=1                             extract again instead of reading the shipped LLM answers"
 	@echo "make test                                          ruff, every test and the notebooks in the smoke profile"
 	@echo "make test-fast                                     ruff and the unit tests only (no real model, server or pipeline)"
+	@echo "make status [PROFILE=...]                          per stage: current, stale (and why), interrupted or not run"
 	@echo "make lab                                           open the notebooks in JupyterLab"
 	@echo "make lint                                          ruff"
 	@echo "make models-large                                  install the 1.5B refiner (~1 GB; reproduce and lab do)"
@@ -71,6 +72,10 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m ruff check equal tests scripts tasks
 	$(PY) -m pytest -n 2 -m "not slow"
+
+# Per stage of a profile: current, stale (the settings that changed), interrupted or not run; runs nothing.
+status: $(STAMP)
+	$(PY) -m equal.cli status --profile $(PROFILE)
 
 lint: $(STAMP)
 	$(PY) -m ruff check equal tests scripts tasks

@@ -140,3 +140,12 @@ def test_every_stage_notebook_runs_its_stage_through_the_runner():
     for path in numbered_notebooks():
         if notebook_stage(path) != "figures":
             assert "run_stage(" in path.read_text(encoding="utf-8"), path.name
+
+
+def test_the_stage_diagram_of_design_md_is_drawn_from_the_stages():
+    """docs/design.md shows the stages as equal.stages declares them (python -m equal.stages redraws it)."""
+    from equal.paths import REPO_ROOT
+    from equal.stages import stage_diagram
+
+    text = (REPO_ROOT / "docs" / "design.md").read_text(encoding="utf-8")
+    assert stage_diagram() in text, "docs/design.md's stage diagram is stale: run python -m equal.stages"
