@@ -28,6 +28,9 @@ METHOD_COLOURS: dict[str, str] = {
     "Influence-MAB": "#dbdb8d",
     "Rewriting": "#17becf",
     "Oracle (extracted)": "#7f7f7f",
+    "Domain filter": "#393b79",
+    "DSIR": "#6b6ecf",
+    "Random in domain": "#9c9ede",
     **{band_name(b): c for b, c in enumerate(("#004d40", "#00796b", "#26a69a", "#80cbc4", "#c8e6e3"), start=1)},
 }
 

@@ -389,3 +389,15 @@ def test_rewritings_pairs_are_refined_and_gated_like_extracted_ones(world):
     assert stages.count("rewrite") == s.details.rewriting["calls"]
     again = world["setup"]("rewriting-refined-again", extractor=refining).run("Rewriting", "math", 0.25, 0)
     assert again.summary.new_llm_calls == 0 and again.pairs == made.pairs  # refinement not paid twice
+
+
+def test_the_domain_matched_controls_extract_the_budget_toward_the_targets_domain(world):
+    """Domain filter and DSIR through the runner: the budget's documents, extracted and charged like any method's,
+    read back on a re-run; DSIR toward a GSM8K D_r picks word problems (the corpus: 12 of them, 12 MBPP tasks)."""
+    setup = world["setup"]("domain")
+    for name in ("Domain filter", "DSIR"):
+        run = setup.run(name, "math", 0.25, 0)
+        assert run.summary.loop_documents == 6 and run.summary.warmup_documents == 0
+        assert run.summary.llm_calls >= 6 and all(p["method"] == name for p in run.pairs)
+        assert setup.run(name, "math", 0.25, 0).reused
+    assert setup.run("DSIR", "math", 0.25, 0).summary.documents_by_domain == {"math": 6}
