@@ -117,3 +117,28 @@ def verdicts(comparisons: pd.DataFrame, benchmarks: list[str], bench_target: dic
                        bands=gates.get(bench))  # fmt: skip
         rows.append({"benchmark": bench, "target": bench_target.get(bench), "mde": mde.get(bench), "verdict": text})
     return pd.DataFrame(rows)
+
+
+def seed_level_analysis(items: pd.DataFrame, plan: list[tuple[str, str]], benchmarks: list[str],
+                        primary: list[str], gamma: float, target_mde: float = 0.010,
+                        seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:  # fmt: skip
+    """The comparisons with selection seeds as the unit (:func:`equal.report.stats.seed_level_comparison`), the
+    calibration of that test and of the item-and-seed bootstrap on Random-vs-Random splits of each ``primary``
+    benchmark, and the selection seeds per arm an EQUAL − Random comparison needs for an MDE of ``target_mde``
+    there (from the spread of both arms' seed means)."""
+    from equal.report.stats import random_split_calibration, seed_level_comparison, seed_means, seeds_for_mde
+
+    rows = [seed_level_comparison(items, (a, gamma), (b, gamma), bench, seed=seed) for bench in benchmarks
+            for a, b in plan]  # fmt: skip
+    comparisons = pd.DataFrame([row for row in rows if row])
+    calibration = pd.concat([random_split_calibration(items, "Random", gamma, bench, seed=seed) for bench in primary],
+                            ignore_index=True)  # fmt: skip
+    needed = []
+    for bench in primary:
+        spreads = {m: seed_means(items, m, gamma, bench).std(ddof=1) for m in ("EQUAL", "Random")}
+        pooled = float(np.sqrt(np.mean([s**2 for s in spreads.values()])))
+        needed.append({"benchmark": bench, "seeds_now": len(seed_means(items, "Random", gamma, bench)),
+                       "seed_mean_std_equal": spreads["EQUAL"], "seed_mean_std_random": spreads["Random"],
+                       "pooled_std": pooled, "target_mde": target_mde,
+                       "seeds_per_arm": seeds_for_mde(pooled, target_mde)})  # fmt: skip
+    return comparisons, calibration, pd.DataFrame(needed)

@@ -189,3 +189,107 @@ def verdict(oracle_vs_random: dict, mde: float, equal_vs_random: dict, equal_vs_
         else:
             parts.append(f"{'better' if better > 0 else 'worse'} than {name} ({interval})")
     return "EQUAL is " + "; ".join(parts) if parts else "no EQUAL models"
+
+
+# ---------------------------------------------------------------------------- selection seeds as the unit
+def seed_means(items: pd.DataFrame, method: str, gamma: float, benchmark: str,
+               metric: str = "bits_per_byte") -> pd.Series:  # fmt: skip
+    """``method``'s metric on ``benchmark`` per *selection seed*: each model's metric over every item, averaged
+    over the fine-tuning seeds of one selection (models that share a selection are not independent replicates)."""
+    values, weights, models = model_matrix(items, method, gamma, benchmark, metric)
+    if not models:
+        return pd.Series(dtype=float)
+    per_model = pd.Series(_metric_rows(values, weights), index=models)
+    selection = items[items["model"].isin(models)].drop_duplicates("model").set_index("model").loc[models, "seed"]
+    return per_model.groupby(selection.to_numpy()).mean()
+
+
+def seed_level_test(a_means: np.ndarray, b_means: np.ndarray, alpha: float = ALPHA, exact_limit: int = 20000,
+                    seed: int = 0) -> dict:  # fmt: skip
+    """Mean of ``a`` minus mean of ``b`` over selection-seed means, each seed one replicate: Welch's t interval
+    and p (:func:`scipy.stats.ttest_ind`, unequal variances) and a two-sided permutation p of the difference of
+    means (:func:`scipy.stats.permutation_test`: exact when the arrangements number at most ``exact_limit``, else
+    that many seeded resamples). With fewer than two seeds on a side neither exists (NaN)."""
+    a, b = np.asarray(a_means, float), np.asarray(b_means, float)
+    out = {
+        "n_a": len(a),
+        "n_b": len(b),
+        "difference": float(a.mean() - b.mean()) if len(a) and len(b) else math.nan,
+        "ci_low": math.nan,
+        "ci_high": math.nan,
+        "df": math.nan,
+        "p_welch": math.nan,
+        "p_permutation": math.nan,
+    }
+    if len(a) < 2 or len(b) < 2:
+        return out
+    if np.var(np.r_[a, b]) == 0:  # identical selections everywhere: no evidence either way
+        return {**out, "ci_low": 0.0, "ci_high": 0.0, "p_welch": 1.0, "p_permutation": 1.0}
+    welch = stats.ttest_ind(a, b, equal_var=False)
+    interval = welch.confidence_interval(1 - alpha)
+    permutation = stats.permutation_test(
+        (a, b), lambda x, y: np.mean(x) - np.mean(y), permutation_type="independent", alternative="two-sided",
+        n_resamples=exact_limit, rng=np.random.default_rng(seed))  # fmt: skip
+    return {
+        **out,
+        "ci_low": float(interval.low),
+        "ci_high": float(interval.high),
+        "df": float(welch.df),
+        "p_welch": float(welch.pvalue),
+        "p_permutation": float(permutation.pvalue),
+    }
+
+
+def seed_level_comparison(items: pd.DataFrame, a: tuple[str, float], b: tuple[str, float], benchmark: str,
+                          metric: str = "bits_per_byte", seed: int = 0) -> dict:  # fmt: skip
+    """:func:`seed_level_test` of two methods (each ``(method, γ)``) on ``benchmark``; empty when a side has no
+    model."""
+    ma, mb = seed_means(items, *a, benchmark, metric), seed_means(items, *b, benchmark, metric)
+    if ma.empty or mb.empty:
+        return {}
+    result = seed_level_test(ma.to_numpy(), mb.to_numpy(), seed=seed)
+    significant = result["p_welch"] < ALPHA and result["p_permutation"] < ALPHA
+    return {"benchmark": benchmark, "metric": metric, "a": a[0], "b": b[0], **result,
+            "significant": bool(significant)}  # fmt: skip
+
+
+def random_split_calibration(items: pd.DataFrame, method: str, gamma: float, benchmark: str,
+                             metric: str = "bits_per_byte", n_boot: int = 1000,
+                             seed: int = 0) -> pd.DataFrame:  # fmt: skip
+    """How often a test calls two halves of *one* method's seeds different (every split of its selection seeds into
+    two groups of sizes ⌊n/2⌋ and ⌈n/2⌉): the false-positive rate of the seed-level test and of the item-and-seed
+    bootstrap (:func:`paired_bootstrap`) on the same splits, which should both be near α when a test is calibrated.
+    One row per split."""
+    from itertools import combinations
+
+    part = items[(items["method"] == method) & (items["benchmark"] == benchmark) & (items["metric"] == metric)]
+    part = part[np.isclose(part["gamma"], gamma)]
+    seeds = sorted(part["seed"].unique())
+    rows = []
+    for group in combinations(seeds, len(seeds) // 2):
+        if len(seeds) % 2 == 0 and seeds[0] not in group:  # each even split once
+            continue
+        labelled = part.assign(method=np.where(part["seed"].isin(group), "half A", "half B"))
+        means_a = seed_means(labelled, "half A", gamma, benchmark, metric)
+        means_b = seed_means(labelled, "half B", gamma, benchmark, metric)
+        test = seed_level_test(means_a.to_numpy(), means_b.to_numpy(), seed=seed)
+        boot = paired_bootstrap(labelled, ("half A", gamma), ("half B", gamma), benchmark, metric, n_boot, seed)
+        rows.append({"method": method, "benchmark": benchmark, "half_a": ",".join(map(str, group)),
+                     "difference": test["difference"], "p_welch": test["p_welch"],
+                     "p_permutation": test["p_permutation"],
+                     "seed_level_rejects": bool(test["p_welch"] < ALPHA and test["p_permutation"] < ALPHA),
+                     "bootstrap_rejects": bool(boot.get("excludes_zero"))})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def seeds_for_mde(seed_mean_std: float, target_mde: float, alpha: float = ALPHA, power: float = POWER,
+                  most: int = 200) -> int:  # fmt: skip
+    """The selection seeds per arm at which a two-sided Welch comparison of two arms with seed means of std
+    ``seed_mean_std`` detects ``target_mde`` with ``power`` (the t quantiles at df = 2n − 2); ``most`` + 1 when no
+    design up to ``most`` seeds does."""
+    for n in range(2, most + 1):
+        df = 2 * n - 2
+        mde = (stats.t.ppf(1 - alpha / 2, df) + stats.t.ppf(power, df)) * seed_mean_std * math.sqrt(2 / n)
+        if mde <= target_mde:
+            return n
+    return most + 1

@@ -131,3 +131,56 @@ def test_the_band_curve_sees_a_metric_that_rises_with_distance_and_the_gate_need
     passing = verdict({}, 0.01, {"difference": -0.02, "ci_low": -0.03, "ci_high": -0.01, "excludes_zero": True}, {},
                       bands={**link_gate({"difference": -0.03}, rho, mde=0.01), **rho})  # fmt: skip
     assert passing.startswith("EQUAL is better than Random")
+
+
+def test_the_seed_level_test_is_welch_and_a_permutation_over_seed_means():
+    from scipy import stats
+
+    from equal.report.stats import seed_level_test
+
+    a, b = np.array([0.70, 0.72, 0.69, 0.71, 0.73]), np.array([0.74, 0.75, 0.73, 0.76, 0.72])
+    result = seed_level_test(a, b)
+    welch = stats.ttest_ind(a, b, equal_var=False)
+    assert result["p_welch"] == pytest.approx(welch.pvalue) and result["difference"] == pytest.approx(-0.03)
+    assert result["ci_low"] < result["difference"] < result["ci_high"] < 0
+    arrangements = result["p_permutation"] * 252  # exact: a share of the C(10, 5) = 252 splits of the ten seeds
+    assert arrangements == pytest.approx(round(arrangements)) and 0 < result["p_permutation"] < 0.1
+    assert math.isnan(seed_level_test(a[:1], b)["p_welch"])  # one seed: no test
+
+
+def test_seed_means_average_the_fine_tuning_seeds_of_one_selection():
+    from equal.report.stats import seed_means
+
+    rng = np.random.default_rng(0)
+    items = pd.DataFrame(_items("Random", [0, 1, 2], 0.0, rng, train_seeds=(0, 1), selection_noise=0.05))
+    means = seed_means(items, "Random", 0.05, "gsm8k")
+    assert list(means.index) == [0, 1, 2]  # three replicates, not six models
+    values, weights, models = model_matrix(items, "Random", 0.05, "gsm8k")
+    per_model = (values.sum(axis=1) / weights.sum(axis=1))[:2]  # seed 0's two models
+    assert means.loc[0] == pytest.approx(per_model.mean())
+
+
+def test_selection_variance_makes_the_bootstrap_overconfident_and_the_seed_level_test_calibrated():
+    """Random against Random: halves of one method's seeds differ only by chance. With selection variance much
+    larger than item noise, resampling 5 seeds as if they were many rejects often; the seed-level test near α."""
+    from equal.report.stats import random_split_calibration
+
+    rejects = {"seed_level_rejects": 0, "bootstrap_rejects": 0}
+    splits = 0
+    for draw in range(6):
+        items = pd.DataFrame(_items("Random", list(range(6)), 0.0, np.random.default_rng(draw), selection_noise=0.03))
+        table = random_split_calibration(items, "Random", 0.05, "gsm8k", n_boot=300)
+        splits += len(table)
+        for key in rejects:
+            rejects[key] += int(table[key].sum())
+    assert splits == 60  # C(6, 3) / 2 splits per draw
+    assert rejects["seed_level_rejects"] / splits <= 0.15
+    assert rejects["bootstrap_rejects"] > rejects["seed_level_rejects"]
+
+
+def test_seeds_for_an_mde_grow_with_the_spread_of_seed_means():
+    from equal.report.stats import seeds_for_mde
+
+    assert seeds_for_mde(0.005, 0.010) < seeds_for_mde(0.010, 0.010) < seeds_for_mde(0.014, 0.010)
+    assert seeds_for_mde(0.0138, 0.010) == 31  # the committed default's Random on GSM8K, 5 seeds
+    assert seeds_for_mde(1.0, 0.010, most=50) == 51
