@@ -6,7 +6,7 @@ run from dark (nearest) to light grey-green (farthest); a name outside the table
 
 from __future__ import annotations
 
-from equal.select.methods import band_name
+from equal.select.methods import band_name, quantile_name
 
 UNKNOWN_COLOUR = "#8C8C8C"
 METHOD_COLOURS: dict[str, str] = {
@@ -32,6 +32,7 @@ METHOD_COLOURS: dict[str, str] = {
     "DSIR": "#6b6ecf",
     "Random in domain": "#9c9ede",
     **{band_name(b): c for b, c in enumerate(("#004d40", "#00796b", "#26a69a", "#80cbc4", "#c8e6e3"), start=1)},
+    **{quantile_name(q): c for q, c in enumerate(("#7f2704", "#d94801", "#fd8d3c", "#fdd0a2"), start=1)},
 }
 
 

@@ -139,6 +139,7 @@ RUN_INPUTS: dict[str, Callable[[Any, SelectionContext, RunRequest], Any]] = {
     "rewrite_pairs": lambda m, r, q: REWRITE_PAIRS_VERSION,
     "rule": lambda m, r, q: m.rule,
     "target_domain": lambda m, r, q: r.target_domain(q.target),
+    "quantile_design": lambda m, r, q: {"quantile": m.quantile, "quantiles": m.quantiles, "share": m.share},
 }
 
 
@@ -556,22 +557,7 @@ class BandMethod(Method):
         return "untuned"
 
     def select(self, runner: SelectionContext, request: RunRequest, ledger: CostLedger) -> Selection:
-        from equal.select.reward import ot_distance
-
-        everything = runner.run(self.source, request.target, request.gamma, request.seed)
-        heldout = runner.heldout_embeddings(request.target)
-        store = runner.stores["untuned"]
-        texts: dict[str, list[str]] = {}
-        for pair in everything.pairs:
-            texts.setdefault(pair["doc_id"], []).append(qa_text(pair))
-        index = {d["id"]: i for i, d in enumerate(runner.corpus)}
-        ranked = sorted(
-            (
-                (ot_distance(store.get(t), heldout, metric="cosine", solver="emd"), index[d])
-                for d, t in texts.items()
-                if d in index
-            )
-        )  # fmt: skip  (distance, then corpus order)
+        ranked = ranked_by_heldout_distance(runner, request, self.source)
         size = min(runner.budget(request.gamma), len(ranked))
         start = round((self.band - 1) * (len(ranked) - size) / max(self.bands - 1, 1))
         chosen = ranked[start : start + size]
@@ -588,6 +574,74 @@ class BandMethod(Method):
             band_distance_range=[round(distances[0], 6), round(distances[-1], 6)] if distances else None,
         )
         return Selection(indices, pairs, details=details)
+
+
+def ranked_by_heldout_distance(runner: SelectionContext, request: RunRequest, source: str,
+                               domain: str | None = None) -> list[tuple[float, int]]:  # fmt: skip
+    """(distance, corpus index) of every document with a pair in ``source``'s run (All's), nearest first: the OT
+    distance of the document's pairs to the target's held-out items with the base embedder; only documents of
+    ``domain`` where one is given. Ties keep corpus order."""
+    from equal.select.reward import ot_distance
+
+    everything = runner.run(source, request.target, request.gamma, request.seed)
+    heldout = runner.heldout_embeddings(request.target)
+    store = runner.stores["untuned"]
+    texts: dict[str, list[str]] = {}
+    for pair in everything.pairs:
+        texts.setdefault(pair["doc_id"], []).append(qa_text(pair))
+    index = {d["id"]: i for i, d in enumerate(runner.corpus)}
+    return sorted(
+        (ot_distance(store.get(t), heldout, metric="cosine", solver="emd"), index[d])
+        for d, t in texts.items()
+        if d in index and (domain is None or runner.corpus[index[d]]["domain"] == domain)
+    )
+
+
+@dataclass(frozen=True)
+class DomainQuantileMethod(Method):
+    """A control for the link *inside* the target's domain: the target domain's documents (declared domain, source
+    labels) ranked by the OT distance of their pairs (All's) to the held-out items, cut into ``quantiles``
+    contiguous quantiles covering the whole ranking; a selection is ``share`` of quantile ``quantile``'s documents
+    drawn at random with the selection seed, the same size in every quantile. Unlike the distance bands it holds
+    the domain fixed (a band's distance mostly says which domain it is in) and its selections vary with the seed,
+    so a slope of bits per byte on quantile can be estimated with selection variance in its interval."""
+
+    uses_warmup: bool = False
+    quantile: int = 1
+    quantiles: int = 4
+    share: float = 0.5
+    source: str = "All"
+    kind: ClassVar[str] = "domain_quantile"
+    inputs: ClassVar[tuple[str, ...]] = ("source", "heldout", "embedder", "target_domain", "quantile_design")
+
+    @property
+    def embedder(self) -> str:  # as the distance bands and the quality signals
+        return "untuned"
+
+    def select(self, runner: SelectionContext, request: RunRequest, ledger: CostLedger) -> Selection:
+        domain = runner.target_domain(request.target)
+        if domain is None:
+            raise ConfigError(f"{self.name} needs the target's declared domain (params/tasks.yaml)")
+        ranked = ranked_by_heldout_distance(runner, request, self.source, domain)
+        if len(ranked) < self.quantiles:
+            raise ConfigError(f"{self.name}: {len(ranked)} ranked {domain} documents for {self.quantiles} quantiles")
+        edges = np.linspace(0, len(ranked), self.quantiles + 1).round().astype(int)
+        members = ranked[edges[self.quantile - 1] : edges[self.quantile]]
+        size = max(1, int(self.share * min(np.diff(edges))))  # the same size in every quantile
+        rng = np.random.default_rng([request.seed, 0x0D0, self.quantile])
+        chosen = [members[i] for i in sorted(rng.choice(len(members), size=size, replace=False))]
+        indices = sorted(i for _, i in chosen)
+        pairs = runner.extract(self.name, indices, ledger)  # All's calls: answered from the cache
+        distances = [d for d, _ in chosen]
+        details = BandDetails(band=self.quantile, bands=self.quantiles, band_rank_start=int(edges[self.quantile - 1]),
+                              ranked_documents=len(ranked), band_distance_mean=round(float(np.mean(distances)), 6),
+                              band_distance_range=[round(min(distances), 6), round(max(distances), 6)])  # fmt: skip
+        return Selection(indices, pairs, details=details)
+
+
+def quantile_name(quantile: int) -> str:
+    """The registry name of in-domain quantile ``quantile`` (1 = nearest)."""
+    return f"In-domain quantile {quantile}"
 
 
 def band_name(band: int) -> str:
@@ -622,6 +676,7 @@ for _method in (
     DomainControlMethod("DSIR", rule="dsir"),
     DomainControlMethod("Random in domain", rule="in_domain"),
     *(BandMethod(band_name(b), band=b) for b in range(1, 6)),  # the distance bands, nearest first
+    *(DomainQuantileMethod(quantile_name(q), quantile=q) for q in range(1, 5)),  # the link inside the domain
 ):
     METHODS.register(_method.name, _method)
 ABLATIONS = ("EQUAL w/o warm-up", "EQUAL w/o MAB", "EQUAL w/o exploration")

@@ -155,7 +155,7 @@ def test_seed_means_average_the_fine_tuning_seeds_of_one_selection():
     items = pd.DataFrame(_items("Random", [0, 1, 2], 0.0, rng, train_seeds=(0, 1), selection_noise=0.05))
     means = seed_means(items, "Random", 0.05, "gsm8k")
     assert list(means.index) == [0, 1, 2]  # three replicates, not six models
-    values, weights, models = model_matrix(items, "Random", 0.05, "gsm8k")
+    values, weights, _ = model_matrix(items, "Random", 0.05, "gsm8k")
     per_model = (values.sum(axis=1) / weights.sum(axis=1))[:2]  # seed 0's two models
     assert means.loc[0] == pytest.approx(per_model.mean())
 

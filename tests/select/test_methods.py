@@ -401,3 +401,27 @@ def test_the_domain_matched_controls_extract_the_budget_toward_the_targets_domai
         assert run.summary.llm_calls >= 6 and all(p["method"] == name for p in run.pairs)
         assert setup.run(name, "math", 0.25, 0).reused
     assert setup.run("DSIR", "math", 0.25, 0).summary.documents_by_domain == {"math": 6}
+
+
+def test_in_domain_quantiles_cover_the_domains_ranking_with_equal_seeded_selections(world):
+    """The link inside the domain: only the target domain's ranked documents, contiguous quantiles over the whole
+    ranking, the same size in each, a different random subset per selection seed."""
+    from equal.select.methods import quantile_name
+
+    setup = world["setup"]("quantiles")
+    write_jsonl_atomic(setup.artifacts.heldout_file("math"), world["targets"]["gsm8k_train"][120:140])
+    setup.target_domain = lambda target: "math"  # the fixture declares no tasks: the domain of the "math" target
+    everything = setup.run("All", "math", 0.25, 0)
+    ranked = {p["doc_id"] for p in everything.pairs if setup.corpus[setup._index[p["doc_id"]]]["domain"] == "math"}
+    if len(ranked) < 4:
+        pytest.skip(f"SmolLM2 left pairs on {len(ranked)} word problems on this CPU: too few for 4 quantiles")
+    runs = [setup.run(quantile_name(q), "math", 0.25, 0) for q in range(1, 5)]
+    sizes = {r.summary.loop_documents for r in runs}
+    assert len(sizes) == 1 and sizes.pop() >= 1
+    assert all(r.summary.documents_by_domain.keys() == {"math"} for r in runs)
+    assert all(r.summary.details.ranked_documents == len(ranked) for r in runs)
+    starts = [r.summary.details.band_rank_start for r in runs]
+    assert starts[0] == 0 and starts == sorted(starts)
+    means = [r.summary.details.band_distance_mean for r in runs]
+    assert means[0] <= means[-1]
+    assert all(r.summary.new_llm_calls == 0 for r in runs)  # All's calls, from the cache
