@@ -293,3 +293,21 @@ def seeds_for_mde(seed_mean_std: float, target_mde: float, alpha: float = ALPHA,
         if mde <= target_mde:
             return n
     return most + 1
+
+
+def quantile_slope(items: pd.DataFrame, quantile_methods: list[str], benchmark: str, gamma: float,
+                   metric: str = "bits_per_byte", alpha: float = ALPHA) -> dict:  # fmt: skip
+    """The link inside the domain: the least-squares slope of ``metric`` on quantile number (1 = nearest to the
+    target) over every selection seed's mean of every quantile, with its t interval (:func:`scipy.stats.linregress`;
+    each selection seed of each quantile one point, so selection variance is in the interval). Empty when fewer
+    than three points."""
+    points = [(q, value) for q, method in enumerate(quantile_methods, start=1)
+              for value in seed_means(items, method, gamma, benchmark, metric).to_numpy()]  # fmt: skip
+    if len(points) < 3 or len({q for q, _ in points}) < 2:
+        return {}
+    x, y = np.array(points, dtype=float).T
+    fit = stats.linregress(x, y)
+    half = stats.t.ppf(1 - alpha / 2, len(x) - 2) * fit.stderr
+    return {"benchmark": benchmark, "metric": metric, "points": len(x), "quantiles": len(set(x)),
+            "slope": float(fit.slope), "ci_low": float(fit.slope - half), "ci_high": float(fit.slope + half),
+            "p": float(fit.pvalue), "rises_with_distance": bool(fit.slope - half > 0)}  # fmt: skip

@@ -184,3 +184,19 @@ def test_seeds_for_an_mde_grow_with_the_spread_of_seed_means():
     assert seeds_for_mde(0.005, 0.010) < seeds_for_mde(0.010, 0.010) < seeds_for_mde(0.014, 0.010)
     assert seeds_for_mde(0.0138, 0.010) == 31  # the committed default's Random on GSM8K, 5 seeds
     assert seeds_for_mde(1.0, 0.010, most=50) == 51
+
+
+def test_the_quantile_slope_sees_a_rise_with_distance_and_counts_each_selection_once():
+    from equal.report.stats import quantile_slope
+
+    rows = []
+    for q in range(1, 5):  # farther quantiles 0.02 worse each; three selections each
+        rows += _items(f"Q{q}", [0, 1, 2], 0.02 * q, np.random.default_rng(q), selection_noise=0.005)
+    items = pd.DataFrame(rows)
+    fit = quantile_slope(items, [f"Q{q}" for q in range(1, 5)], "gsm8k", 0.05)
+    assert fit["points"] == 12 and fit["quantiles"] == 4
+    assert fit["ci_low"] < 0.02 < fit["ci_high"] and fit["rises_with_distance"]
+    flat = pd.DataFrame([r for q in range(1, 5) for r in _items(f"Q{q}", [0, 1, 2], 0.0, np.random.default_rng(q),
+                                                                  selection_noise=0.02)])  # fmt: skip
+    assert not quantile_slope(flat, [f"Q{q}" for q in range(1, 5)], "gsm8k", 0.05)["rises_with_distance"]
+    assert quantile_slope(items, ["Q1"], "gsm8k", 0.05) == {}
