@@ -9,6 +9,7 @@ a complete default run.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -82,7 +83,48 @@ def _cost_lines(art: Artifacts) -> list[str]:
     if len(equal):
         first = equal.iloc[0]
         lines += ["", f"All costs {1 / first['total / All (72B)']:.1f}× what {first['model']} costs."]
+    counting = _document_counting(art)
+    if counting:
+        lines += ["", counting]
     return lines
+
+
+def _document_counting(art: Artifacts) -> str:
+    """Why EQUAL's documents differ between the selection and cost tables: the first counts one target's set, the
+    second both targets' sets with each document once (empty unless the tables hold EQUAL for two targets)."""
+    try:
+        selection = pd.read_csv(art.table("selection_table"))
+        charged = pd.read_csv(art.table("method_costs"))
+    except FileNotFoundError:
+        return ""
+    gamma = selection["gamma"].min()
+    rows = selection[(selection["gamma"] == gamma) & (selection["method"] == "EQUAL")]
+    spent = charged[(charged["gamma"] == gamma) & (charged["method"] == "EQUAL")]["documents_extracted"]
+    if len(rows) != 2 or spent.empty or rows["warmup_documents"].nunique() != 1:
+        return ""
+    warmup, chosen = round(rows["warmup_documents"].iloc[0]), [round(n) for n in rows["loop_documents"]]
+    both = warmup + sum(chosen) - spent.mean()  # the warm-up is shared by the targets and charged once
+    parts = " + ".join(f"{n} for {t}" for n, t in zip(chosen, rows["target"], strict=True))
+    return (f"The selection table counts one target's set (EQUAL: {chosen[0]} chosen + {warmup} warm-up = "
+            f"{chosen[0] + warmup}); the cost table charges a method for both targets' sets, each document once "
+            f"(EQUAL's {spent.mean():.0f} = {warmup} warm-up + {parts} − about {both:.0f} chosen for both, mean over "
+            "seeds; `method_costs.csv`).")  # fmt: skip
+
+
+def _generation_note(art: Artifacts) -> str:
+    """What the main table holds beyond bits per byte, from ``generation_items`` in its ``.meta.json``."""
+    meta = art.table("main_table").with_suffix(".meta.json")
+    if not meta.is_file():
+        return ""
+    evaluation = json.loads(meta.read_text(encoding="utf-8")).get("parameters", {}).get("evaluation", {})
+    items = evaluation.get("generation_items")
+    if items is None:
+        return ""
+    if items == 0:
+        return (
+            f"; bits per byte only, since the `{art.profile}` profile evaluates no generations, `generation_items: 0`"
+        )
+    return f" and exact match / pass@1 on the first {items} items per benchmark (`generation_items`)"
 
 
 def _downstream_lines(art: Artifacts) -> list[str]:
@@ -91,7 +133,7 @@ def _downstream_lines(art: Artifacts) -> list[str]:
     keep = table[table["model"].str.match(r"^(Base|D_r \(control\)|All|EQUAL · |Random · )")]
     lines = [
         "**Downstream** (notebooks 05–06: bits per byte of gold solutions, lower is better; mean ± std over seeds;"
-        " `main_table.csv` has every model and the generative metrics):",
+        f" `main_table.csv` has every model{_generation_note(art)}):",
         "",
         keep[["model", "seeds", *bpb]].to_markdown(index=False),
     ]
@@ -114,17 +156,33 @@ def _verdict_lines(art: Artifacts) -> list[str]:
     lines = ["**Verdict** (notebook 06; bits per byte on each target's own benchmark, first − second: negative means "
              "the first is better; 95 % paired-bootstrap intervals over items and seeds; `verdict.csv`, "
              "`comparisons.csv`, `power.csv`):", ""]  # fmt: skip
-    rows = []
+    claim = comparisons[(comparisons["a"] == "EQUAL") & (comparisons["b"] == "Random")]
+    designs = {(int(c.n_a), int(c.n_b)) for c in claim.itertuples()}
+    column = "MDE of EQUAL − Random" + (" ({} vs {} seeds)".format(*designs.pop()) if len(designs) == 1 else "")
+    rows, gates = [], set()
     for v in verdicts.itertuples():
-        # the claim's comparisons and the gate's: the extracted oracle, or the nearest distance band, against Random
-        gate = comparisons["a"].isin([ORACLE, band_name(1)]) & (comparisons["b"] == "Random")
-        part = comparisons[(comparisons["benchmark"] == v.benchmark) & ((comparisons["a"] == "EQUAL") | gate)]
+        # the claim's comparisons and the gate's: the nearest distance band where bands were trained, else the
+        # extracted oracle, against Random
+        here = comparisons[comparisons["benchmark"] == v.benchmark]
+        gate = band_name(1) if ((here["a"] == band_name(1)) & (here["b"] == "Random")).any() else ORACLE
+        part = here[(here["a"] == "EQUAL") | ((here["a"] == gate) & (here["b"] == "Random"))]
         for c in part.itertuples():
+            if (c.a, c.b) == ("EQUAL", "Random"):
+                mde = f"{v.mde:.4f}"
+            elif c.a == gate:
+                mde = f"{v.mde:.4f} (gate threshold)"
+                gates.add(gate)
+            else:
+                mde = "—"
             rows.append({"benchmark": c.label, "comparison": f"{c.a} − {c.b}", "seeds": f"{c.n_a} vs {c.n_b}",
                          "items": c.items, "difference [95 % CI]": f"{c.difference:+.4f} [{c.ci_low:+.4f}, "
-                         f"{c.ci_high:+.4f}]", "minimum detectable": f"{v.mde:.4f}"})  # fmt: skip
+                         f"{c.ci_high:+.4f}]", column: mde})  # fmt: skip
     if rows:
-        lines += [pd.DataFrame(rows).to_markdown(index=False), ""]
+        note = (f", and on the {' and '.join(sorted(gates))} − Random rows it is the threshold the gate must clear"
+                if gates else "")  # fmt: skip
+        lines += [pd.DataFrame(rows).to_markdown(index=False), "",
+                  "MDE: the minimum detectable EQUAL − Random difference at these seeds per arm (`power.csv`); it is "
+                  f"not the other comparisons' own{note}.", ""]  # fmt: skip
     lines += [f"* **{v.benchmark}**: {v.verdict}." for v in verdicts.itertuples()]
     return lines
 

@@ -101,10 +101,12 @@ def ablation_table(summary: pd.DataFrame, gamma: float) -> pd.DataFrame:
 
 
 def cost_table(runs: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
-    """Extraction and training cost of every trained set (mean over seeds), and its ratio to All.
+    """Extraction and training cost of every method and γ (mean over selection seeds), and its ratio to All.
 
-    ``runs`` has one row per fine-tuned model with the columns of
-    :func:`equal.train.plan.extraction_cost` plus ``train_flops``.
+    ``runs`` is :func:`equal.train.plan.method_costs`'s table (``method_costs.csv``): one row per method × γ ×
+    selection seed over both targets, with the extraction cost of all its targets' sets together (distinct calls;
+    the columns of :func:`equal.train.plan.extraction_cost`) and ``train_flops``, the training FLOPs of all its
+    models.
     """
     columns = ["documents_extracted", "llm_calls", "tokens", "extractor_flops", "reference_flops", "train_flops"]
     runs = runs[runs["method"] != REFERENCE_CONTROL]  # extracts nothing: not a selection method
