@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,11 +90,19 @@ def run_stage(stage: Stage, art: Artifacts, progress: bool = True) -> Any:
         say(f"stage {stage.name}: no finished record of {', '.join(missing)} — running on the files present")
     say(f"stage {stage.name}: {_describe_previous(previous, fp)}")
     path = record_file(art, stage.name)
+    if previous and previous.get("state") == "running" and _alive(previous) and previous.get("pid") != os.getpid():
+        say(f"stage {stage.name}: warning — process {previous['pid']} on {previous.get('host')} is running it too "
+            "(finished work units are shared; paid LLM calls are not repeated)")  # fmt: skip
     record = {"stage": stage.name, "fingerprint": fp.digest, "parts": fp.parts, "state": "running",
-              "pid": os.getpid(), "started": now()}  # fmt: skip
+              "pid": os.getpid(), "host": socket.gethostname(), "started": now()}  # fmt: skip
     write_json_atomic(path, record)
     tick = time.perf_counter()
-    result = stage.run(art)
+    try:
+        result = stage.run(art)
+    except BaseException as error:  # an interrupted cell or a crash: say so, keep what finished, re-raise
+        record |= {"state": "failed", "finished": now(), "error": f"{type(error).__name__}: {error}"[:500]}
+        write_json_atomic(path, record)
+        raise
     seconds = round(time.perf_counter() - tick, 1)
     record |= {"state": "done", "finished": now(), "seconds": seconds, "packages": package_versions()}
     record.pop("pid")
@@ -109,7 +118,7 @@ def _describe_previous(previous: dict | None, fp: Fingerprint) -> str:
         return (f"inputs changed since its last run ({', '.join(changed_parts(previous.get('parts'), fp.parts))}) — "
                 "its work units recompute where their own inputs changed")  # fmt: skip
     if previous.get("state") != "done":
-        return "resuming an interrupted run (finished work units are read back)"
+        return f"resuming a run that did not finish ({previous.get('state')}; finished work units are read back)"
     return "inputs unchanged since its last finished run — finished work is read back"
 
 
@@ -118,7 +127,7 @@ class StageStatus:
     """One stage's standing in a profile's folder, as ``equal status`` prints it."""
 
     stage: str
-    state: str  # "current", "stale", "interrupted", "running", "not run" or "waiting"
+    state: str  # "current", "stale", "failed", "interrupted", "running", "not run" or "waiting"
     why: str
     finished: str | None = None  # when it last finished
     seconds: float | None = None  # how long that run took
@@ -137,8 +146,11 @@ def stage_status(stages: list[Stage], art: Artifacts) -> list[StageStatus]:
         work = stage.finished_work(art) if hasattr(stage, "finished_work") else ""
         if record is None:
             state, why = ("waiting", f"on {', '.join(blocked)}") if blocked else ("not run", "no record in this folder")
+        elif record.get("state") == "failed":
+            state = "failed"
+            why = f"{record.get('error')} at {record.get('finished')}: a re-run resumes from its work units"
         elif record.get("state") == "running":
-            alive = _alive(record.get("pid"))
+            alive = _alive(record)
             state = "running" if alive else "interrupted"
             why = (
                 f"since {record.get('started')} (pid {record.get('pid')})"
@@ -158,8 +170,11 @@ def stage_status(stages: list[Stage], art: Artifacts) -> list[StageStatus]:
     return out
 
 
-def _alive(pid: int | None) -> bool:
-    if not pid:
+def _alive(record: dict) -> bool:
+    """Whether the process a ``running`` record names is alive (on this host: another host's cannot be asked, and a
+    folder copied from another machine holds no live process of this one)."""
+    pid = record.get("pid")
+    if not pid or record.get("host", socket.gethostname()) != socket.gethostname():
         return False
     try:
         os.kill(int(pid), 0)

@@ -99,9 +99,12 @@ class WarmupStage:
         return cls(warmup, settings.embedder, common.llm, common.extraction, common.refinement, _answers(config))
 
     def parameters(self) -> dict[str, Any]:
-        """The warm-up's and the extractor's settings and the answers replayed."""
+        """The warm-up's and the extractor's settings, the answers replayed and the embedder training's version."""
+        from equal.embed.warmup import TRAINING_VERSION
+
         return {"warmup": asdict(self.config), "embedder": self.embedder, "llm": self.llm,
-                "extraction": self.extraction, "refinement": self.refinement, "llm_answers": self.answers}  # fmt: skip
+                "extraction": self.extraction, "refinement": self.refinement, "llm_answers": self.answers,
+                "training_version": TRAINING_VERSION}  # fmt: skip
 
     def run(self, art: Artifacts):
         """Extract the warm-up documents and align the embedder: :class:`equal.embed.stages.WarmupStage`."""
@@ -187,11 +190,23 @@ class SelectionStage:
         return cls(c.targets, c.gammas, c.seeds, c.methods, config.selection, c.llm, c.extraction, c.refinement,
                    c.seed, _answers(config))  # fmt: skip
 
+    #: selection settings that change how runs are scheduled or shown, not what they select
+    NOT_SELECTING: ClassVar[tuple[str, ...]] = ("parallel_runs", "show_round", "sample_pairs")
+
     def parameters(self) -> dict[str, Any]:
-        """What selects: the plan's axes, the selection settings, the extractor's settings and the answers."""
+        """What selects: the plan's axes, the selection settings, the extractor's settings, the answers and the
+        versions of the pair records and of the methods' prompts."""
+        from equal.llm.extract import PAIRS_VERSION
+        from equal.llm.rating import RATING_VERSION
+        from equal.select.domain import CONTROL_VERSION
+        from equal.select.rewriting import REWRITE_PAIRS_VERSION, REWRITE_VERSION
+
+        selecting = {k: v for k, v in asdict(self.settings).items() if k not in self.NOT_SELECTING}
+        versions = {"pairs": PAIRS_VERSION, "rating": RATING_VERSION, "rewrite": REWRITE_VERSION,
+                    "rewrite_pairs": REWRITE_PAIRS_VERSION, "controls": CONTROL_VERSION}  # fmt: skip
         return {"targets": self.targets, "gammas": self.gammas, "seeds": self.seeds, "methods": self.methods,
-                "selection": asdict(self.settings), "llm": self.llm, "extraction": self.extraction,
-                "refinement": self.refinement, "seed": self.seed, "llm_answers": self.answers}  # fmt: skip
+                "selection": selecting, "llm": self.llm, "extraction": self.extraction, "refinement": self.refinement,
+                "seed": self.seed, "llm_answers": self.answers, "versions": versions}  # fmt: skip
 
     def plan(self) -> list[tuple[str, str, float, int]]:
         """Every run of the stage (:func:`equal.select.methods.selection_plan`)."""
@@ -243,12 +258,13 @@ class SelectionStage:
         return SelectionResult(runner, everything, runs, timings)
 
     def finished_work(self, art: Artifacts) -> str:
-        """How many of the plan's runs have finished (their ``summary.json``, written last)."""
+        """How many of the plan's runs have finished work on disk (``summary.json``, written last; each is read back
+        only where its own fingerprint still matches)."""
         from equal.select.methods import get_method
 
         done = sum((art.selection_run_dir(m, t, g, s, shared=get_method(m).shared) / "summary.json").is_file()
                    for m, t, g, s in self.plan())  # fmt: skip
-        return f"{done} of {len(self.plan())} runs finished"
+        return f"{done} of {len(self.plan())} runs with finished work on disk"
 
 
 @dataclass

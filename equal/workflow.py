@@ -256,6 +256,9 @@ def run_select(config: SelectConfig, dry_run: bool = False) -> SelectOutcome | d
     config = with_profile_settings(config)
     quiet(not config.progress)
     spec = get_method(config.method)
+    if spec.needs_domain_labels:
+        raise ConfigError(f"--method {spec.name!r} draws on the corpus's source domain labels, which a corpus given "
+                          "to equal select does not have; it is a control of the paper's experiment")  # fmt: skip
     out = Path(config.out)
     art = Artifacts("select", out / "work", out / "work" / "results", out / "work" / "figures")
     if not 0 < config.budget <= 1:

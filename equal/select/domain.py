@@ -29,6 +29,9 @@ from equal.errors import ConfigError
 
 #: negatives per D_r item in the domain classifier's training set (DCLM trains on balanced positives and negatives)
 NEGATIVES_PER_POSITIVE = 1
+DSIR_BUCKETS, DSIR_NGRAMS = 10000, 2  # the package's defaults: hashed unigrams and bigrams
+#: Part of every control run's fingerprint: change a setting above (or how one is used) and bump it.
+CONTROL_VERSION = f"domain-controls-v1:neg{NEGATIVES_PER_POSITIVE}:dsir{DSIR_BUCKETS}x{DSIR_NGRAMS}:median-length"
 
 
 def domain_filter_scores(documents: np.ndarray, reference: np.ndarray, seed: int) -> np.ndarray:
@@ -47,13 +50,15 @@ def domain_filter_scores(documents: np.ndarray, reference: np.ndarray, seed: int
     return model.decision_function(documents)
 
 
-def dsir_log_weights(texts: list[str], reference_texts: list[str], num_buckets: int = 10000,
-                     ngrams: int = 2) -> np.ndarray:  # fmt: skip
+def dsir_log_weights(texts: list[str], reference_texts: list[str], num_buckets: int = DSIR_BUCKETS,
+                     ngrams: int = DSIR_NGRAMS) -> np.ndarray:  # fmt: skip
     """DSIR's log importance weight of each text toward the reference texts, computed by the ``data-selection``
     package (hashed n-gram bag-of-words models of both; its default tokenizer, ``wordpunct``, needs no download),
     per n-gram and scaled to the median text's length (see the module docstring)."""
     from data_selection import HashedNgramDSIR
 
+    if not reference_texts or not any(t.strip() for t in reference_texts):
+        raise ConfigError("DSIR needs reference texts to resample toward (D_r is empty)")
     with tempfile.TemporaryDirectory(prefix="dsir-") as cache:
         dsir = HashedNgramDSIR(["corpus"], ["reference"], cache_dir=cache,
                                raw_load_dataset_fn=lambda _: ({"text": t} for t in texts),

@@ -56,6 +56,7 @@ from equal.llm.ledger import CallRecord, CostLedger
 from equal.llm.rating import RATING_VERSION, rate_pairs
 from equal.registry import Registry
 from equal.select.context import SelectionContext
+from equal.select.domain import CONTROL_VERSION
 from equal.select.loop import LoopConfig, run_loop
 from equal.select.policies import make_policy
 from equal.select.reward import OTReward
@@ -118,7 +119,8 @@ class Selection:
 #: by the name its fingerprint gives it: one getter each, called with the method (or a filter's pair score), the
 #: runner and the request. A method names the inputs it reads (``inputs``); nothing else builds fingerprint parts.
 RUN_INPUTS: dict[str, Callable[[Any, SelectionContext, RunRequest], Any]] = {
-    "reference": lambda m, r, q: r.reference_digest(q.target),  # D_r
+    # D_r (None for a method that does not read it but always named it: the perplexity bandit)
+    "reference": lambda m, r, q: r.reference_digest(q.target) if getattr(m, "reads_reference", True) else None,
     "heldout": lambda m, r, q: r.heldout_digest(q.target),  # the target's held-out items
     "clustering": lambda m, r, q: r.clustering_digest(m.clustering),
     "embedder": lambda m, r, q: getattr(r.stores[m.embedder], "identity", ""),
@@ -129,17 +131,17 @@ RUN_INPUTS: dict[str, Callable[[Any, SelectionContext, RunRequest], Any]] = {
     "source": lambda m, r, q: r.fingerprint(m.source, q.target, q.gamma, q.seed).digest,  # the run it reads
     "matched": lambda m, r, q: r.fingerprint(m.matched, q.target, q.gamma, q.seed).digest,  # the run it matches
     "score": lambda m, r, q: m.score,
-    "perplexity_scorer": lambda m, r, q: r.perplexity_identity(),
-    "influence_scorer": lambda m, r, q: r.influence_identity(),
+    "scorer": lambda m, r, q: m.scorer_identity(r),  # a filter's scoring model
     "protected": lambda m, r, q: fingerprint(items=r.protected_items()).digest,  # every evaluation item
     "band": lambda m, r, q: m.band,
     "bands": lambda m, r, q: m.bands,
     "rating_prompt": lambda m, r, q: RATING_VERSION,
-    "rewrite_prompt": lambda m, r, q: REWRITE_VERSION,
-    "rewrite_pairs": lambda m, r, q: REWRITE_PAIRS_VERSION,
+    "prompt": lambda m, r, q: m.prompt_version,  # Rewriting's generation prompt
+    "pairs": lambda m, r, q: m.pairs_version,  # and how its pairs are post-processed
     "rule": lambda m, r, q: m.rule,
     "target_domain": lambda m, r, q: r.target_domain(q.target),
     "quantile_design": lambda m, r, q: {"quantile": m.quantile, "quantiles": m.quantiles, "share": m.share},
+    "control_version": lambda m, r, q: CONTROL_VERSION,  # the domain controls' fixed settings (equal.select.domain)
 }
 
 
@@ -165,6 +167,8 @@ class Method:
     uses_embeddings: ClassVar[bool] = True
     #: the inputs its result depends on beyond the runner's common ones, named in :data:`RUN_INPUTS`
     inputs: ClassVar[tuple[str, ...]] = ()
+    #: whether it reads the corpus's source domain labels (a user's corpus in `equal select` has none)
+    needs_domain_labels: ClassVar[bool] = False
 
     @property
     def embedder(self) -> str:
@@ -198,10 +202,13 @@ class BanditMethod(Method):
     def scorers(self) -> frozenset[str]:
         return frozenset({self.reward} & {"perplexity", "influence"})
 
+    inputs: ClassVar[tuple[str, ...]] = ("reference", "policy", "reward", "docs_per_pull", "arms_per_round",
+                                         "clustering", "embedder")  # fmt: skip
+
     @property
-    def inputs(self) -> tuple[str, ...]:  # D_r only where the reward reads it
-        reference = ("reference",) if self.reward in ("ot", "influence") else ()
-        return (*reference, "policy", "reward", "docs_per_pull", "arms_per_round", "clustering", "embedder")
+    def reads_reference(self) -> bool:
+        """Whether its reward reads D_r (not the perplexity reward)."""
+        return self.reward in ("ot", "influence")
 
     def reward_identity(self, runner: SelectionContext):
         """What the reward depends on (perplexity: ":charged" since its scoring is charged as forward passes)."""
@@ -340,7 +347,11 @@ class LowPerplexity(PairScore):
 
     needs = frozenset({"perplexity"})
 
-    inputs = ("perplexity_scorer",)
+    inputs = ("scorer",)
+
+    @staticmethod
+    def scorer_identity(runner: SelectionContext) -> str:
+        return runner.perplexity_identity()
 
     def score(self, runner, request, pairs, ledger, method):
         if runner.perplexity is None:
@@ -355,7 +366,11 @@ class GradientInfluence(PairScore):
 
     needs = frozenset({"influence"})
 
-    inputs = ("reference", "influence_scorer")
+    inputs = ("reference", "scorer")
+
+    @staticmethod
+    def scorer_identity(runner: SelectionContext) -> str:
+        return runner.influence_identity()
 
     def score(self, runner, request, pairs, ledger, method):
         scorer = _influence_scorer(runner, method)
@@ -439,7 +454,9 @@ class RewritingMethod(Method):
     matched: str = "EQUAL"
     kind: ClassVar[str] = "rewrite"
 
-    inputs: ClassVar[tuple[str, ...]] = ("matched", "reference", "rewrite_prompt", "rewrite_pairs", "protected")
+    inputs: ClassVar[tuple[str, ...]] = ("matched", "reference", "prompt", "pairs", "protected")
+    prompt_version: ClassVar[str] = REWRITE_VERSION
+    pairs_version: ClassVar[str] = REWRITE_PAIRS_VERSION
 
     def select(self, runner: SelectionContext, request: RunRequest, ledger: CostLedger) -> Selection:
         wanted = runner.run(self.matched, request.target, request.gamma, request.seed).summary.pairs
@@ -499,14 +516,27 @@ class DomainControlMethod(Method):
     rule: str = "classifier"
     kind: ClassVar[str] = "domain"
 
+    RULES: ClassVar[dict[str, tuple[str, ...]]] = {
+        "classifier": ("reference", "embedder", "rule", "control_version"),
+        "dsir": ("reference", "rule", "control_version"),
+        "in_domain": ("target_domain", "rule", "control_version"),
+    }
+
+    def __post_init__(self) -> None:
+        if self.rule not in self.RULES:
+            raise ConfigError(f"{self.name}: unknown rule {self.rule!r} (known: {', '.join(self.RULES)})")
+
     @property
     def uses_embeddings(self) -> bool:  # type: ignore[override]  # only the classifier reads vectors
         return self.rule == "classifier"
 
     @property
+    def needs_domain_labels(self) -> bool:  # type: ignore[override]
+        return self.rule == "in_domain"
+
+    @property
     def inputs(self) -> tuple[str, ...]:  # type: ignore[override]
-        return {"classifier": ("reference", "embedder", "rule"), "dsir": ("reference", "rule"),
-                "in_domain": ("target_domain", "rule")}[self.rule]  # fmt: skip
+        return self.RULES[self.rule]
 
     def select(self, runner: SelectionContext, request: RunRequest, ledger: CostLedger) -> Selection:
         from equal.select import domain as controls
@@ -523,11 +553,9 @@ class DomainControlMethod(Method):
             weights = controls.dsir_log_weights([d["text"] for d in runner.corpus],
                                                 runner.reference_texts(request.target))  # fmt: skip
             indices = controls.gumbel_top_k(weights, k, request.seed)
-        elif self.rule == "in_domain":
+        else:  # in_domain
             domains = [d["domain"] for d in runner.corpus]
             indices = controls.in_domain_sample(domains, runner.target_domain(request.target), k, request.seed)
-        else:
-            raise ConfigError(f"{self.name}: unknown rule {self.rule!r} (classifier, dsir, in_domain)")
         return Selection(indices, runner.extract(self.name, indices, ledger))
 
 
@@ -604,7 +632,8 @@ class DomainQuantileMethod(Method):
     contiguous quantiles covering the whole ranking; a selection is ``share`` of quantile ``quantile``'s documents
     drawn at random with the selection seed, the same size in every quantile. Unlike the distance bands it holds
     the domain fixed (a band's distance mostly says which domain it is in) and its selections vary with the seed,
-    so a slope of bits per byte on quantile can be estimated with selection variance in its interval."""
+    so a slope of bits per byte on quantile can be estimated with selection variance in its interval. Its size does
+    not depend on γ (the test compares quantiles with one another, not budgets): train it at one γ."""
 
     uses_warmup: bool = False
     quantile: int = 1
@@ -612,7 +641,13 @@ class DomainQuantileMethod(Method):
     share: float = 0.5
     source: str = "All"
     kind: ClassVar[str] = "domain_quantile"
+    needs_domain_labels: ClassVar[bool] = True
     inputs: ClassVar[tuple[str, ...]] = ("source", "heldout", "embedder", "target_domain", "quantile_design")
+
+    def __post_init__(self) -> None:
+        if not (1 <= self.quantile <= self.quantiles and 0 < self.share <= 1):
+            raise ConfigError(f"{self.name}: quantile {self.quantile} of {self.quantiles}, share {self.share}: need "
+                              "1 ≤ quantile ≤ quantiles and 0 < share ≤ 1")  # fmt: skip
 
     @property
     def embedder(self) -> str:  # as the distance bands and the quality signals

@@ -88,19 +88,27 @@ def test_a_changed_setting_is_named_and_makes_downstream_stale(art, capsys):
                                                                              "double": "current"}  # fmt: skip
 
 
-def test_a_crashed_run_is_interrupted_not_done_and_resumes(art, capsys):
+def test_a_crashed_run_is_failed_a_killed_one_interrupted_and_both_resume(art, capsys):
     run_stage(Count(2), art)
     with pytest.raises(RuntimeError):
         run_stage(Double(fail=True), art)
     record = read_record(art, "double")
-    assert record["state"] == "running" and record["pid"] == os.getpid()
-    assert states(art, [Count(2), Double()])["double"][0] == "running"  # this process is alive
+    assert record["state"] == "failed" and record["error"] == "RuntimeError: killed"
+    state, why = states(art, [Count(2), Double()])["double"]
+    assert state == "failed" and "RuntimeError: killed" in why
+    # a process killed outright (kill -9) leaves its record "running": alive here, gone once its pid is
+    record |= {"state": "running", "pid": os.getpid()}
+    record_file(art, "double").write_text(json.dumps(record))
+    assert states(art, [Count(2), Double()])["double"][0] == "running"
     record["pid"] = 2**22 + 12345  # a process that is gone (above the default pid_max)
     record_file(art, "double").write_text(json.dumps(record))
     state, why = states(art, [Count(2), Double()])["double"]
     assert state == "interrupted" and "never finished" in why
+    record |= {"pid": os.getpid(), "host": "another-machine"}  # a folder copied from elsewhere: no live process
+    record_file(art, "double").write_text(json.dumps(record))
+    assert states(art, [Count(2), Double()])["double"][0] == "interrupted"
     assert run_stage(Double(), art) == 4
-    assert "resuming an interrupted run" in capsys.readouterr().out
+    assert "resuming a run that did not finish (running" in capsys.readouterr().out
     assert read_record(art, "double")["state"] == "done"
 
 
@@ -121,7 +129,8 @@ def test_the_profile_stages_are_built_from_the_typed_tree_without_loading_anythi
     assert status[3].work.startswith("0 of ") and status[4].work.startswith("0 of ")
 
 
-def test_a_setting_of_a_stage_changes_only_its_own_fingerprint_and_the_stages_after_it(tmp_path):
+def test_a_setting_of_a_stage_changes_only_its_own_fingerprint(tmp_path):
+    """(The stages after it follow through the upstream record: test_a_changed_setting_is_named_….)"""
     from equal.config import load_config
     from equal.stage import stage_fingerprint
     from equal.stages import profile_stages
@@ -149,3 +158,16 @@ def test_the_stage_diagram_of_design_md_is_drawn_from_the_stages():
 
     text = (REPO_ROOT / "docs" / "design.md").read_text(encoding="utf-8")
     assert stage_diagram() in text, "docs/design.md's stage diagram is stale: run python -m equal.stages"
+
+
+def test_scheduling_and_display_settings_do_not_make_selection_stale(tmp_path):
+    from equal.config import load_config
+    from equal.stage import stage_fingerprint
+    from equal.stages import SelectionStage
+
+    art = Artifacts.for_profile("smoke", str(tmp_path), str(tmp_path / "r"), str(tmp_path / "f"))
+    digest = stage_fingerprint(SelectionStage.from_config(load_config("smoke"), art), art).digest
+    shown = load_config("smoke", stage="selection", overrides={"sample_pairs": 3, "parallel_runs": 2})
+    assert stage_fingerprint(SelectionStage.from_config(shown, art), art).digest == digest
+    pulled = load_config("smoke", stage="selection", overrides={"arms_per_round": 3})
+    assert stage_fingerprint(SelectionStage.from_config(pulled, art), art).digest != digest

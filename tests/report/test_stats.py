@@ -162,10 +162,10 @@ def test_seed_means_average_the_fine_tuning_seeds_of_one_selection():
 
 def test_selection_variance_makes_the_bootstrap_overconfident_and_the_seed_level_test_calibrated():
     """Random against Random: halves of one method's seeds differ only by chance. With selection variance much
-    larger than item noise, resampling 5 seeds as if they were many rejects often; the seed-level test near α."""
+    larger than item noise, resampling the seeds as if they were many rejects often; Welch over seed means near α."""
     from equal.report.stats import random_split_calibration
 
-    rejects = {"seed_level_rejects": 0, "bootstrap_rejects": 0}
+    rejects = {"welch_rejects": 0, "bootstrap_rejects": 0, "permutation_rejects": 0}
     splits = 0
     for draw in range(6):
         items = pd.DataFrame(_items("Random", list(range(6)), 0.0, np.random.default_rng(draw), selection_noise=0.03))
@@ -174,8 +174,10 @@ def test_selection_variance_makes_the_bootstrap_overconfident_and_the_seed_level
         for key in rejects:
             rejects[key] += int(table[key].sum())
     assert splits == 60  # C(6, 3) / 2 splits per draw
-    assert rejects["seed_level_rejects"] / splits <= 0.15
-    assert rejects["bootstrap_rejects"] > rejects["seed_level_rejects"]
+    assert rejects["welch_rejects"] / splits <= 0.15
+    assert rejects["bootstrap_rejects"] / splits > 0.05 and rejects["bootstrap_rejects"] > rejects["welch_rejects"]
+    assert rejects["permutation_rejects"] == 0  # 3 seeds a side: its smallest two-sided p is 0.1
+    assert set(table["smallest_permutation_p"]) == {0.1}
 
 
 def test_seeds_for_an_mde_grow_with_the_spread_of_seed_means():

@@ -76,5 +76,20 @@ def test_the_controls_are_registered_with_their_inputs():
     class Request:
         target = "gsm8k"
 
-    assert run_inputs(METHODS.get("Random in domain"), Context(), Request()) == {"target_domain": "math",
-                                                                                 "rule": "in_domain"}  # fmt: skip
+    from equal.select.domain import CONTROL_VERSION
+
+    assert run_inputs(METHODS.get("Random in domain"), Context(), Request()) == {
+        "target_domain": "math", "rule": "in_domain", "control_version": CONTROL_VERSION}  # fmt: skip
+
+
+def test_bad_control_settings_are_clear_errors():
+    from equal.select.methods import DomainControlMethod, DomainQuantileMethod
+
+    with pytest.raises(ConfigError, match="unknown rule 'topk'"):
+        DomainControlMethod("X", rule="topk")
+    with pytest.raises(ConfigError, match="0 < share ≤ 1"):
+        DomainQuantileMethod("Q", quantile=1, share=1.5)
+    with pytest.raises(ConfigError, match="1 ≤ quantile ≤ quantiles"):
+        DomainQuantileMethod("Q", quantile=5, quantiles=4)
+    with pytest.raises(ConfigError, match="D_r is empty"):
+        dsir_log_weights(["Tom has 3 apples."], [])

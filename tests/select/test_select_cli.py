@@ -210,3 +210,16 @@ def test_a_run_repeats_from_its_select_json(tmp_path):
     (tmp_path / "bad.yaml").write_text("budget: 0.1\nbudgte: 2\n")
     with pytest.raises(ConfigError, match="unknown settings \\['budgte'\\]"):
         _read_select_config(tmp_path / "bad.yaml")
+
+
+def test_a_control_that_needs_domain_labels_is_refused_before_any_work(user_files, tmp_path):
+    """Random in domain and the in-domain quantiles read the corpus's source domains: a user's corpus has none."""
+    from equal.errors import ConfigError
+    from equal.workflow import SelectConfig, run_select
+
+    for method in ("Random in domain", "In-domain quantile 1"):
+        out = tmp_path / method.replace(" ", "_")
+        with pytest.raises(ConfigError, match="source domain labels"):
+            run_select(SelectConfig(corpus=[user_files / "my_docs.jsonl"], reference=user_files / "my_task.jsonl",
+                                    out=out, method=method, progress=False), dry_run=True)  # fmt: skip
+        assert not out.exists()  # nothing prepared, nothing paid
