@@ -27,7 +27,7 @@ def test_the_whole_pipeline_runs_in_smoke_profile(tmp_path):
     assert run_info["profile"] == "smoke" and run_info["seed"] == 0
     assert "pandas" in run_info["packages"] and "commit" in run_info["git"]
     stages = run_info["notebooks"]["04_bandit_extraction"]["stages_s"]  # per-stage times of every notebook
-    assert stages["Extracting everything once: the *All* baseline"] > 0
+    assert stages["The stage: *All* once, then every method, target, budget and seed"] > 0
     assert (results / "notebooks" / "01_data_prep.ipynb").is_file()
     stats = (results / "corpus_stats.csv").read_text()
     assert "(all)" in stats and "contaminated" in stats
