@@ -406,16 +406,9 @@ def stage_diagram() -> str:
 
 def rewrite_design(path: Path | None = None) -> bool:
     """Replace the stage diagram between its markers in docs/design.md; True when it changed."""
-    path = path or paths.REPO_ROOT / "docs" / "design.md"
-    text = path.read_text(encoding="utf-8")
-    head, found, rest = text.partition(DIAGRAM_START)
-    if not found:
-        raise ValueError(f"{path}: no {DIAGRAM_START!r} marker")
-    _, _, tail = rest.partition(DIAGRAM_END)
-    new = f"{head}{DIAGRAM_START}\n{stage_diagram()}\n{DIAGRAM_END}{tail}"
-    if new != text:
-        path.write_text(new, encoding="utf-8")
-    return new != text
+    from equal.report.modules import replace_block
+
+    return replace_block(path or paths.REPO_ROOT / "docs" / "design.md", DIAGRAM_START, DIAGRAM_END, stage_diagram())
 
 
 if __name__ == "__main__":

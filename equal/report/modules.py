@@ -38,15 +38,23 @@ def module_tables(package_dir: Path = REPO_ROOT / "equal") -> str:
     return "\n\n".join(blocks)
 
 
-def rewrite(path: Path = REPO_ROOT / "docs" / "design.md") -> bool:
-    """Replace the generated block of ``path``; True when it changed."""
+def replace_block(path: Path, start: str, end: str, body: str) -> bool:
+    """Replace what lies between the ``start`` and ``end`` marker lines of ``path`` with ``body``; True when the file
+    changed (a generated block of a Markdown page)."""
     text = path.read_text(encoding="utf-8")
-    head, _, rest = text.partition(START)
-    _, _, tail = rest.partition(END)
-    new = f"{head}{START}\n{module_tables()}\n{END}{tail}"
+    head, found, rest = text.partition(start)
+    if not found:
+        raise ValueError(f"{path}: no {start!r} marker")
+    _, _, tail = rest.partition(end)
+    new = f"{head}{start}\n{body}\n{end}{tail}"
     if new != text:
         path.write_text(new, encoding="utf-8")
     return new != text
+
+
+def rewrite(path: Path = REPO_ROOT / "docs" / "design.md") -> bool:
+    """Replace the generated block of ``path``; True when it changed."""
+    return replace_block(path, START, END, module_tables())
 
 
 if __name__ == "__main__":
