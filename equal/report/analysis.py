@@ -1,6 +1,6 @@
-"""Notebook 06's analysis as functions: which models are evaluated on what, the power of the design, the
-distance-band test, the comparisons to make and the verdict per target. The notebook shows their tables and
-figures; the functions are tested on their own.
+"""Notebook 06's analysis as functions: which models are evaluated on what, the variance of the design, the
+distance-band test and the comparisons to make. The pre-registered tests and the verdict are in
+:mod:`equal.report.preregistered`. The notebook shows their tables and figures; the functions are tested on their own.
 """
 
 from __future__ import annotations
@@ -12,8 +12,14 @@ import pandas as pd
 
 from equal.artifacts import Artifacts
 from equal.report.bands import band_curve, link_gate
-from equal.report.stats import minimum_detectable_effect, paired_bootstrap, power_table, variance_components, verdict
-from equal.select.methods import ABLATIONS, ORACLE
+from equal.report.stats import (
+    minimum_detectable_effect,
+    paired_bootstrap,
+    power_table,
+    seed_level_comparison,
+    variance_components,
+)
+from equal.select.methods import ABLATIONS, ORACLE, get_method
 from equal.train.plan import REFERENCE_CONTROL, TrainingRun
 
 POWER_SEEDS = [3, 5, 8, 10, 15, 20]  # designs the power table considers: seed replicates per method …
@@ -84,8 +90,10 @@ def band_analysis(items: pd.DataFrame, selection: pd.DataFrame, band_methods: li
 def comparison_plan(methods: list[str], band_methods: list[str]) -> list[tuple[str, str]]:
     """The pairs of methods compared (first − second): the claim (EQUAL vs Random and All), the oracle and the
     controls, each ablation against EQUAL, the nearest distance band against Random, and EQUAL against every other
-    method that was fine-tuned (the paper's baselines)."""
-    named = {"EQUAL", "Random", "All", ORACLE, *ABLATIONS, *band_methods}
+    method that was fine-tuned (the paper's baselines and the domain-matched controls; not the in-domain quantiles,
+    which are compared with one another by the gate)."""
+    quantiles = [m for m in methods if get_method(m).kind == "domain_quantile"]
+    named = {"EQUAL", "Random", "All", ORACLE, *ABLATIONS, *band_methods, *quantiles}
     return [("EQUAL", "Random"), ("EQUAL", "All"), (ORACLE, "Random"), ("Random", "Base"),
             (REFERENCE_CONTROL, "Base"), *[(ablation, "EQUAL") for ablation in ABLATIONS],
             *[(band, "Random") for band in band_methods[:1]],
@@ -94,28 +102,17 @@ def comparison_plan(methods: list[str], band_methods: list[str]) -> list[tuple[s
 
 def compare(items: pd.DataFrame, plan: list[tuple[str, str]], benchmarks: list[str], titles: dict[str, str],
             gamma: float, seed: int = 0) -> pd.DataFrame:  # fmt: skip
-    """Every planned comparison on every benchmark: paired-bootstrap differences of mean bits per byte with 95 %
-    intervals (pairs with no trained model on a side are left out)."""
+    """Every planned comparison on every benchmark, selection seeds as the unit
+    (:func:`equal.report.stats.seed_level_comparison`: Welch's 95 % interval and p, permutation p, over selection
+    means), with the benchmark's title and item count; pairs with no trained model on a side are left out. A side
+    with one selection (All, Base, the D_r control) has a difference but no interval."""
     rows = []
     for bench in benchmarks:
+        n_items = items.loc[items["benchmark"] == bench, "item"].nunique()
         for a, b in plan:
-            result = paired_bootstrap(items, (a, gamma), (b, gamma), bench, seed=seed)
+            result = seed_level_comparison(items, (a, gamma), (b, gamma), bench, seed=seed)
             if result:
-                rows.append({**result, "label": titles[bench]})
-    return pd.DataFrame(rows)
-
-
-def verdicts(comparisons: pd.DataFrame, benchmarks: list[str], bench_target: dict[str, str], mde: dict[str, float],
-             gates: dict[str, dict]) -> pd.DataFrame:  # fmt: skip
-    """The verdict per target on its own benchmark (:func:`equal.report.stats.verdict`): the distance-band gate
-    where bands were trained, else the extracted oracle's."""
-    lookup = {(r.benchmark, r.a, r.b): r._asdict() for r in comparisons.itertuples()} if len(comparisons) else {}
-    rows = []
-    for bench in benchmarks:
-        text = verdict(lookup.get((bench, ORACLE, "Random"), {}), mde.get(bench, np.nan),
-                       lookup.get((bench, "EQUAL", "Random"), {}), lookup.get((bench, "EQUAL", "All"), {}),
-                       bands=gates.get(bench))  # fmt: skip
-        rows.append({"benchmark": bench, "target": bench_target.get(bench), "mde": mde.get(bench), "verdict": text})
+                rows.append({**result, "label": titles[bench], "items": n_items})
     return pd.DataFrame(rows)
 
 
@@ -126,7 +123,7 @@ def seed_level_analysis(items: pd.DataFrame, plan: list[tuple[str, str]], benchm
     calibration of that test and of the item-and-seed bootstrap on Random-vs-Random splits of each ``primary``
     benchmark, and the selection seeds per arm an EQUAL − Random comparison needs for an MDE of ``target_mde``
     there (from the spread of both arms' seed means)."""
-    from equal.report.stats import random_split_calibration, seed_level_comparison, seed_means, seeds_for_mde
+    from equal.report.stats import random_split_calibration, seed_means, seeds_for_mde
 
     rows = [seed_level_comparison(items, (a, gamma), (b, gamma), bench, seed=seed) for bench in benchmarks
             for a, b in plan]  # fmt: skip

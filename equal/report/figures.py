@@ -350,10 +350,15 @@ def training_losses(losses: pd.DataFrame) -> plt.Figure:
 
 
 def link_figure(table: pd.DataFrame, correlations: pd.DataFrame, labels: dict[str, str] | None = None) -> plt.Figure:
-    """Bits per byte of every fine-tuned model against its training set's OT distance to held-out target items, one
-    panel per benchmark, with the least-squares line and Pearson r (the method assumes a rising line); where the
-    training sets' median answer lengths are known, a second row against those."""
+    """Bits per byte of every selection (its models averaged: :func:`equal.report.link.per_selection`) against its
+    training set's OT distance to held-out target items, one panel per benchmark, with the least-squares line and
+    Pearson r (the method assumes a rising line); where the training sets' median answer lengths are known, a second
+    row against those."""
+    from equal.report.link import per_selection
+
     apply_style()
+    if "selection" in table:  # one point per selection, as the correlations count them
+        table = per_selection(table)
     benches = list(dict.fromkeys(table["benchmark"]))
     axes_x = [("ot_heldout", "pearson_r", "OT distance of the training set to held-out target items")]
     if "answer_chars_median" in table and table["answer_chars_median"].notna().any():
@@ -372,7 +377,7 @@ def link_figure(table: pd.DataFrame, correlations: pd.DataFrame, labels: dict[st
                 slope, intercept = np.polyfit(part[column], part["bits_per_byte"], 1)
                 xs = np.linspace(part[column].min(), part[column].max(), 20)
                 ax.plot(xs, slope * xs + intercept, color="#444444", linewidth=1, linestyle="--")
-                title += f"  (r = {r:+.2f}, n = {len(part)})"
+                title += f"  (r = {r:+.2f}, n = {len(part)} selections)"
             ax.set(title=title, xlabel=xlabel, ylabel="bits per byte (lower is better)")
     axes[0][-1].legend(fontsize=7, frameon=False, bbox_to_anchor=(1.02, 1), loc="upper left")
     fig.tight_layout()
@@ -407,6 +412,37 @@ def band_figure(bands: pd.DataFrame, rho: pd.DataFrame, references: pd.DataFrame
             title += f"\nρ = {row['spearman_rho']:+.2f} [{row['rho_ci_low']:+.2f}, {row['rho_ci_high']:+.2f}]"
         xlabel = "mean OT distance of the band's documents\nto held-out target items"  # 2 lines: side-by-side panels
         ax.set(title=title, xlabel=xlabel, ylabel="bits per byte (lower is better)")
+    axes[0][-1].legend(fontsize=7, frameon=False, bbox_to_anchor=(1.02, 1), loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def quantile_figure(per_quantile: pd.DataFrame, gate: pd.DataFrame, points: pd.DataFrame,
+                    labels: dict[str, str] | None = None) -> plt.Figure:  # fmt: skip
+    """The gate (the link inside the target's domain): each selection's bits per byte against its in-domain quantile
+    (1 = nearest to the target), each quantile's mean ± std, and the fitted slope with its 95 % interval in the title
+    (:func:`equal.report.preregistered.quantile_gate`'s three tables); one panel per benchmark."""
+    apply_style()
+    benches = list(dict.fromkeys(per_quantile["benchmark"])) if len(per_quantile) else []
+    if not benches:
+        return nothing_to_show("no in-domain quantile was fine-tuned and evaluated")
+    fig, axes = plt.subplots(1, len(benches), figsize=(4.8 * len(benches), 4.2), squeeze=False)
+    fits = gate.set_index("benchmark") if len(gate) else pd.DataFrame()
+    for ax, bench in zip(axes[0], benches, strict=True):
+        mine = points[points["benchmark"] == bench]
+        ax.scatter(mine["quantile"], mine["bits_per_byte"], color="#9e9e9e", s=18, label="a selection")
+        part = per_quantile[per_quantile["benchmark"] == bench]
+        ax.errorbar(part["quantile"], part["bits_per_byte_mean"], yerr=part["bits_per_byte_std"].fillna(0),
+                    fmt="o", color="#00796b", capsize=3, label="quantile mean ± std")  # fmt: skip
+        title = (labels or {}).get(bench, bench)
+        if bench in fits.index:
+            fit = fits.loc[bench]
+            xs = np.array([part["quantile"].min(), part["quantile"].max()], dtype=float)
+            ax.plot(xs, fit["intercept"] + fit["slope"] * xs, color="#444444", linestyle="--", linewidth=1)
+            title += f"\nslope {fit['slope']:+.4f} [{fit['ci_low']:+.4f}, {fit['ci_high']:+.4f}] per quantile"
+        ax.set_xticks(sorted(part["quantile"].unique()))
+        ax.set(title=title, xlabel="in-domain quantile of OT distance to the target (1 = nearest)",
+               ylabel="bits per byte (lower is better)")  # fmt: skip
     axes[0][-1].legend(fontsize=7, frameon=False, bbox_to_anchor=(1.02, 1), loc="upper left")
     fig.tight_layout()
     return fig

@@ -17,8 +17,20 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-LINK_COLUMNS = ["model", "method", "gamma", "seed", "benchmark", "target", "ot_heldout", "answer_chars_median",
-                "bits_per_byte"]  # fmt: skip
+LINK_COLUMNS = ["model", "method", "gamma", "seed", "benchmark", "target", "selection", "ot_heldout",
+                "answer_chars_median", "bits_per_byte"]  # fmt: skip
+
+
+def selection_key(run) -> str:
+    """The selection a model was trained on: its run's ``training_set`` id (notebook 04), or, in tables written
+    before that column, the run's method, target, γ and seed (All: method and target) — which over-counts the
+    selections of methods whose seeds replicate fine-tuning only (the distance bands)."""
+    training_set = getattr(run, "training_set", None)
+    if isinstance(training_set, str) and training_set:
+        return training_set
+    if run.method == "All":
+        return f"All|{run.target}"
+    return f"{run.method}|{run.target}|{run.gamma:g}|{run.seed}"
 
 
 def target_of_benchmark(domains: dict[str, str], targets: list[str]) -> dict[str, str]:
@@ -40,9 +52,10 @@ def link_table(
     benchmark_targets: dict[str, str],
     training_runs: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """One row per fine-tuned model × benchmark: its training set's ``ot_heldout`` for the benchmark's target, the
-    median length of its answers (from ``training_runs``, notebook 05's table; NaN without it) and its bits per
-    byte. Models without a selection (Base, the D_r control) have no row; All matches its one run."""
+    """One row per fine-tuned model × benchmark: the selection it was trained on (:func:`selection_key`), that
+    training set's ``ot_heldout`` for the benchmark's target, the median length of its answers (from
+    ``training_runs``, notebook 05's table; NaN without it) and its bits per byte. Models without a selection
+    (Base, the D_r control) have no row; All matches its one run."""
     bpb = eval_runs[eval_runs["metric"] == "bits_per_byte"]
     answer_chars = {}
     if training_runs is not None and "answer_chars_median" in training_runs:
@@ -57,9 +70,10 @@ def link_table(
             runs = runs[(runs["gamma"] == r.gamma) & (runs["seed"] == r.seed)]
         if runs.empty:
             continue
-        distance = float(runs["ot_heldout"].iloc[0])
+        run = next(runs.itertuples(index=False))
         rows.append({"model": r.model, "method": r.method, "gamma": r.gamma, "seed": r.seed, "benchmark": r.benchmark,
-                     "target": target, "ot_heldout": distance, "bits_per_byte": r.value,
+                     "target": target, "selection": selection_key(run), "ot_heldout": float(run.ot_heldout),
+                     "bits_per_byte": r.value,
                      "answer_chars_median": answer_chars.get(r.model, float("nan"))})  # fmt: skip
     return pd.DataFrame(rows, columns=LINK_COLUMNS)
 
@@ -69,14 +83,29 @@ def _pearson(x: np.ndarray, y: np.ndarray):
     return stats.pearsonr(x, y) if len(x) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0 else None
 
 
+def per_selection(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`link_table` with one row per benchmark and selection: models trained on the same selection (a
+    band's fine-tuning seeds, All's) averaged, so that each selection counts once."""
+    grouped = table.groupby(["benchmark", "selection"], sort=False)
+    out = grouped.agg(
+        method=("method", "first"),
+        models=("model", "size"),
+        ot_heldout=("ot_heldout", "mean"),
+        answer_chars_median=("answer_chars_median", "mean"),
+        bits_per_byte=("bits_per_byte", "mean"),
+    )
+    return out.reset_index()
+
+
 def link_correlations(table: pd.DataFrame) -> pd.DataFrame:
-    """Per benchmark: models, Pearson r with its 95 % confidence interval and p-value, Spearman ρ, and the
-    least-squares slope (bits per byte per unit of OT distance); the method assumes r > 0. Then the same Pearson r
-    and p-value for the training sets' median answer length (``answer_chars_r``: negative where longer answers
-    make a better model)."""
+    """Per benchmark, over selections (:func:`per_selection`; a selection's models averaged, since models that
+    share a training set are not independent points): selections and models, Pearson r with its 95 % confidence
+    interval and p-value, Spearman ρ, and the least-squares slope (bits per byte per unit of OT distance); the
+    method assumes r > 0. Then the same Pearson r and p-value for the training sets' median answer length
+    (``answer_chars_r``: negative where longer answers make a better model)."""
     rows = []
-    for bench, part in table.groupby("benchmark", sort=False):
-        row = {"benchmark": bench, "models": len(part)}
+    for bench, part in per_selection(table).groupby("benchmark", sort=False):
+        row = {"benchmark": bench, "selections": len(part), "models": int(part["models"].sum())}
         x, y = part["ot_heldout"].to_numpy(float), part["bits_per_byte"].to_numpy(float)
         if pearson := _pearson(x, y):
             low, high = pearson.confidence_interval(0.95)
@@ -87,6 +116,6 @@ def link_correlations(table: pd.DataFrame) -> pd.DataFrame:
         if by_length := _pearson(known["answer_chars_median"].to_numpy(float), known["bits_per_byte"].to_numpy(float)):
             row |= {"answer_chars_r": float(by_length.statistic), "answer_chars_p": float(by_length.pvalue)}
         rows.append(row)
-    columns = ["benchmark", "models", "pearson_r", "r_ci_low", "r_ci_high", "p_value", "spearman_rho", "slope",
-               "answer_chars_r", "answer_chars_p"]  # fmt: skip
+    columns = ["benchmark", "selections", "models", "pearson_r", "r_ci_low", "r_ci_high", "p_value", "spearman_rho",
+               "slope", "answer_chars_r", "answer_chars_p"]  # fmt: skip
     return pd.DataFrame(rows).reindex(columns=columns)

@@ -152,6 +152,8 @@ def _verdict_lines(art: Artifacts) -> list[str]:
     if not art.table("verdict").is_file():
         return []
     verdicts = pd.read_csv(art.table("verdict"))
+    if "reading" in verdicts.columns:  # the pre-registered analysis (issue 42)
+        return _planned_verdict_lines(art, verdicts)
     comparisons = pd.read_csv(art.table("comparisons"))
     lines = ["**Verdict** (notebook 06; bits per byte on each target's own benchmark, first − second: negative means "
              "the first is better; 95 % paired-bootstrap intervals over items and seeds; `verdict.csv`, "
@@ -184,6 +186,27 @@ def _verdict_lines(art: Artifacts) -> list[str]:
                   "MDE: the minimum detectable EQUAL − Random difference at these seeds per arm (`power.csv`); it is "
                   f"not the other comparisons' own{note}.", ""]  # fmt: skip
     lines += [f"* **{v.benchmark}**: {v.verdict}." for v in verdicts.itertuples()]
+    return lines
+
+
+def _planned_verdict_lines(art: Artifacts, verdicts: pd.DataFrame) -> list[str]:
+    """The verdict of the analysis plan (docs/experiment.md): per target, the gate, the primary tests with Welch
+    intervals over selection seeds and Holm's p, the MDE of this run's seeds, and the plan's reading."""
+    tests = pd.read_csv(art.table("primary_tests")) if art.table("primary_tests").is_file() else pd.DataFrame()
+    power = pd.read_csv(art.table("power")) if art.table("power").is_file() else pd.DataFrame()
+    mde = {r.benchmark: r.mde for r in power[power["this_run"]].itertuples()} if "this_run" in power else {}
+    lines = ["**Verdict** (notebook 06, read as the analysis plan in docs/experiment.md says; bits per byte on each "
+             "target's own benchmark, first − second: negative means EQUAL is better; Welch 95 % intervals over "
+             "selection-seed means, p Holm-corrected over the target's four comparisons; `verdict.csv`, "
+             "`primary_tests.csv`, `quantile_gate.csv`, `power.csv`):", ""]  # fmt: skip
+    rows = [{"benchmark": r.benchmark, "comparison": f"{r.a} − {r.b}", "seeds": f"{r.n_a} vs {r.n_b}",
+             "difference [95 % CI]": f"{r.difference:+.4f} [{r.ci_low:+.4f}, {r.ci_high:+.4f}]",
+             "Holm p": f"{r.p_holm:.3g}", "called": "yes" if r.called else "no",
+             "MDE (these seeds)": f"{mde[r.benchmark]:.4f}" if r.benchmark in mde else "—"}
+            for r in tests.itertuples()]  # fmt: skip
+    if rows:
+        lines += [pd.DataFrame(rows).to_markdown(index=False), ""]
+    lines += [f"* **{v.benchmark}**: the gate {v.gate}. Reading: {v.reading}." for v in verdicts.itertuples()]
     return lines
 
 

@@ -140,62 +140,16 @@ def power_table(components: dict, control_effect: float, seeds: list[int], item_
     return pd.DataFrame(rows)
 
 
-def verdict(oracle_vs_random: dict, mde: float, equal_vs_random: dict, equal_vs_all: dict,
-            lower_is_better: bool = True, bands: dict | None = None) -> str:  # fmt: skip
-    """The plain sentence a target's result deserves. The comparison is only a test of the claim when the
-    extracted oracle beats Random by more than the minimum detectable effect; otherwise the design cannot
-    test it, whatever EQUAL − Random shows. Where distance bands were trained, ``bands`` (the gate of
-    :func:`equal.report.bands.link_gate` with the ρ summary of :func:`equal.report.bands.band_curve`) replaces the
-    oracle: the nearest band must beat Random by more than the MDE *and* the metric must worsen with distance."""
-    sign = -1.0 if lower_is_better else 1.0  # improvement = sign × difference
-    if bands:
-        if not bands.get("passes"):
-            gain = bands.get("nearest_gain", float("nan"))
-            nearest = (
-                f"the nearest distance band improves on Random by {gain:.4f}"
-                if gain > 0
-                else f"the nearest distance band is no better than Random (worse by {-gain:.4f})"
-                if math.isfinite(gain)
-                else "the nearest distance band has no comparison with Random"
-            )
-            beats = "more" if bands.get("nearest_beats_random") else "not more"
-            bar = f"{beats} than the minimum detectable effect {mde:.4f}"
-            if "spearman_rho" in bands:
-                curve = (
-                    f"the metric {'rises' if bands.get('curve_rises') else 'does not rise'} with distance "
-                    f"(Spearman ρ {bands['spearman_rho']:+.2f} [{bands['rho_ci_low']:+.2f}, "
-                    f"{bands['rho_ci_high']:+.2f}])"
-                )
-            else:
-                curve = "too few bands to tell whether the metric rises with distance"
-            return f"this design cannot test the claim: {nearest}, {bar}; {curve}"
-    elif not oracle_vs_random:
-        return "no extracted-oracle models: the design's power to test the claim is unknown"
-    gain = sign * oracle_vs_random["difference"] if oracle_vs_random else float("inf")
-    if not bands and not gain > mde:
-        oracle = (f"the extracted oracle improves on Random by {gain:.4f}" if gain > 0
-                  else f"the extracted oracle is no better than Random (worse by {-gain:.4f})")  # fmt: skip
-        known = math.isfinite(mde)
-        bar = f"the minimum detectable effect {mde:.4f}" if known else "an unknown minimum detectable effect"
-        return f"this design cannot test the claim: {oracle}, not more than {bar}"
-    parts = []
-    for name, result in (("Random", equal_vs_random), ("All", equal_vs_all)):
-        if not result:
-            continue
-        better = sign * result["difference"]
-        interval = f"{result['difference']:+.4f} [{result['ci_low']:+.4f}, {result['ci_high']:+.4f}]"
-        if not result["excludes_zero"]:
-            parts.append(f"no detectable difference from {name} ({interval})")
-        else:
-            parts.append(f"{'better' if better > 0 else 'worse'} than {name} ({interval})")
-    return "EQUAL is " + "; ".join(parts) if parts else "no EQUAL models"
-
-
 # ---------------------------------------------------------------------------- selection seeds as the unit
 def seed_means(items: pd.DataFrame, method: str, gamma: float, benchmark: str,
                metric: str = "bits_per_byte") -> pd.Series:  # fmt: skip
-    """``method``'s metric on ``benchmark`` per *selection seed*: each model's metric over every item, averaged
-    over the fine-tuning seeds of one selection (models that share a selection are not independent replicates)."""
+    """``method``'s metric on ``benchmark`` per *selection seed*: each model's metric over every item, averaged over
+    the fine-tuning seeds of one selection seed (models that share a selection are not independent replicates).
+
+    Each selection seed is an independent draw of the method's whole outcome — its selection and a fine-tuning run
+    with its own seed — whether or not two seeds happen to select the same documents: a method whose selection
+    does not depend on the seed (DSIR's top-k on this corpus, a distance band, EQUAL w/o MAB) has replicates that
+    differ by fine-tuning only, which is all the randomness its outcome has."""
     values, weights, models = model_matrix(items, method, gamma, benchmark, metric)
     if not models:
         return pd.Series(dtype=float)
@@ -286,15 +240,19 @@ def random_split_calibration(items: pd.DataFrame, method: str, gamma: float, ben
     return pd.DataFrame(rows)
 
 
+def mde_over_seeds(seed_mean_std: float, n_seeds: int, alpha: float = ALPHA, power: float = POWER) -> float:
+    """The smallest true difference a two-sided Welch comparison of two arms with ``n_seeds`` selection seeds each,
+    seed means of std ``seed_mean_std``, detects with ``power`` (t quantiles at df = 2n − 2)."""
+    df = max(2 * n_seeds - 2, 1)
+    return float((stats.t.ppf(1 - alpha / 2, df) + stats.t.ppf(power, df)) * seed_mean_std * math.sqrt(2 / n_seeds))
+
+
 def seeds_for_mde(seed_mean_std: float, target_mde: float, alpha: float = ALPHA, power: float = POWER,
                   most: int = 200) -> int:  # fmt: skip
-    """The selection seeds per arm at which a two-sided Welch comparison of two arms with seed means of std
-    ``seed_mean_std`` detects ``target_mde`` with ``power`` (the t quantiles at df = 2n − 2); ``most`` + 1 when no
+    """The selection seeds per arm at which :func:`mde_over_seeds` reaches ``target_mde``; ``most`` + 1 when no
     design up to ``most`` seeds does."""
     for n in range(2, most + 1):
-        df = 2 * n - 2
-        mde = (stats.t.ppf(1 - alpha / 2, df) + stats.t.ppf(power, df)) * seed_mean_std * math.sqrt(2 / n)
-        if mde <= target_mde:
+        if mde_over_seeds(seed_mean_std, n, alpha, power) <= target_mde:
             return n
     return most + 1
 
@@ -314,4 +272,5 @@ def quantile_slope(items: pd.DataFrame, quantile_methods: list[str], benchmark: 
     half = stats.t.ppf(1 - alpha / 2, len(x) - 2) * fit.stderr
     return {"benchmark": benchmark, "metric": metric, "points": len(x), "quantiles": len(set(x)),
             "slope": float(fit.slope), "ci_low": float(fit.slope - half), "ci_high": float(fit.slope + half),
+            "intercept": float(fit.intercept),
             "p": float(fit.pvalue), "rises_with_distance": bool(fit.slope - half > 0)}  # fmt: skip

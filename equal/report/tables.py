@@ -64,8 +64,8 @@ def main_table(summary: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
 
 
 def with_differences(table: pd.DataFrame, comparisons: pd.DataFrame, pairs: list[tuple[str, str]]) -> pd.DataFrame:
-    """The main table with one row per ``(a, b)`` pair: the difference of mean bits per byte, a − b, with its
-    paired-bootstrap 95 % interval (``comparisons``, :func:`equal.report.stats.paired_bootstrap` rows) in each
+    """The main table with one row per ``(a, b)`` pair: the difference of mean bits per byte, a − b, with its 95 %
+    interval (``comparisons``: :func:`equal.report.analysis.compare` rows, selection seeds as the unit) in each
     benchmark's bits-per-byte column."""
     rows = []
     for a, b in pairs:
@@ -73,8 +73,9 @@ def with_differences(table: pd.DataFrame, comparisons: pd.DataFrame, pairs: list
         for r in comparisons[(comparisons["a"] == a) & (comparisons["b"] == b)].itertuples():
             column = next((c for c in table.columns if c.startswith(f"{r.label} {METRIC_LABELS['bits_per_byte']}")),
                           None)  # fmt: skip
-            if column:
-                row[column] = f"{r.difference:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]"
+            if column:  # a side with one selection (All) has no seed-level interval
+                interval = f" [{r.ci_low:+.3f}, {r.ci_high:+.3f}]" if r.ci_low == r.ci_low else " (one selection)"
+                row[column] = f"{r.difference:+.3f}{interval}"
         if len(row) > 1:
             rows.append(row)
     return pd.concat([table, pd.DataFrame(rows)], ignore_index=True) if rows else table

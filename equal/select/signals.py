@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from equal.embed.warmup import qa_text
+from equal.fingerprint import records_digest
 from equal.select.reward import OTReward, RewardConfig, ot_distance
 from equal.select.summary import BandDetails
 
@@ -110,8 +111,17 @@ def format_selection_table(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def training_set_id(pairs: list[dict]) -> str:
+    """A short digest of a QA set's questions and answers, in any order: runs with the same id train the same
+    model data (a distance band's or a deterministic method's seeds, All's targets), so they are one selection,
+    not several, when selection seeds are the unit of inference (:func:`equal.report.stats.seed_means`)."""
+    texts = sorted([p.get("question", ""), p.get("answer", "")] for p in pairs)
+    return records_digest([{"qa": qa} for qa in texts])[:12]
+
+
 def selection_runs_table(runs: list, heldout: dict[str, np.ndarray], store, domains: dict[str, str]) -> pd.DataFrame:
-    """One row per method run: its costs and the quality signals of its QA set.
+    """One row per method run: its costs, the quality signals of its QA set and the set's id
+    (:func:`training_set_id`).
 
     ``heldout[target]``: embeddings (by ``store``, the base embedder) of the target's held-out items;
     ``domains[target]``: the corpus domain expected to serve the target (its declaration's ``domain``).
@@ -126,7 +136,7 @@ def selection_runs_table(runs: list, heldout: dict[str, np.ndarray], store, doma
             else {}
         )  # fmt: skip  (distance bands)
         common = {k: getattr(run.summary, k) for k in ("method", "target", "gamma", "seed", *COSTS)}
-        rows.append({**common, **signals, **band})
+        rows.append({**common, **signals, "training_set": training_set_id(run.pairs), **band})
     return pd.DataFrame(rows)
 
 

@@ -247,6 +247,11 @@ def train_runs(
                 # how long the set's answers are: terse answers teach a model to stop short of a worked solution
                 "answer_chars_median": float(np.median([len(p["answer"]) for p in pairs])) if pairs else None,
                 **{f"{domain}_pairs": n for domain, n in sorted(Counter(p["domain"] for p in pairs).items())},
+                # what the refiner made of them (problem / code / concept; unrefined pairs have no kind)
+                **{
+                    f"kind_{kind}_pairs": n
+                    for kind, n in sorted(Counter(p["kind"] for p in pairs if p.get("kind")).items())
+                },
                 "steps": info["steps"],
                 "tokens_seen": info["tokens_seen"],
                 "train_flops": info["train_flops"],
@@ -258,7 +263,7 @@ def train_runs(
             }
         )
     table = pd.DataFrame(rows)
-    by_domain = [c for c in table.columns if c.endswith("_pairs")]  # pairs per document domain (0 where none)
+    by_domain = [c for c in table.columns if c.endswith("_pairs")]  # pairs per domain and kind (0 where none)
     table[by_domain] = table[by_domain].fillna(0).astype(int)
     return table
 

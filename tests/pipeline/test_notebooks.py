@@ -50,6 +50,7 @@ def test_the_whole_pipeline_runs_in_smoke_profile(tmp_path):
         "comparisons",
         "warmup_cohesion",
         "bands",
+        "quantiles",
     ):
         assert {f"{name}.png", f"{name}.pdf"} <= figures
     retrieval = (results / "warmup_retrieval.csv").read_text().splitlines()
@@ -78,8 +79,8 @@ def test_the_whole_pipeline_runs_in_smoke_profile(tmp_path):
     assert runs["ot_heldout"].notna().all() and (runs["ot_heldout"] > 0).all()
     curves = pd.read_csv(results / "selection_curves.csv")
     assert (curves.groupby(["method", "seed"])["regret"].diff().dropna() >= -1e-9).all()  # regret never decreases
-    # 05: a model per target — EQUAL, its ablations, Random on seed 0, EQUAL and Random on both seeds, the D_r
-    # control — and All once; the same regime for every model
+    # 05: a model per target — EQUAL, its ablations, Random on seed 0, EQUAL, Random and the domain controls on both
+    # seeds, the in-domain quantiles, the distance bands, the D_r control — and All once; the same regime for all
     trained = pd.read_csv(results / "finetune_runs.csv")
     planned = [
         ("EQUAL", 0),
@@ -89,6 +90,8 @@ def test_the_whole_pipeline_runs_in_smoke_profile(tmp_path):
         ("EQUAL w/o warm-up", 0),
         ("EQUAL w/o MAB", 0),
         ("EQUAL w/o exploration", 0),
+        *((control, s) for control in ("Domain filter", "DSIR", "Random in domain") for s in (0, 1)),
+        *((f"In-domain quantile {q}", 0) for q in range(1, 5)),
         *((f"Distance band {b}", 0) for b in range(1, 6)),
     ]
     expected = ["All · 100%", "D_r (control) · gsm8k"] + [f"{m} · gsm8k · 20% · seed {s}" for m, s in planned]
@@ -122,7 +125,14 @@ def test_the_whole_pipeline_runs_in_smoke_profile(tmp_path):
     assert set(pd.read_csv(results / "link_correlation.csv")["benchmark"]) == {"gsm8k", "math500"}
     comparisons = pd.read_csv(results / "comparisons.csv")
     assert {("EQUAL", "Random"), ("EQUAL", "All")} <= set(zip(comparisons["a"], comparisons["b"], strict=True))
-    assert (comparisons["ci_low"] <= comparisons["ci_high"]).all()
+    assert comparisons.dropna(subset=["ci_low"]).eval("ci_low <= difference <= ci_high").all()
+    assert comparisons.loc[comparisons["b"] == "All", "ci_low"].isna().all()  # one selection: no seed-level interval
+    tests = pd.read_csv(results / "primary_tests.csv")  # the analysis plan's four comparisons, Holm-corrected
+    assert list(tests["b"]) == ["Random", "Domain filter", "DSIR", "Random in domain"]
+    assert (tests["n_a"] == 2).all() and (tests["p_holm"].dropna() >= tests["p_welch"].dropna()).all()
+    slope = pd.read_csv(results / "quantile_gate.csv").iloc[0]  # the gate: one selection per quantile here
+    assert slope["points"] == 4 and slope["ci_low"] <= slope["slope"] <= slope["ci_high"]
+    assert set(pd.read_csv(results / "quantiles.csv")["quantile"]) == {1, 2, 3, 4}
     assert "EQUAL − Random (95 % CI)" in set(main["model"])
     assert not pd.read_csv(results / "power.csv").empty
     # the distance-band test: five bands with intervals, ρ and the gate, which the verdict uses
@@ -131,9 +141,9 @@ def test_the_whole_pipeline_runs_in_smoke_profile(tmp_path):
     assert bands["distance_mean"].is_monotonic_increasing  # band 1 nearest
     gate = pd.read_csv(results / "band_gate.csv").iloc[0]
     assert -1 <= gate["spearman_rho"] <= 1 and gate["rho_ci_low"] <= gate["rho_ci_high"]
-    verdict_text = pd.read_csv(results / "verdict.csv")["verdict"].iloc[0]
-    assert verdict_text.startswith(("this design cannot test the claim", "EQUAL is"))
-    assert "distance band" in verdict_text or verdict_text.startswith("EQUAL is")
+    verdict = pd.read_csv(results / "verdict.csv").iloc[0]
+    assert verdict["gate"].startswith("slope ") and verdict["gate"].endswith(("holds", "fails"))
+    assert verdict["comparisons"].startswith("EQUAL vs Random: ") and "Reading: " in verdict["verdict"]
     costs = pd.read_csv(results / "cost_table.csv").set_index("model")
     assert costs.loc["All", "total / All (72B)"] == 1.0 and costs.loc["EQUAL · 20%", "total / All (72B)"] < 1.0
     # 07 redrew the figures from results/ only: its executed notebook exists and nothing failed

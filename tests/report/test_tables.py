@@ -67,7 +67,8 @@ def test_the_link_pairs_each_model_with_its_training_sets_distance_and_correlate
     assert list(link["model"]) == ["EQUAL 0", "EQUAL 1", "Random 0", "All"]  # Base and the targetless mbpp row out
     assert list(link["ot_heldout"]) == [0.30, 0.35, 0.50, 0.45]  # All matched whatever its γ
     (row,) = link_correlations(link).to_dict("records")
-    assert row["models"] == 4 and row["pearson_r"] > 0.9 and row["r_ci_low"] < row["pearson_r"] < row["r_ci_high"]
+    assert row["models"] == row["selections"] == 4 and row["pearson_r"] > 0.9
+    assert row["r_ci_low"] < row["pearson_r"] < row["r_ci_high"]
     assert row["slope"] > 0 and row["spearman_rho"] == 1.0
     assert np.isnan(row["answer_chars_r"]) and link["answer_chars_median"].isna().all()  # no training table given
     # with notebook 05's table: each model's median answer length, and how bits per byte follow it
@@ -111,3 +112,26 @@ def test_the_cohesion_figure_is_the_same_file_on_every_run(tmp_path):
     first = save_figure(cohesion_figure(table), tmp_path / "a", "cohesion")[0].read_bytes()
     assert np.random.random() == expected_next
     assert save_figure(cohesion_figure(table), tmp_path / "b", "cohesion")[0].read_bytes() == first
+
+
+def test_models_sharing_a_training_set_are_one_point_of_the_link():
+    """A distance band's two fine-tuning seeds train on one selection (notebook 04's ``training_set`` id): the
+    correlation counts it once, at the mean of its models."""
+    from equal.report.link import link_correlations, link_table
+    from equal.select.signals import training_set_id
+
+    pairs = [{"question": "q1", "answer": "a1"}, {"question": "q2", "answer": "a2"}]
+    assert training_set_id(pairs) == training_set_id(pairs[::-1]) != training_set_id(pairs[:1])  # order-free
+    selection = pd.DataFrame({"method": ["Band 1", "Band 1", "Band 2", "Band 3"], "target": "gsm8k", "gamma": 0.05,
+                              "seed": [0, 1, 0, 0], "ot_heldout": [0.3, 0.3, 0.4, 0.5],
+                              "training_set": ["b1", "b1", "b2", "b3"]})  # fmt: skip
+    evaluated = pd.DataFrame({"model": ["B1 s0", "B1 s1", "B2", "B3"], "gamma": 0.05,
+                              "method": ["Band 1", "Band 1", "Band 2", "Band 3"], "seed": [0, 1, 0, 0],
+                              "benchmark": "gsm8k", "metric": "bits_per_byte",
+                              "value": [0.60, 0.64, 0.70, 0.80]})  # fmt: skip
+    link = link_table(selection, evaluated, {"gsm8k": "gsm8k"})
+    assert list(link["selection"]) == ["b1", "b1", "b2", "b3"]
+    (row,) = link_correlations(link).to_dict("records")
+    assert row["selections"] == 3 and row["models"] == 4
+    expected = np.polyfit([0.3, 0.4, 0.5], [0.62, 0.70, 0.80], 1)[0]  # band 1 at the mean of its two models
+    assert row["slope"] == pytest.approx(expected)
