@@ -1,10 +1,14 @@
-"""Statistics of the downstream comparison: paired bootstrap intervals, seed variance and power.
+"""Statistics of the downstream comparison: selection-seed tests, bootstrap intervals, seed variance and power.
 
 The input is the item table of notebook 06 (``eval_items.csv.gz``): one row per model × benchmark × item with
 ``value`` and ``weight`` such that a model's metric over any set of items is sum(value) / sum(weight) (bits and
 bytes for bits per byte, the 0/1 score and 1 otherwise), and the model's method, γ, selection seed and
 fine-tuning seed.
 
+* :func:`seed_means` / :func:`seed_level_test` / :func:`seed_level_comparison` — selection seeds as the unit: the
+  difference of two methods' means over selection-seed means, Welch's interval and p and a permutation p (what
+  notebook 06 reports); :func:`random_split_calibration` checks them on Random-vs-Random splits;
+  :func:`mde_over_seeds` / :func:`seeds_for_mde` — their power; :func:`quantile_slope` — the gate's slope.
 * :func:`paired_bootstrap` — the difference of two methods' mean metric with a 95 % interval, resampling the
   evaluation items (the same draw for both methods: the comparison is paired over items) and each method's seed
   replicates (independently: the seeds of two methods share nothing).
