@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     save_table(comparisons, out / "comparisons_by_seed", parameters,
                caption=f"Every comparison of notebook 06 at γ = {gamma:g} with selection seeds as the unit: difference "
                        "of means over seed means (first − second; bits per byte, lower is better), Welch 95 % interval "
-                       "and p, exact permutation p; significant when both p < 0.05.")  # fmt: skip
+                       "and p, exact permutation p, Welch's own MDE; the uncorrected p < 0.05 flag is not a call "
+                       "(the plan calls on Holm's p over each target's comparisons).")  # fmt: skip
     save_table(calibration, out / "calibration_random_splits", parameters,
                caption="Random against Random: every split of Random's selection seeds into two halves, tested with "
                        "Welch over seed means, the permutation test and notebook 06's item-and-seed bootstrap. A "

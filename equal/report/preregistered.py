@@ -20,6 +20,7 @@ import math
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from equal.report.stats import ALPHA, mde_over_seeds, quantile_slope, seed_level_comparison, seed_means, seeds_for_mde
@@ -29,29 +30,34 @@ from equal.select.methods import quantile_name
 PRIMARY_CONTROLS = ("Random", "Domain filter", "DSIR", "Random in domain")
 #: the controls that pick the target's domain without OT or a bandit
 DOMAIN_CONTROLS = ("Domain filter", "DSIR", "Random in domain")
+MIN_SEEDS = 5  # selection seeds per arm the plan never goes below
+#: the gate is tested only when every quantile has this many selections (the plan: 3 each); fewer is "not tested"
+MIN_SELECTIONS_PER_QUANTILE = 2
 KIND_COLUMNS = {"problem": "kind_problem_pairs", "code": "kind_code_pairs", "concept": "kind_concept_pairs"}
 
 
 def primary_tests(items: pd.DataFrame, benchmarks: list[str], gamma: float, methods: list[str],
                   alpha: float = ALPHA, seed: int = 0) -> pd.DataFrame:  # fmt: skip
     """EQUAL against each of :data:`PRIMARY_CONTROLS` that ``methods`` holds, on each benchmark (each target's own):
-    Welch over selection means with Holm's correction over that benchmark's comparisons (``p_holm``, ``called``),
-    permutation p beside it. Comparisons without two selections on a side are listed with NaN p and never called."""
+    Welch over selection-seed means (its own MDE beside it) with Holm's correction over that benchmark's comparisons
+    (``p_holm``, ``called``; ``holm_family``: how many), permutation p beside it. A comparison without two
+    selection seeds on a side, or with no spread on either, is listed with NaN p, never called, and still counted
+    in the family (as p = 1: the plan corrects over its four comparisons, not over those that happened to be
+    testable)."""
     rows = []
     for bench in benchmarks:
         found = [seed_level_comparison(items, ("EQUAL", gamma), (control, gamma), bench, seed=seed)
                  for control in PRIMARY_CONTROLS if control in methods]  # fmt: skip
         found = [row for row in found if row]
-        testable = [row for row in found if math.isfinite(row["p_welch"])]
-        if testable:
-            reject, corrected, _, _ = multipletests([row["p_welch"] for row in testable], alpha=alpha, method="holm")
-            for row, p, called in zip(testable, corrected, reject, strict=True):
-                row.update(p_holm=float(p), called=bool(called))
-        for row in found:
-            row.setdefault("p_holm", math.nan)
-            row.setdefault("called", False)
-            row.pop("significant", None)  # uncorrected: the plan calls on Holm's p only
-            rows.append(row)
+        if not found:
+            continue
+        p_values = [row["p_welch"] if math.isfinite(row["p_welch"]) else 1.0 for row in found]
+        reject, corrected, _, _ = multipletests(p_values, alpha=alpha, method="holm")
+        for row, p, called in zip(found, corrected, reject, strict=True):
+            testable = math.isfinite(row["p_welch"])
+            row.pop("p_welch_below_alpha_uncorrected", None)  # the plan calls on Holm's p only
+            rows.append({**row, "p_holm": float(p) if testable else math.nan, "called": bool(called and testable),
+                         "holm_family": len(found)})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -68,7 +74,18 @@ def quantile_gate(items: pd.DataFrame, training_runs: pd.DataFrame, benchmarks: 
         slope = quantile_slope(items, names, bench, gamma)
         if not slope:
             continue
-        slopes.append(slope)
+        counts = [len(seed_means(items, name, gamma, bench)) for name in names]
+        means = [seed_means(items, name, gamma, bench).mean() for name in names]
+        known = [(q, m) for q, m in enumerate(means, start=1) if m == m]
+        sensitivity = {}
+        if len(known) >= 3:  # the quantiles' selections share their quantile's documents: 4 pools, not 12 draws
+            fit = stats.linregress(*np.array(known, dtype=float).T)
+            half = stats.t.ppf(1 - ALPHA / 2, len(known) - 2) * fit.stderr
+            sensitivity = {"slope_of_means": float(fit.slope), "means_ci_low": float(fit.slope - half),
+                           "means_ci_high": float(fit.slope + half)}  # fmt: skip
+        complete = min(counts) >= MIN_SELECTIONS_PER_QUANTILE
+        slopes.append({**slope, "selections_per_quantile": ",".join(map(str, counts)), "complete": complete,
+                       **sensitivity})  # fmt: skip
         for q, name in enumerate(names, start=1):
             means = seed_means(items, name, gamma, bench)
             points += [{"benchmark": bench, "quantile": q, "selection": str(selection), "bits_per_byte": float(v)}
@@ -98,7 +115,7 @@ def seed_level_power(items: pd.DataFrame, benchmarks: list[str], gamma: float, s
         if min(len(s) for s in spreads) < 2:
             continue
         pooled = float(np.sqrt(np.mean([s.std(ddof=1) ** 2 for s in spreads])))
-        needed = seeds_for_mde(pooled, target_mde)
+        needed = max(MIN_SEEDS, seeds_for_mde(pooled, target_mde))  # the plan: at least 5
         now = min(len(s) for s in spreads)
         for n in sorted({*seeds, now, needed}):
             mde = mde_over_seeds(pooled, n)
@@ -108,53 +125,77 @@ def seed_level_power(items: pd.DataFrame, benchmarks: list[str], gamma: float, s
     return pd.DataFrame(rows)
 
 
+def _gate_words(slope: dict | None) -> tuple[bool | None, str]:
+    """Whether the gate holds (None: not tested) and how to say it."""
+    if not slope:
+        return None, "not tested (no in-domain quantile was trained)"
+    text = (f"slope {slope['slope']:+.4f} bpb per quantile [{slope['ci_low']:+.4f}, {slope['ci_high']:+.4f}] over "
+            f"{slope['points']} selections")  # fmt: skip
+    if not slope.get("complete", True):
+        return None, f"{text}: not tested (selections per quantile {slope['selections_per_quantile']}; the plan: 3)"
+    if slope["rises_with_distance"]:
+        return True, f"{text}: holds"
+    if slope["ci_high"] < 0:
+        return False, f"{text}: fails (closer to the target is worse)"
+    return False, f"{text}: fails (inconclusive: the interval includes 0)"
+
+
 def plan_verdict(tests: pd.DataFrame, gate: pd.DataFrame, benchmarks: list[str], bench_target: dict[str, str],
                  lower_is_better: bool = True) -> pd.DataFrame:  # fmt: skip
     """One row per benchmark: the gate's outcome, each primary comparison in words, and the plan's reading of them
-    ("What each outcome means" in docs/experiment.md)."""
+    ("What each outcome means" in docs/experiment.md). A difference is called on Holm's p (better and worse alike);
+    the claim's second half needs EQUAL called better than Random, Domain filter *and* DSIR (Random in domain is a
+    reference); a comparison that could not be tested is never read as a null; a negative result is always said."""
     sign = -1.0 if lower_is_better else 1.0  # improvement = sign × difference
     rows = []
     for bench in benchmarks:
-        mine = tests[tests["benchmark"] == bench] if len(tests) else tests
-        slope = gate[gate["benchmark"] == bench].to_dict("records") if len(gate) else []
-        if slope:
-            s = slope[0]
-            holds = bool(s["rises_with_distance"])
-            gate_text = (f"slope {s['slope']:+.4f} bpb per quantile [{s['ci_low']:+.4f}, {s['ci_high']:+.4f}] over "
-                         f"{s['points']} selections: {'holds' if holds else 'fails'}")  # fmt: skip
-        else:
-            holds, gate_text = None, "not tested (no in-domain quantile was trained)"
-        words, called_better, called_worse = [], set(), set()
+        mine = tests[tests["benchmark"] == bench] if len(tests) else pd.DataFrame()
+        slopes = gate[gate["benchmark"] == bench].to_dict("records") if len(gate) else []
+        holds, gate_text = _gate_words(slopes[0] if slopes else None)
+        words, better, worse, untested, nulls = [], [], [], [], []
         for r in mine.itertuples():
             if not math.isfinite(r.p_holm):
-                words.append(f"vs {r.b}: {r.difference:+.4f}, no test ({r.n_a} vs {r.n_b} selections)")
+                untested.append(r.b)
+                words.append(f"vs {r.b}: {r.difference:+.4f}, no test ({r.n_a} vs {r.n_b} seeds)")
                 continue
             interval = f"{r.difference:+.4f} [{r.ci_low:+.4f}, {r.ci_high:+.4f}], Holm p {r.p_holm:.3g}"
             if r.called:
-                better = sign * r.difference > 0
-                (called_better if better else called_worse).add(r.b)
-                words.append(f"vs {r.b}: {'better' if better else 'worse'} ({interval})")
+                (better if sign * r.difference > 0 else worse).append(r.b)
+                words.append(f"vs {r.b}: {'better' if sign * r.difference > 0 else 'worse'} ({interval})")
             else:
-                words.append(f"vs {r.b}: no difference called ({interval})")
+                nulls.append(f"{r.b} (MDE {r.mde:.4f})")
+                words.append(f"vs {r.b}: no difference called ({interval}; MDE {r.mde:.4f})")
         comparisons = "EQUAL " + "; ".join(words) if words else "no EQUAL comparison"
-        domain_beaten = [c for c in DOMAIN_CONTROLS if c in called_better]
-        domain_tested = [c for c in DOMAIN_CONTROLS if c in set(mine["b"])] if len(mine) else []
-        if holds is False:
-            reading = ("the gate fails: OT distance does not predict a better model inside the domain, so the "
-                       "comparisons are reported but not read as the claim")  # fmt: skip
-        elif called_worse:
-            reading = f"a negative result: EQUAL is worse than {', '.join(sorted(called_worse))}"
-        elif "Random" in called_better and domain_tested and not domain_beaten:
-            reading = ("EQUAL beats Random but no domain control: its gain is a domain filter's, not a benefit of OT "
-                       "and the bandit")  # fmt: skip
-        elif domain_beaten:
-            beaten = ", ".join(domain_beaten)
-            reading = f"EQUAL beats the domain control(s) {beaten}: the claim's second half holds here"
-        elif len(mine) and not called_better:
-            reading = "no difference called: a null at this design's minimum detectable effect"
+        claim_controls = [c for c in PRIMARY_CONTROLS if c != "Random in domain"]
+        present = set(mine["b"]) if len(mine) else set()
+        if not words or len(untested) == len(words):
+            reading = "nothing to read: no primary comparison could be tested"
+        elif holds is False:
+            reading = (
+                "the gate fails: training sets closer to the target (OT distance) are not shown to make "
+                "better models inside the domain, so the comparisons are reported but not read as the claim"
+            )
+        elif set(claim_controls) <= set(better):
+            reading = "EQUAL beats Random, Domain filter and DSIR: the claim's second half holds here"
+        elif "Random" in better:
+            unbeaten = [c for c in DOMAIN_CONTROLS[:2] if c in present and c not in better]
+            reading = (
+                f"EQUAL beats Random but not {' or '.join(unbeaten)}: its gain is not shown to exceed a domain filter's"
+                if unbeaten
+                else "EQUAL beats Random; no domain control was tested against it"
+            )
+        elif better:
+            reading = f"EQUAL beats {', '.join(better)} but not Random"
+        elif not worse:
+            reading = ("no difference called: absence of evidence at this run's minimum detectable effects ("
+                       + ", ".join(nulls) + "), not evidence of no effect")  # fmt: skip
         else:
-            reading = "EQUAL beats Random; no domain control was trained to tell it from a domain filter"
-        if holds is None and len(mine):
+            reading = "no gain called"
+        if worse:
+            reading += f"; negative result: EQUAL is worse than {', '.join(worse)}"
+        if untested and len(untested) < len(words):
+            reading += f"; not testable: {', '.join(untested)}"
+        if holds is None and words:
             reading += " (the gate was not tested)"
         rows.append({"benchmark": bench, "target": bench_target.get(bench), "gate": gate_text,
                      "comparisons": comparisons, "reading": reading})  # fmt: skip
