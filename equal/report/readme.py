@@ -202,10 +202,14 @@ def _planned_verdict_lines(art: Artifacts, verdicts: pd.DataFrame) -> list[str]:
     rows = [{"benchmark": r.benchmark, "comparison": f"{r.a} − {r.b}", "seeds": f"{r.n_a} vs {r.n_b}",
              "difference [95 % CI]": f"{r.difference:+.4f} [{r.ci_low:+.4f}, {r.ci_high:+.4f}]",
              "Holm p": f"{r.p_holm:.3g}", "called": "yes" if r.called else "no",
-             "MDE (these seeds)": f"{mde[r.benchmark]:.4f}" if r.benchmark in mde else "—"}
+             "MDE (its own)": f"{r.mde:.4f}" if getattr(r, "mde", float("nan")) == getattr(r, "mde", None) else "—"}
             for r in tests.itertuples()]  # fmt: skip
     if rows:
-        lines += [pd.DataFrame(rows).to_markdown(index=False), ""]
+        pooled = "; ".join(f"{bench} {value:.4f}" for bench, value in mde.items())
+        lines += [pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True), "",
+                  "MDE (its own): the smallest difference each Welch comparison detects with 80 % power, from its two "
+                  f"arms' seed spreads; EQUAL − Random at this run's seeds from their pooled spread (`power.csv`): "
+                  f"{pooled or '—'}.", ""]  # fmt: skip
     lines += [f"* **{v.benchmark}**: the gate {v.gate}. Reading: {v.reading}." for v in verdicts.itertuples()]
     return lines
 
