@@ -129,8 +129,9 @@ class ExtractionReport:
 
 #: Bump when the way answers become pairs changes (parsing, dropping degenerate pairs): finished method runs,
 #: whose pairs were made the old way, are then recomputed from the cached answers.
-PAIRS_VERSION = 4  # 2: pairs with runaway repetition are dropped and counted; 3: refinement and quality gate;
-#                    4: a quantity asked for and answered with a number is a problem to solve (equal.llm.refine)
+PAIRS_VERSION = 5  # 2: pairs with runaway repetition are dropped and counted; 3: refinement and quality gate;
+#                    4: a quantity asked for and answered with a number is a problem to solve (equal.llm.refine);
+#                    5: refine-v4 drops a concept "question" that asks nothing (strict_failures: not_a_question)
 
 
 class QAExtractor:

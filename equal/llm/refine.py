@@ -384,6 +384,12 @@ _POINTS_AT_TEXT = re.compile(
     r"|\b(?:mentioned|described|shown|given|provided|discussed) (?:above|below|earlier|here)\b",
     re.IGNORECASE,
 )  # fmt: skip
+#: a request phrased as an order rather than a question ("Explain why …", "List the …"): a concept question may be one
+_IMPERATIVE = re.compile(
+    r"^\W*(?:explain|describe|name|list|give|define|compare|contrast|summari[sz]e|identify|state|outline|discuss|"
+    r"distinguish|tell|show|find|calculate|compute|write|suggest|provide|recommend)\b",
+    re.IGNORECASE,
+)  # fmt: skip
 _STOP_WORDS = (
     "about above after again also although among another because been before being between both could does doing "
     "down during each either every from further have having here into itself just like make makes many more most "
@@ -411,7 +417,8 @@ def support_share(answer: str, document: str) -> float:
 
 def strict_failures(question: str, answer: str, kind: str) -> list[str]:
     """What makes a pair unfit to train on whatever its content (refine-v4's checks): prompt scaffolding or
-    ``<unk>`` in it (``leak``), a question pointing at a text the reader cannot see (``not_self_contained``), more
+    ``<unk>`` in it (``leak``), a question pointing at a text the reader cannot see (``not_self_contained``), a
+    concept "question" that neither ends in a question mark nor asks for something (``not_a_question``), more
     than one final-answer line or text after it (``malformed``)."""
     failures = []
     if _LEAK.search(question) or _LEAK.search(answer):
@@ -420,6 +427,8 @@ def strict_failures(question: str, answer: str, kind: str) -> list[str]:
         failures.append("not_self_contained")
     if kind == "problem" and not ("?" in question or _PROBLEM.search(question)):
         failures.append("not_self_contained")  # "Carla has $20.": a statement, nothing asked
+    if kind == "concept" and not (question.rstrip().endswith("?") or _IMPERATIVE.match(question)):
+        failures.append("not_a_question")  # "What you might need is a good moral theory. …": the document, restated
     if kind == "problem" and inline_calculations(question):
         failures.append("leak")  # "… so that's 1.5+1.5 = 3 miles": the document's solution pasted into the question
     if kind == "problem" and answer:

@@ -74,6 +74,11 @@ def test_strict_checks_reject_scaffolding_dangling_questions_and_trailing_text()
     ]
     assert strict_failures("What does the author argue?", "That it is so.", "concept") == ["not_self_contained"]
     assert strict_failures("Carla has $20.", "", "problem") == ["not_self_contained"]  # nothing asked
+    # a concept question asks something: a question mark or an order; a restated passage is neither
+    passage = "What you might need is a good normative moral theory. Normative ethics focuses on norms."
+    assert strict_failures(passage, "A theory of norms.", "concept") == ["not_a_question"]
+    assert strict_failures("Frederick Douglass's birthplace?", "Maryland.", "concept") == []
+    assert strict_failures("Explain what a Cargo workspace is.", "A set of packages.", "concept") == []
     # read in the probe's kept pairs: a final answer no step reaches, a question holding the document's solution
     unworked = "4 episodes * 1 hour = 4 hours.\nThe answer is: 2"
     assert strict_failures("How many hours did Max watch?", unworked, "problem") == ["answer_not_worked"]
