@@ -142,6 +142,9 @@ class EvaluationSettings:
 
     evaluation: Options
     design_chosen_from: str | None
+    # methods whose target models are also evaluated on the target domain's other benchmarks (MATH-500, HumanEval);
+    # every other method's only on its target's own benchmark, which the tests use (null: every method on all)
+    secondary_benchmarks_for: list[str] | None
 
 
 @dataclass(frozen=True)

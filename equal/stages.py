@@ -327,6 +327,7 @@ class EvaluationStage:
     config: Any  # equal.evaluate.harness.EvalConfig
     base_model: str
     targets: list[str]
+    secondary_for: list[str] | None = None  # methods evaluated on their domain's other benchmarks too (None: all)
 
     @classmethod
     def from_config(cls, config: Config, art: Artifacts) -> EvaluationStage:
@@ -336,11 +337,12 @@ class EvaluationStage:
         settings = dict(config.evaluation.evaluation)
         benchmarks = tuple(settings.get("benchmarks", EvalConfig.benchmarks))
         return cls(EvalConfig(**{**settings, "benchmarks": benchmarks}), config.common.base_model,
-                   config.common.targets)  # fmt: skip
+                   config.common.targets, config.evaluation.secondary_benchmarks_for)  # fmt: skip
 
     def parameters(self) -> dict[str, Any]:
         """How models are evaluated, on what, and the base model."""
-        return {"evaluation": asdict(self.config), "base_model": self.base_model, "targets": self.targets}
+        return {"evaluation": asdict(self.config), "base_model": self.base_model, "targets": self.targets,
+                "secondary_for": self.secondary_for}  # fmt: skip
 
     def run(self, art: Artifacts) -> EvaluationResult:
         """Write the benchmarks' items, then evaluate every model of the roster (each model × task read back from
@@ -362,7 +364,7 @@ class EvaluationStage:
                                            self.targets)  # fmt: skip
         # the base model and every model of the fine-tuning stage, each on its target's benchmarks (Base, All: all)
         models = model_roster(art, pd.read_csv(art.table("finetune_runs")), causal_lm_dir(self.base_model),
-                              eval_files, bench_target)  # fmt: skip
+                              eval_files, bench_target, self.secondary_for)  # fmt: skip
         rows, item_rows = [], []
         keys = ("model", "method", "target", "gamma", "seed", "train_seed")
         for model in tqdm(models, desc="evaluating", unit="model"):

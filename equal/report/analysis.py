@@ -27,10 +27,12 @@ POWER_ITEMS = [100, 200, 400, 800]  # … and evaluation items
 
 
 def model_roster(art: Artifacts, trained: pd.DataFrame, base_model_dir: str | Path, eval_files: dict[str, Path],
-                 bench_target: dict[str, str]) -> list[dict]:  # fmt: skip
+                 bench_target: dict[str, str], secondary_for: list[str] | None = None) -> list[dict]:  # fmt: skip
     """Every model to evaluate: the base model, then each fine-tuned model of notebook 05 (``trained``: its
     ``finetune_runs`` table), with the benchmark files it is evaluated on: its target's benchmarks, every benchmark
-    for the base model and All (no target)."""
+    for the base model and All (no target). Where ``secondary_for`` names the methods that get their domain's other
+    benchmarks too, every other method's models are evaluated on their target's own benchmark only (the one the
+    tests use: a cost saving, decided before any model of a run)."""
     models = [{"model": "Base", "method": "Base", "target": None, "gamma": 0.0, "seed": 0, "train_seed": 0,
                "dir": base_model_dir}]  # fmt: skip
     for r in trained.itertuples():
@@ -39,7 +41,12 @@ def model_roster(art: Artifacts, trained: pd.DataFrame, base_model_dir: str | Pa
         models.append({"model": r.model, "method": r.method, "target": target, "gamma": r.gamma, "seed": r.seed,
                        "train_seed": r.train_seed, "dir": run.model_dir(art)})  # fmt: skip
     for model in models:
-        model["files"] = {b: f for b, f in eval_files.items() if model["target"] in (None, bench_target.get(b))}
+        own_only = secondary_for is not None and model["target"] is not None and model["method"] not in secondary_for
+        model["files"] = {
+            b: f
+            for b, f in eval_files.items()
+            if model["target"] in (None, bench_target.get(b)) and not (own_only and b != model["target"])
+        }
     return models
 
 

@@ -82,10 +82,12 @@ def with_differences(table: pd.DataFrame, comparisons: pd.DataFrame, pairs: list
 
 
 def ablation_table(summary: pd.DataFrame, gamma: float) -> pd.DataFrame:
-    """EQUAL against its ablations at one γ: bits per byte per benchmark and the change from EQUAL."""
+    """EQUAL against its ablations at one γ: bits per byte per benchmark and the change from EQUAL, over the
+    benchmarks every row was evaluated on (a profile may evaluate the ablations on their target's own only)."""
     bpb = summary[(summary["metric"] == "bits_per_byte") & (summary["gamma"] == gamma)]
     wide = bpb.pivot_table(index="method", columns="benchmark", values="mean")
     names = [m for m in ("EQUAL", *ABLATIONS) if m in wide.index]
+    wide = wide.loc[names].dropna(axis=1) if names else wide  # the same benchmarks in every row's mean
     labels = benchmark_labels(summary)
     rows = []
     for name in names:

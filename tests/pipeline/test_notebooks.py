@@ -105,8 +105,11 @@ def test_the_whole_pipeline_runs_in_smoke_profile(tmp_path):
     assert set(evaluated["model"]) == {"Base", *trained["model"]}
     per_model = evaluated.groupby("model")["benchmark"].agg(set)
     assert per_model["Base"] == per_model["All · 100%"] == {"gsm8k", "math500", "mbpp", "humaneval"}
-    assert all(per_model[m] == {"gsm8k", "math500"} for m in trained["model"] if m != "All · 100%")
-    assert len(evaluated) == 2 * 8 + (len(trained) - 1) * 4
+    # EQUAL, Random and the D_r control also on MATH-500 (secondary_benchmarks_for), every other model on GSM8K only
+    secondary = {"EQUAL", "Random", "D_r (control)"}
+    own = {r.model: {"gsm8k", "math500"} if r.method in secondary else {"gsm8k"} for r in trained.itertuples()}
+    assert all(per_model[m] == own[m] for m in trained["model"] if m != "All · 100%")
+    assert len(evaluated) == 2 * 8 + sum(2 * len(own[m]) for m in trained["model"] if m != "All · 100%")
     items = pd.read_csv(results / "eval_items.csv.gz")
     assert set(items["model"]) == set(evaluated["model"]) and (items["weight"] > 0).all()
     again = items[items["metric"] == "bits_per_byte"].groupby(["model", "benchmark"]).sum(numeric_only=True)
@@ -121,7 +124,9 @@ def test_the_whole_pipeline_runs_in_smoke_profile(tmp_path):
     assert set(pd.read_csv(results / "ablation_table.csv")["model"]) == {
         "EQUAL · 20%", "EQUAL w/o warm-up · 20%", "EQUAL w/o MAB · 20%", "EQUAL w/o exploration · 20%"}  # fmt: skip
     link = pd.read_csv(results / "link.csv")  # every trained selection × the math benchmarks (the target's domain)
-    assert set(link["benchmark"]) == {"gsm8k", "math500"} and len(link) == 2 * (len(trained) - 1)
+    linked = [m for m in trained["model"] if not m.startswith("D_r") and m != "All · 100%"]  # D_r: no selection
+    expected = sum(len(own[m]) for m in linked) + 2  # All: on GSM8K and MATH-500, both of the gsm8k target
+    assert set(link["benchmark"]) == {"gsm8k", "math500"} and len(link) == expected
     assert set(pd.read_csv(results / "link_correlation.csv")["benchmark"]) == {"gsm8k", "math500"}
     comparisons = pd.read_csv(results / "comparisons.csv")
     assert {("EQUAL", "Random"), ("EQUAL", "All")} <= set(zip(comparisons["a"], comparisons["b"], strict=True))

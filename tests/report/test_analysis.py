@@ -55,3 +55,20 @@ def test_comparisons_take_selection_seeds_as_the_unit():
     (row,) = comparisons.to_dict("records")
     assert row["n_a"] == row["n_b"] == 3 and row["label"] == "GSM8K" and row["items"] == items["item"].nunique()
     assert row["ci_high"] < 0 and 0 <= row["p_welch"] < 0.05
+
+
+def test_the_roster_evaluates_only_the_named_methods_on_their_domains_second_benchmark(tmp_path):
+    from equal.artifacts import Artifacts
+    from equal.report.analysis import model_roster
+
+    art = Artifacts.for_profile("mine", tmp_path / "data", tmp_path / "results", tmp_path / "figures")
+    trained = pd.DataFrame({"model": ["EQUAL", "DSIR", "All"], "method": ["EQUAL", "DSIR", "All"],
+                            "target": ["gsm8k", "gsm8k", None], "gamma": [0.05, 0.05, 1.0], "seed": 0,
+                            "train_seed": 0})  # fmt: skip
+    files = {b: tmp_path / f"{b}.jsonl" for b in ("gsm8k", "math500", "mbpp")}
+    targets = {"gsm8k": "gsm8k", "math500": "gsm8k", "mbpp": "mbpp"}
+    roster = {m["model"]: set(m["files"]) for m in model_roster(art, trained, tmp_path, files, targets, ["EQUAL"])}
+    assert roster == {"Base": {"gsm8k", "math500", "mbpp"}, "EQUAL": {"gsm8k", "math500"}, "DSIR": {"gsm8k"},
+                      "All": {"gsm8k", "math500", "mbpp"}}  # fmt: skip
+    everyone = {m["model"]: set(m["files"]) for m in model_roster(art, trained, tmp_path, files, targets)}
+    assert everyone["DSIR"] == {"gsm8k", "math500"}  # None: every method on its domain's benchmarks

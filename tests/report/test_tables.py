@@ -34,6 +34,12 @@ def test_ablation_table_differences_from_equal():
     table = ablation_table(summarize(_long()), 0.05).set_index("model")
     assert table.loc["EQUAL w/o MAB · 5%", "Δ vs EQUAL"] == round(0.85 - 0.82, 4)
     assert table.loc["EQUAL · 5%", "Δ vs EQUAL"] == 0
+    # an ablation evaluated on fewer benchmarks than EQUAL: every row's mean over the benchmarks all rows have
+    summary = summarize(_long())
+    extra = summary[summary["method"] == "EQUAL"].assign(benchmark="math500", label="MATH-500", mean=0.5)
+    table = ablation_table(pd.concat([summary, extra], ignore_index=True), 0.05).set_index("model")
+    assert table.loc["EQUAL w/o MAB · 5%", "Δ vs EQUAL"] == round(0.85 - 0.82, 4)
+    assert not any("MATH-500" in column for column in table.columns)
 
 
 def test_cost_table_ratio_to_all():
