@@ -399,7 +399,8 @@ def make_refiner(llm: dict, refinement: dict | None, cache: CallCache, backend=N
     ``refinement`` holds :class:`~equal.llm.refine.RefinementConfig`'s fields plus ``examples_from`` (pair kind →
     the target whose D_r solutions are its style examples, read with ``load_reference(target)``; in ``equal
     select``, the user's reference set). The model is ``llm["refiner"]`` (a backend specification), else the
-    extractor's own ``backend``.
+    extractor's own ``backend`` — also when ``llm["refiner"]`` names the extractor's model with its settings: one
+    loaded copy serves both (issue 39: a second copy of the same weights only costs memory).
     """
     from equal.llm.backends import make_backend
 
@@ -417,6 +418,9 @@ def make_refiner(llm: dict, refinement: dict | None, cache: CallCache, backend=N
         with_tests = kind == "code" and get_refine_prompt(config.prompt_version).program_answers
         examples[kind] = pick_examples(load_reference(target), config.examples, config.seed, with_tests)
     spec = llm.get("refiner")
+    extractor_spec = {k: v for k, v in llm.items() if k not in ("refiner", "executor")}
+    if spec and backend is not None and {k: v for k, v in spec.items() if k != "executor"} == extractor_spec:
+        spec = None  # the extractor's own model and settings: share its loaded backend instead of a second copy
     refiner_backend = make_backend({k: v for k, v in spec.items() if k != "executor"}) if spec else backend
     if refiner_backend is None:
         refiner_backend = make_backend({k: v for k, v in llm.items() if k not in ("refiner", "executor")})

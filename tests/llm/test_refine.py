@@ -334,3 +334,20 @@ def test_a_reply_that_skips_the_restatement_keeps_the_draft_question():
     assert parse_refined("Task: Why?\nNotes (may be incomplete or wrong): because", "Q?") is None  # an echo
     assert parse_refined("Source document (for facts only):\nText.", "Q?") is None
     assert parse_refined("Rayleigh scattering.") is None  # without a draft question: the strict format only
+
+
+def test_a_refiner_naming_the_extractors_model_shares_its_loaded_backend(monkeypatch):
+    """One loaded copy serves both when llm.refiner names the extractor's model with its settings; another model
+    gets its own backend."""
+    import equal.llm.backends as backends
+    from equal.llm.extract import make_refiner
+
+    built = []
+    monkeypatch.setattr(backends, "make_backend", lambda spec: built.append(spec) or f"backend of {spec['model']}")
+    extractor = {"kind": "llama_cpp", "model": "qwen2.5-coder-1.5b-instruct", "n_parallel": 16, "n_ctx": 2048}
+    loaded = object()
+    same = make_refiner({**extractor, "refiner": dict(extractor)}, {"prompt_version": "refine-v4"}, None, loaded)
+    assert same.backend is loaded and built == []
+    other = {**extractor, "model": "qwen2.5-coder-0.5b-instruct"}
+    separate = make_refiner({**other, "refiner": dict(extractor)}, {"prompt_version": "refine-v4"}, None, loaded)
+    assert separate.backend == "backend of qwen2.5-coder-1.5b-instruct" and len(built) == 1
