@@ -23,14 +23,22 @@ LINK_COLUMNS = ["model", "method", "gamma", "seed", "benchmark", "target", "sele
 
 def selection_key(run) -> str:
     """The selection a model was trained on: its run's ``training_set`` id (notebook 04), or, in tables written
-    before that column, the run's method, target, γ and seed (All: method and target) — which over-counts the
-    selections of methods whose seeds replicate fine-tuning only (the distance bands)."""
+    before that column, the run's method, target, γ and seed — without the seed for All and the distance bands,
+    whose selections do not depend on it (two seeds of another method that chose the same documents are still
+    counted twice there)."""
+    from equal.errors import ConfigError
+    from equal.select.methods import get_method
+
     training_set = getattr(run, "training_set", None)
     if isinstance(training_set, str) and training_set:
         return training_set
     if run.method == "All":
         return f"All|{run.target}"
-    return f"{run.method}|{run.target}|{run.gamma:g}|{run.seed}"
+    try:
+        seedless = get_method(run.method).kind == "band"
+    except ConfigError:  # a method this version does not know: keep the seed
+        seedless = False
+    return f"{run.method}|{run.target}|{run.gamma:g}" + ("" if seedless else f"|{run.seed}")
 
 
 def target_of_benchmark(domains: dict[str, str], targets: list[str]) -> dict[str, str]:

@@ -141,3 +141,17 @@ def test_models_sharing_a_training_set_are_one_point_of_the_link():
     assert row["selections"] == 3 and row["models"] == 4
     expected = np.polyfit([0.3, 0.4, 0.5], [0.62, 0.70, 0.80], 1)[0]  # band 1 at the mean of its two models
     assert row["slope"] == pytest.approx(expected)
+
+
+def test_tables_without_training_set_ids_still_count_a_distance_band_once():
+    from equal.report.link import link_correlations, link_table
+
+    selection = pd.DataFrame({"method": ["Distance band 1", "Distance band 1", "Random", "Random"], "target": "gsm8k",
+                              "gamma": 0.05, "seed": [0, 1, 0, 1], "ot_heldout": [0.3, 0.3, 0.5, 0.55]})  # fmt: skip
+    evaluated = pd.DataFrame({"model": ["B s0", "B s1", "R s0", "R s1"], "gamma": 0.05, "seed": [0, 1, 0, 1],
+                              "method": ["Distance band 1", "Distance band 1", "Random", "Random"],
+                              "benchmark": "gsm8k", "metric": "bits_per_byte",
+                              "value": [0.6, 0.62, 0.7, 0.75]})  # fmt: skip
+    link = link_table(selection, evaluated, {"gsm8k": "gsm8k"})
+    assert link["selection"].nunique() == 3  # the band's two seeds share a selection; Random's seeds do not
+    assert link_correlations(link).iloc[0]["selections"] == 3
