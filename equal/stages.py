@@ -99,12 +99,14 @@ class WarmupStage:
         return cls(warmup, settings.embedder, common.llm, common.extraction, common.refinement, _answers(config))
 
     def parameters(self) -> dict[str, Any]:
-        """The warm-up's and the extractor's settings, the answers replayed and the embedder training's version."""
+        """The warm-up's and the extractor's settings, the answers replayed, the version of the pair records (its
+        pairs are made the way every run's are) and the embedder training's version."""
         from equal.embed.warmup import TRAINING_VERSION
+        from equal.llm.extract import PAIRS_VERSION
 
         return {"warmup": asdict(self.config), "embedder": self.embedder, "llm": self.llm,
                 "extraction": self.extraction, "refinement": self.refinement, "llm_answers": self.answers,
-                "training_version": TRAINING_VERSION}  # fmt: skip
+                "pairs_version": PAIRS_VERSION, "training_version": TRAINING_VERSION}  # fmt: skip
 
     def run(self, art: Artifacts):
         """Extract the warm-up documents and align the embedder: :class:`equal.embed.stages.WarmupStage`."""

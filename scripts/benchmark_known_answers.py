@@ -23,6 +23,7 @@ took 72 min of model time on 2 cores (about 25 s a call), so all 165 under five 
 ``--documents 165`` extends it from the cache.
 
     .venv/bin/python scripts/benchmark_known_answers.py       # results/benchmarks/refinement.json, key known_answer
+    .venv/bin/python scripts/benchmark_known_answers.py --recheck   # the kept pairs on file against today's checks
 """
 
 from __future__ import annotations
@@ -180,7 +181,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk", type=int, default=40, help="documents refined between two writes of the figures")
     parser.add_argument("--out", default=str(REPO_ROOT / "results" / "benchmarks" / "refinement.json"))
     parser.add_argument("--cache", default=str(cache_dir() / "llm" / "known-answer-probe.sqlite"))
+    parser.add_argument(
+        "--recheck",
+        action="store_true",
+        help="re-apply the current code's checks to the kept pairs on file (no model call)",
+    )
     args = parser.parse_args(argv)
+    if args.recheck:
+        return recheck(Path(args.out))
 
     profile = load_profile(args.profile)
     params = stage_parameters(profile, "selection")
@@ -258,6 +266,33 @@ def main(argv: list[str] | None = None) -> int:
                 ),
                 flush=True,
             )
+    return 0
+
+
+def recheck(out_path: Path) -> int:
+    """Re-apply the current checks of a kept problem pair (:func:`equal.llm.refine.strict_failures`) to every
+    kept pair on file, and write what they now reject under ``known_answer.recheck``.
+
+    Checks only ever get stricter, so a setting none of whose kept pairs fails them would keep exactly the same
+    pairs at the current code: its figures stand without a model call. A pair that fails would, in a real run, be
+    tried again (another call), so for such a setting the figures are only bounded and the probe must be re-run."""
+    from equal.llm.extract import PAIRS_VERSION
+    from equal.llm.refine import strict_failures
+
+    report = json.loads(out_path.read_text())
+    rows = read_jsonl(out_path.with_name("known_answer_pairs.jsonl"))
+    result: dict = {"git": git_state(), "pairs_version": PAIRS_VERSION, "checked": now(), "settings": {}}
+    for name in sorted({r["setting"] for r in rows}):
+        if SETTINGS.get(name, {}).get("prompt_version") != "refine-v4":
+            continue  # refine-v3 had no strict checks: re-checking it would measure another setting
+        mine = [r for r in rows if r["setting"] == name]
+        failing = [{"doc_id": r["doc_id"], "correct": r["correct"], "failures": f}
+                   for r in mine if (f := strict_failures(r["question"], r["answer"], "problem"))]  # fmt: skip
+        result["settings"][name] = {"kept": len(mine), "now_rejected": failing,
+                                    "figures_stand": not failing}  # fmt: skip
+        print(f"{name}: {len(failing)} of {len(mine)} kept pairs now rejected {failing}", flush=True)
+    report["known_answer"]["recheck"] = result
+    write_json_atomic(out_path, report)
     return 0
 
 

@@ -200,6 +200,7 @@ _SHORT_ANSWER_CHARS = 40
 _QUANTITY_QUESTION = re.compile(r"\bhow (?:many|much|long|far|old)\b", re.IGNORECASE)
 _YEAR = re.compile(r"1[0-9]{3}|20[0-9]{2}")
 _NUMBER_IN_TEXT = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?(?![\w])")
+_COMPUTED_RESULT = re.compile(r"=\s*(-?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+)?)(?![\w])")  # the right-hand side of "… = N"
 _FORMULA = re.compile(r"\\(?:frac|sqrt|int|sum|cdot|times)|[=^]|\d\s*[-+*/×÷]\s*\d|\b[a-z]\s*[-+*/^=]\s*\d", re.I)
 _REPLY_PARTS = re.compile(
     r"^\s*\**(?:question|problem|task)\s*:\s*\**\s*(.+?)\n\s*\**(?:solution|answer)\s*:\s*\**\s*\n?(.*)$",
@@ -442,14 +443,17 @@ def strict_failures(question: str, answer: str, kind: str) -> list[str]:
 
 
 def answer_in_working(solution: str) -> bool:
-    """Whether a worked solution's final answer appears in its working (a number of a line before the final one):
-    "4 episodes * 1 hour = 4 hours. The answer is: 2" reaches its answer by no step it shows."""
+    """Whether a worked solution reaches its final answer: when the working computes anything (``… = N``), the
+    answer must be one of its results; otherwise it must at least appear in it. "4 episodes * 1 hour = 4 hours. The
+    answer is: 2" reaches its answer by no step it shows; nor does "2 * 5 = 10 fish. In five years, he will have 12
+    fish. The answer is: 12", which asserts a number it never computed (read in the known-answer probe's pairs)."""
     stated = final_answer(solution)
     target = as_number(stated) if stated else None
     if target is None:
         return True  # not a number: nothing to look for
-    body = solution.rsplit(FINAL_ANSWER, 1)[0]
-    numbers = [as_number(n) for n in _NUMBER_IN_TEXT.findall(body.replace("$", " "))]
+    body = solution.rsplit(FINAL_ANSWER, 1)[0].replace("$", " ")
+    results = [as_number(n) for n in _COMPUTED_RESULT.findall(body)]
+    numbers = [n for n in results if n is not None] or [as_number(n) for n in _NUMBER_IN_TEXT.findall(body)]
     return any(n is not None and (n == target or n == target * 100 or n / 100 == target) for n in numbers)
 
 

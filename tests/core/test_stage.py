@@ -171,3 +171,17 @@ def test_scheduling_and_display_settings_do_not_make_selection_stale(tmp_path):
     assert stage_fingerprint(SelectionStage.from_config(shown, art), art).digest == digest
     pulled = load_config("smoke", stage="selection", overrides={"arms_per_round": 3})
     assert stage_fingerprint(SelectionStage.from_config(pulled, art), art).digest != digest
+
+
+def test_a_new_pairs_version_makes_the_warm_up_stale(tmp_path, monkeypatch):
+    """The warm-up's pairs are made the way every run's are: a change in how answers become pairs redoes them."""
+    from equal.config import load_config
+    from equal.llm import extract
+    from equal.stage import stage_fingerprint
+    from equal.stages import WarmupStage
+
+    art = Artifacts.for_profile("smoke", str(tmp_path), str(tmp_path / "r"), str(tmp_path / "f"))
+    stage = WarmupStage.from_config(load_config("smoke"), art)
+    digest = stage_fingerprint(stage, art).digest
+    monkeypatch.setattr(extract, "PAIRS_VERSION", extract.PAIRS_VERSION + 1)
+    assert stage_fingerprint(stage, art).digest != digest

@@ -15,6 +15,7 @@ from equal.llm.program import program_of, run_program, unstated_numbers, vote
 from equal.llm.refine import (
     PairRefiner,
     RefinementConfig,
+    answer_in_working,
     code_failure,
     get_refine_prompt,
     parse_program_reply,
@@ -84,6 +85,11 @@ def test_strict_checks_reject_scaffolding_dangling_questions_and_trailing_text()
     assert strict_failures("How many hours did Max watch?", unworked, "problem") == ["answer_not_worked"]
     assert strict_failures("He walks 1.5+1.5 = 3 miles a day. How far in 30 days?", "", "problem") == ["leak"]
     assert strict_failures(PEACHES, "40 + 12 = 52 peaches.\nThe answer is: $52", "problem") == []
+    asserted = "2 + 1 - 1 = 2.\nAfter five years: 2 * 5 = 10 fish.\nHe will have 12 fish.\nThe answer is: 12"
+    assert strict_failures("How many fish will Tony have?", asserted, "problem") == ["answer_not_worked"]
+    assert answer_in_working("3 of 6 slices is 3/6 = 1/2 of the pie.\nThe answer is: 1/2")
+    assert answer_in_working("20% of 50 = 10 apples, so 50 - 10 = 40 left.\nThe answer is: 40")
+    assert answer_in_working("She pays 40 and 12, that is 52 in all.\nThe answer is: 52")  # nothing computed: seen
 
 
 def test_code_must_be_one_function_with_tests_that_pass():
