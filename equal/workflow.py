@@ -209,12 +209,34 @@ def measured_refinement_rate(prompt_version: str | None, model: str | None) -> d
     return None
 
 
+SELECT_BENCHMARK = paths.REPO_ROOT / "results" / "benchmarks" / "select.json"
+
+
+def measured_refinement_per_document(refinement: dict | None) -> dict | None:
+    """Refinement model seconds per extracted document, as ``scripts/benchmark_select.py`` measured them for this
+    refinement (prompt version, votes, attempts) on its stand-in corpus (prose and word problems); None where it
+    measured none. The expectation it gives holds for a corpus of like make-up: a corpus of word problems refines
+    more pairs as problems, which cost several calls each."""
+    if not refinement or not refinement.get("enabled", True) or not SELECT_BENCHMARK.is_file():
+        return None
+    keys = ("prompt_version", "votes", "min_agree", "attempts")
+    for name, run in json.loads(SELECT_BENCHMARK.read_text()).get("runs", {}).items():
+        same = all(run.get("refinement", {}).get(k) == refinement.get(k) for k in keys if k in refinement)
+        seconds = run.get("per_stage", {}).get("refine", {}).get("model_s")
+        if same and seconds and run.get("documents_extracted"):
+            return {"seconds_per_document": round(seconds / run["documents_extracted"], 1), "measured_by": name,
+                    "corpus": "scripts/benchmark_select.py's stand-in"}  # fmt: skip
+    return None
+
+
 def estimate(config: SelectConfig, corpus: list[dict], budget_docs: int, warm_docs: int, n_params: int,
              refinement: dict | None = None) -> dict:  # fmt: skip
     """The extraction's estimated size before any call: documents, tokens (prompt + the completion budget), FLOPs;
     with ``refinement``, at most ``attempts`` refinement calls per extracted pair on top (document, draft and
     examples shown, plus the completion budget; refine-v4's programs too), and the minutes they take at most at the
-    refiner's measured rate (:func:`measured_refinement_rate`)."""
+    refiner's measured rate (:func:`measured_refinement_rate`), and the minutes to expect at the seconds per document
+    measured for this refinement (:func:`measured_refinement_per_document`): every pair's every attempt is a bound
+    no real run comes near (most pairs are kept or dropped at their first call)."""
     from equal.llm.refine import RefinementConfig, get_refine_prompt
 
     mean_tokens = float(np.mean([d.get("n_tokens", len(d["text"]) / 4) for d in corpus])) if corpus else 0.0
@@ -237,9 +259,12 @@ def estimate(config: SelectConfig, corpus: list[dict], budget_docs: int, warm_do
     rate = measured_refinement_rate((refinement or {}).get("prompt_version"), (config.llm.get("refiner") or
                                                                                config.llm).get("model"))  # fmt: skip
     minutes = round(refine_tokens / rate["tokens_per_s"] / 60, 1) if rate and refine_tokens else None
+    per_document = measured_refinement_per_document(refinement) if refine_tokens else None
+    expected = round(documents * per_document["seconds_per_document"] / 60, 1) if per_document else None
     return {"documents": documents, "warmup_documents": warm_docs, "selected_documents": budget_docs,
             "tokens_at_most": total, "refinement_tokens_at_most": refine_tokens,
             "refinement_minutes_at_most": minutes, "refinement_rate": rate,
+            "refinement_minutes_expected": expected, "refinement_per_document": per_document,
             "extractor_flops": inference_flops(n_params, total) if n_params else None,
             "reference_flops_72b": inference_flops(REFERENCE_PARAMS, total)}  # fmt: skip
 

@@ -277,3 +277,18 @@ def test_the_dry_run_times_refinement_at_the_measured_rate(tmp_path, monkeypatch
     assert rate == {"tokens_per_s": 200.0, "measured_by": "v4", "machine": "x"}
     assert workflow.measured_refinement_rate("refine-v3", "qwen2.5-coder-1.5b-instruct") is None  # not measured
     assert workflow.measured_refinement_rate("refine-v4", "smollm2") is None
+
+
+def test_the_dry_run_expects_refinement_minutes_at_the_measured_seconds_per_document(tmp_path, monkeypatch):
+    from equal import workflow
+
+    benchmark = tmp_path / "select.json"
+    run = {"refinement": {"prompt_version": "refine-v4", "votes": 4, "min_agree": 3}, "documents_extracted": 78,
+           "per_stage": {"refine": {"model_s": 1560.0}}}  # fmt: skip
+    benchmark.write_text(json.dumps({"runs": {"refine-v4 (default)": run, "no refinement": {"refinement": {}}}}))
+    monkeypatch.setattr(workflow, "SELECT_BENCHMARK", benchmark)
+    measured = workflow.measured_refinement_per_document({"prompt_version": "refine-v4", "votes": 4, "min_agree": 3})
+    assert measured["seconds_per_document"] == 20.0 and measured["measured_by"] == "refine-v4 (default)"
+    assert workflow.measured_refinement_per_document({"prompt_version": "refine-v4", "votes": 2}) is None
+    assert workflow.measured_refinement_per_document({"prompt_version": "refine-v3"}) is None
+    assert workflow.measured_refinement_per_document({"enabled": False}) is None
