@@ -5,6 +5,9 @@ sequences in the same ``llama_decode`` call costs little more than one. This bac
 
 * keeps the instruction prefix (system prompt + instruction, identical for every document) in the
   KV cache of a reserved sequence and copies it to each working sequence instead of re-reading it;
+* keeps the last group's prompts in the KV cache too (one kept sequence each), so that a prompt asked again —
+  a refinement's next attempt or vote, a few-shot prefix shared with the last group — is read only past what
+  it shares with one of them;
 * reads all documents' remaining prompt tokens in large batches;
 * generates one token per live sequence per ``llama_decode`` call, each sequence with its own
   sampler chain whose JSON grammar runs inside llama.cpp.
@@ -141,11 +144,12 @@ class LlamaCppBatchBackend:
         )
         params = llama_cpp.llama_context_default_params()
         # One unified KV buffer: the shared prefix's cells belong to every sequence at once, so
-        # n_parallel conversations of at most n_ctx tokens each (prefix included) always fit.
-        params.n_ctx = n_ctx * n_parallel
+        # n_parallel conversations of at most n_ctx tokens each always fit, and one more context for the prefix
+        # when the conversations copy kept prompts instead (kept prompts own no cell a conversation does not).
+        params.n_ctx = n_ctx * (n_parallel + 1)
         params.n_batch = n_batch
         params.n_ubatch = min(n_batch, 512)
-        params.n_seq_max = n_parallel + 1
+        params.n_seq_max = 2 * n_parallel + 1  # conversations, the prefix, the last group's kept prompts
         params.kv_unified = True  # one KV buffer, so a copied prefix costs nothing
         params.n_threads = threads
         params.n_threads_batch = threads
@@ -165,6 +169,7 @@ class LlamaCppBatchBackend:
         )
         self._prefix_seq = n_parallel  # the reserved sequence holding the shared prefix
         self._prefix: list[int] = []
+        self._kept: dict[int, list[int]] = {}  # kept sequence (n_parallel + 1 + i) -> the prompt its cells hold
         self._grammars: dict[str, str] = {}  # schema -> GBNF text
         self._n_vocab = self._model.n_vocab()
         #: where the time goes, summed over calls: tokens and seconds of reading the shared prefix, reading the
@@ -224,6 +229,37 @@ class LlamaCppBatchBackend:
         self._prefix = prompts[0][:shared]
         return shared
 
+    def _starts(self, prompts: list[list[int]], shared: int) -> list[tuple[int, int]]:
+        """For each prompt, where its cells come from and how many: the kept prompt sharing the longest prefix
+        with it when that beats the shared prefix, else the prefix sequence. At least the last token is always
+        read again (its logits start the answer). Kept prompts no prompt uses are dropped, and those used are cut
+        to what is used, so that kept cells never add to what the group needs."""
+        starts, used = [], {}
+        for prompt in prompts:
+            best, length = self._prefix_seq, shared
+            for seq, kept in self._kept.items():
+                common = min(_common_prefix(kept, prompt), len(prompt) - 1)
+                if common > length:
+                    best, length = seq, common
+            starts.append((best, length))
+            if best != self._prefix_seq:
+                used[best] = max(used.get(best, 0), length)
+        for seq in list(self._kept):
+            self._ctx.kv_cache_seq_rm(seq, used.get(seq, 0), -1)
+            if seq not in used:
+                del self._kept[seq]
+        return starts
+
+    def _keep_prompts(self, prompts: list[list[int]]) -> None:
+        """Keep each prompt of the group just decoded (its cells, not its answer's) for the next group."""
+        for seq in list(self._kept):
+            self._ctx.kv_cache_seq_rm(seq, -1, -1)
+        self._kept = {}
+        for s, prompt in enumerate(prompts):
+            kept = self._prefix_seq + 1 + s
+            self._ctx.kv_cache_seq_cp(s, kept, 0, len(prompt))
+            self._kept[kept] = prompt
+
     def _grammar_text(self, schema: dict) -> str:
         key = json.dumps(schema, sort_keys=True)
         if key not in self._grammars:
@@ -245,11 +281,14 @@ class LlamaCppBatchBackend:
             if any(too_long):
                 raise ValueError(f"prompt of {max(len(p) for p in prompts)} tokens + {params.max_tokens} > context")
             shared = self._set_prefix(prompts)
-            for seq in range(len(group)):
+            starts = self._starts(prompts, shared)
+            for seq, (source, length) in enumerate(starts):
                 self._ctx.kv_cache_seq_rm(seq, -1, -1)
-                self._ctx.kv_cache_seq_cp(self._prefix_seq, seq, 0, shared)
+                self._ctx.kv_cache_seq_cp(source, seq, 0, length)
+                self.stats["kept_tokens"] += length - shared if source != self._prefix_seq else 0
             # Every prompt's own tokens, then the last token of each (with logits) in one final call.
-            body = [(tok, shared + i, s, False) for s, p in enumerate(prompts) for i, tok in enumerate(p[shared:-1])]
+            body = [(tok, n + i, s, False) for s, (p, (_, n)) in enumerate(zip(prompts, starts, strict=True))
+                    for i, tok in enumerate(p[n:-1])]  # fmt: skip
             self._timed_decode(body, "prompt")
             self._timed_decode([(p[-1], len(p) - 1, s, True) for s, p in enumerate(prompts)], "prompt")
             samplers = [_SequenceSampler(self, params, s) for s in range(len(group))]
@@ -277,7 +316,11 @@ class LlamaCppBatchBackend:
                     self.stats["steps"] += 1
             for sampler in samplers:
                 sampler.close()
+            self._keep_prompts(prompts)
         except Exception as exc:  # a failed group is reported per conversation, never raised
+            for seq in list(self._kept):  # nothing half-kept survives a failure
+                self._ctx.kv_cache_seq_rm(seq, -1, -1)
+            self._kept = {}
             wall = (time.perf_counter() - started) / len(group)
             return [Completion("", 0, 0, wall, "error", f"{type(exc).__name__}: {exc}") for _ in group]
         finally:

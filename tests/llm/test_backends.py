@@ -286,3 +286,22 @@ def test_a_repeat_penalty_is_in_the_batched_sampler_chain_and_keeps_json_valid()
         "repeat_penalty" not in GenerationParams().key()
         and GenerationParams(repeat_penalty=1.1).key()["repeat_penalty"]
     )
+
+
+@pytest.mark.slow
+def test_batched_llama_cpp_reads_a_prompt_asked_again_only_once():
+    """A refinement's next attempt or vote asks the same prompt again: its cells are kept from the last group."""
+    backend = make_backend({"kind": "llama_cpp", "model": "smollm2-135m-instruct", "n_parallel": 2, "n_ctx": 1024})
+    messages = [extraction_messages(d["text"], 1) for d in DOCS]
+    params = GenerationParams(max_tokens=24)
+    first = backend.chat(messages, params)
+    read = backend.stats["prompt_tokens"]
+    again = backend.chat(messages[::-1], params)  # kept prompts are found by their tokens, not their place
+    assert backend.stats["prompt_tokens"] - read == len(messages)  # each last token only, for its logits
+    assert [a.text for a in again] == [f.text for f in first][::-1]  # greedy: the same answers from kept cells
+    assert backend.stats["kept_tokens"] > 0
+    other = extraction_messages("Rivers carry sediment to the sea, where deltas form over thousands of years.", 1)
+    read = backend.stats["prompt_tokens"]
+    (fresh,) = backend.chat([other], params)  # a new prompt is read past the prefix it shares, and answered
+    assert fresh.error is None and backend.stats["prompt_tokens"] - read < fresh.prompt_tokens
+    assert backend.chat(messages, params)[0].text == first[0].text  # and the first prompts still answer the same
