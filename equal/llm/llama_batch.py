@@ -144,9 +144,9 @@ class LlamaCppBatchBackend:
         )
         params = llama_cpp.llama_context_default_params()
         # One unified KV buffer: the shared prefix's cells belong to every sequence at once, so
-        # n_parallel conversations of at most n_ctx tokens each always fit, and one more context for the prefix
-        # when the conversations copy kept prompts instead (kept prompts own no cell a conversation does not).
-        params.n_ctx = n_ctx * (n_parallel + 1)
+        # n_parallel conversations of at most n_ctx tokens each (prefix included) always fit.
+        params.n_ctx = n_ctx * n_parallel
+        self._cells = params.n_ctx
         params.n_batch = n_batch
         params.n_ubatch = min(n_batch, 512)
         params.n_seq_max = 2 * n_parallel + 1  # conversations, the prefix, the last group's kept prompts
@@ -229,15 +229,17 @@ class LlamaCppBatchBackend:
         self._prefix = prompts[0][:shared]
         return shared
 
-    def _starts(self, prompts: list[list[int]], shared: int) -> list[tuple[int, int]]:
+    def _starts(self, prompts: list[list[int]], shared: int, max_tokens: int) -> list[tuple[int, int]]:
         """For each prompt, where its cells come from and how many: the kept prompt sharing the longest prefix
         with it when that beats the shared prefix, else the prefix sequence. At least the last token is always
         read again (its logits start the answer). Kept prompts no prompt uses are dropped, and those used are cut
-        to what is used, so that kept cells never add to what the group needs."""
+        to what is used, so that kept cells never add to what the group needs; where the group and a prefix no
+        conversation copies might not fit beside each other, no kept prompt is used."""
         starts, used = [], {}
+        room = sum(len(p) + max_tokens for p in prompts) + shared <= self._cells
         for prompt in prompts:
             best, length = self._prefix_seq, shared
-            for seq, kept in self._kept.items():
+            for seq, kept in self._kept.items() if room else ():
                 common = min(_common_prefix(kept, prompt), len(prompt) - 1)
                 if common > length:
                     best, length = seq, common
@@ -281,7 +283,7 @@ class LlamaCppBatchBackend:
             if any(too_long):
                 raise ValueError(f"prompt of {max(len(p) for p in prompts)} tokens + {params.max_tokens} > context")
             shared = self._set_prefix(prompts)
-            starts = self._starts(prompts, shared)
+            starts = self._starts(prompts, shared, params.max_tokens)
             for seq, (source, length) in enumerate(starts):
                 self._ctx.kv_cache_seq_rm(seq, -1, -1)
                 self._ctx.kv_cache_seq_cp(source, seq, 0, length)

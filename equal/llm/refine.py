@@ -743,21 +743,22 @@ class PairRefiner:
             pending = still
         keys = list(first)
         programs = {k: [first[k][1]] for k in keys}
+        runs: dict[tuple[int, int], list[ProgramRun]] = {k: [] for k in keys}
+        self._run_programs(programs, runs)
         for v in range(1, self.config.votes):
-            if not keys:
+            # a problem no answer can reach min_agree on any more is asked no further vote (its outcome is
+            # no_agreement whatever they say): the calls it would pay buy nothing
+            left = self.config.votes - v
+            asking = [k for k in keys if vote([r.answer for r in runs[k]], 1).votes + left >= self.config.min_agree]
+            if not asking:
                 break
-            answers = call([self.vote_messages(first[k][0]) for k in keys], self._program_params(v))
-            for k, (completion, cached) in zip(keys, answers, strict=True):
+            answers = call([self.vote_messages(first[k][0]) for k in asking], self._program_params(v))
+            for k, (completion, cached) in zip(asking, answers, strict=True):
                 items[k[0]][k[1]].attempts += 1
                 items[k[0]][k[1]].records.append((completion, cached))
                 usable = completion.error is None and completion.finish_reason != "length"
                 programs[k].append(program_of(completion.text) if usable else None)
-        flat = [(k, code) for k in keys for code in programs[k]]
-        with ThreadPoolExecutor(max_workers=4) as pool:  # each run is a subprocess: wait on several at once
-            ran = list(pool.map(lambda kc: run_program(kc[1]), flat))
-        runs: dict[tuple[int, int], list[ProgramRun]] = {k: [] for k in keys}
-        for (k, _), run in zip(flat, ran, strict=True):
-            runs[k].append(run)
+            self._run_programs(programs, runs)
         for k in keys:
             d, p = k
             item = items[d][p]
@@ -780,6 +781,15 @@ class PairRefiner:
                 continue
             item.reference = result.answer
             item.provenance["program"] = grounded[0]
+
+    @staticmethod
+    def _run_programs(programs: dict[tuple[int, int], list], runs: dict[tuple[int, int], list[ProgramRun]]) -> None:
+        """Run in the sandbox every program not yet run (``runs[k]`` follows ``programs[k]``), several at once."""
+        todo = [(k, code) for k, codes in programs.items() for code in codes[len(runs[k]) :]]
+        with ThreadPoolExecutor(max_workers=4) as pool:  # each run is a subprocess: wait on several at once
+            ran = list(pool.map(lambda kc: run_program(kc[1]), todo))
+        for (k, _), run in zip(todo, ran, strict=True):
+            runs[k].append(run)
 
 
 _PROGRAM_SETTINGS = ("votes", "min_agree", "program_tokens", "min_support")
