@@ -213,14 +213,15 @@ SELECT_BENCHMARK = paths.REPO_ROOT / "results" / "benchmarks" / "select.json"
 
 
 def measured_refinement_per_document(refinement: dict | None) -> dict | None:
-    """Refinement model seconds per extracted document, as ``scripts/benchmark_select.py`` measured them for this
-    refinement (prompt version, votes, attempts) on its stand-in corpus (prose and word problems); None where it
+    """Refinement model seconds per extracted document, as ``scripts/benchmark_select.py`` last measured them for
+    this refinement (prompt version, votes, attempts) on its stand-in corpus (prose and word problems); None where it
     measured none. The expectation it gives holds for a corpus of like make-up: a corpus of word problems refines
     more pairs as problems, which cost several calls each."""
     if not refinement or not refinement.get("enabled", True) or not SELECT_BENCHMARK.is_file():
         return None
     keys = ("prompt_version", "votes", "min_agree", "attempts")
-    for name, run in json.loads(SELECT_BENCHMARK.read_text()).get("runs", {}).items():
+    runs = json.loads(SELECT_BENCHMARK.read_text()).get("runs", {})
+    for name, run in sorted(runs.items(), key=lambda item: item[1].get("finished", ""), reverse=True):  # newest
         same = all(run.get("refinement", {}).get(k) == refinement.get(k) for k in keys if k in refinement)
         seconds = run.get("per_stage", {}).get("refine", {}).get("model_s")
         if same and seconds and run.get("documents_extracted"):

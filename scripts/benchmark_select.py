@@ -18,6 +18,7 @@ rebuilt identically from the seed.
 
     .venv/bin/python scripts/benchmark_select.py                       # about 40 min on 2 cores
     .venv/bin/python scripts/benchmark_select.py --label "no refinement" -- --no-refine
+    .venv/bin/python scripts/benchmark_select.py --profile default-v4 --model-memory   # each LLM's memory alone
 """
 
 from __future__ import annotations
@@ -145,6 +146,38 @@ def per_stage(out: Path) -> dict:
     return {k: {**v, "model_s": round(v["model_s"], 1)} for k, v in stages.items()}
 
 
+_MODEL_MEMORY = """
+import json, re, sys
+from pathlib import Path
+from equal.llm.backends import make_backend
+from equal.llm.types import GenerationParams
+def rss():
+    return int(re.search(r"VmRSS:\\s+(\\d+)", Path("/proc/self/status").read_text()).group(1)) / 2**20
+spec = json.loads(sys.argv[1])
+before = rss()
+backend = make_backend(spec)
+backend.chat([[{"role": "user", "content": "Name three rivers."}]] * 4, GenerationParams(max_tokens=8))
+print(json.dumps({"python_gb": round(before, 2), "with_model_gb": round(rss(), 2)}))
+"""
+
+
+def model_memory(profile: str) -> dict:
+    """Resident memory of each LLM the profile loads (extractor, refiner), alone in a fresh process, at its
+    ``n_parallel`` and at half of it: what of the run's peak the models hold, and what their KV cache costs."""
+    llm = load_profile(profile)["common"]["llm"]
+    specs = {"extractor": {k: v for k, v in llm.items() if k not in ("refiner", "executor")}}
+    if llm.get("refiner"):
+        specs["refiner"] = {k: v for k, v in llm["refiner"].items() if k != "executor"}
+    out = {}
+    for role, spec in specs.items():
+        for parallel in (spec.get("n_parallel", 1), max(1, spec.get("n_parallel", 1) // 2)):
+            setting = {**spec, "n_parallel": parallel}
+            printed = subprocess.run([sys.executable, "-c", _MODEL_MEMORY, json.dumps(setting)], check=True,
+                                     capture_output=True, text=True).stdout  # fmt: skip
+            out[f"{role} {spec['model']}, n_parallel {parallel}"] = json.loads(printed.strip().splitlines()[-1])
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Build the inputs, run ``equal select`` (dry run, then the run) and write the figures."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -157,8 +190,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference-size", type=int, default=100)
     parser.add_argument("--work", default=str(cache_dir() / "benchmarks" / "select"))
     parser.add_argument("--out", default=str(REPO_ROOT / "results" / "benchmarks" / "select.json"))
+    parser.add_argument(
+        "--model-memory",
+        action="store_true",
+        help="only measure each LLM's resident memory alone (about a minute) and write it",
+    )
     parser.add_argument("extra", nargs="*", help="options passed on to equal select (after --)")
     args = parser.parse_args(argv)
+    if args.model_memory:
+        path = Path(args.out)
+        report = json.loads(path.read_text()) if path.is_file() else {}
+        report["model_memory"] = {"profile": args.profile, "measured": now(), **model_memory(args.profile)}
+        write_json_atomic(path, report)
+        print(json.dumps(report["model_memory"], indent=1))
+        return 0
 
     work = Path(args.work)
     inputs = build_inputs(work, args.seed, args.prose, args.problems, args.reference_size)

@@ -286,7 +286,10 @@ def test_the_dry_run_expects_refinement_minutes_at_the_measured_seconds_per_docu
     benchmark = tmp_path / "select.json"
     run = {"refinement": {"prompt_version": "refine-v4", "votes": 4, "min_agree": 3}, "documents_extracted": 78,
            "per_stage": {"refine": {"model_s": 1560.0}}}  # fmt: skip
-    benchmark.write_text(json.dumps({"runs": {"refine-v4 (default)": run, "no refinement": {"refinement": {}}}}))
+    older = {**run, "per_stage": {"refine": {"model_s": 3120.0}}, "finished": "2026-12-06"}
+    run = {**run, "finished": "2026-12-07"}
+    runs = {"before": older, "refine-v4 (default)": run, "no refinement": {"refinement": {}}}
+    benchmark.write_text(json.dumps({"runs": runs}))  # the newest measurement of the same refinement counts
     monkeypatch.setattr(workflow, "SELECT_BENCHMARK", benchmark)
     measured = workflow.measured_refinement_per_document({"prompt_version": "refine-v4", "votes": 4, "min_agree": 3})
     assert measured["seconds_per_document"] == 20.0 and measured["measured_by"] == "refine-v4 (default)"
