@@ -129,10 +129,11 @@ class ExtractionReport:
 
 #: Bump when the way answers become pairs changes (parsing, dropping degenerate pairs): finished method runs,
 #: whose pairs were made the old way, are then recomputed from the cached answers.
-PAIRS_VERSION = 6  # 2: pairs with runaway repetition are dropped and counted; 3: refinement and quality gate;
+PAIRS_VERSION = 7  # 2: pairs with runaway repetition are dropped and counted; 3: refinement and quality gate;
 #                    4: a quantity asked for and answered with a number is a problem to solve (equal.llm.refine);
 #                    5: refine-v4 drops a concept "question" that asks nothing (strict_failures: not_a_question);
-#                    6: a worked answer must be one of its working's results when it computes any (answer_in_working)
+#                    6: a worked answer must be one of its working's results when it computes any (answer_in_working);
+#                    7: a concept answer naming a name or number its document never states is unsupported
 
 
 class QAExtractor:

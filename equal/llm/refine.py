@@ -416,6 +416,22 @@ def support_share(answer: str, document: str) -> float:
     return sum(w in known for w in words) / len(words)
 
 
+_NAME = re.compile(r"(?<![.!?:]\s)(?<!^)(?<!\n)\b([A-Z][a-zA-Z]+(?:[ -][A-Z][a-zA-Z]+)*)\b")  # not a sentence's start
+
+
+def unstated_facts(answer: str, document: str) -> list[str]:
+    """The names (capitalised words inside a sentence) and numbers of ``answer`` its document never states: a
+    concept answer that names "Lieutenant Colonel John McIlveen" or "Operation Little Brother" where the document
+    names no one (wikitext's ``<unk>`` stands where a rare name was) is the refiner's invention, however many of
+    its other words the document holds."""
+    words = set(re.findall(r"[a-z0-9]+", document.lower()))
+    numbers = {n.replace(",", "") for n in _NUMBER_IN_TEXT.findall(document)}
+    names = [part for m in _NAME.finditer(answer) for part in m.group(1).replace("-", " ").split()]
+    return [w for w in names if w.lower() not in words] + [
+        n for n in _NUMBER_IN_TEXT.findall(answer) if n.replace(",", "") not in numbers
+    ]
+
+
 def strict_failures(question: str, answer: str, kind: str) -> list[str]:
     """What makes a pair unfit to train on whatever its content (refine-v4's checks): prompt scaffolding or
     ``<unk>`` in it (``leak``), a question pointing at a text the reader cannot see (``not_self_contained``), a
@@ -648,7 +664,8 @@ class PairRefiner:
             sentences = len(_SENTENCE.findall(solution.rstrip() + " "))
             if not 1 <= sentences <= 6 or code_blocks(solution):
                 return "malformed", None
-            if strict and support_share(solution, document) < self.config.min_support:
+            if strict and (support_share(solution, document) < self.config.min_support
+                           or unstated_facts(solution, document)):  # fmt: skip
                 return "unsupported", None
             outcome = "accepted"
         return outcome, {"question": question, "answer": solution}

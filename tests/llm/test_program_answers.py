@@ -104,6 +104,17 @@ def test_code_must_be_one_function_with_tests_that_pass():
     assert code_failure("```python\ndef add(a, b):\n    print(a + b)\n```", tests, "") == "code_prose"
 
 
+def test_a_concept_answer_may_name_only_what_its_document_states():
+    from equal.llm.refine import unstated_facts
+
+    document = ("The Australians first saw combat during the <unk> uprising in the Western Desert in 1915. "
+                "The FBI's Secret War Against The Black Panther Party was published in 2005.")  # fmt: skip
+    invented = "The first was Lieutenant Colonel John McIlveen, in 1916."
+    assert unstated_facts(invented, document) == ["Lieutenant", "Colonel", "John", "McIlveen", "1916"]
+    assert unstated_facts("The Black Panther Party was the FBI's target, in a book of 2005.", document) == []
+    assert unstated_facts("Australians first fought in the Western Desert.", document) == []  # sentence start
+
+
 def test_support_is_the_share_of_an_answers_content_words_in_its_document():
     document = "Photosynthesis converts light energy into chemical energy stored in glucose inside chloroplasts."
     assert support_share("Photosynthesis stores light energy as chemical energy in glucose.", document) == 1.0
