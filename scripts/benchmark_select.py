@@ -126,7 +126,8 @@ def run_child(command: list[str]) -> tuple[float, str, list[tuple[float, float, 
         sampler.start()
         for line in child.stdout:
             sys.stdout.write(line)
-            lines.extend(part for part in line.split("\r") if part.strip())  # progress bars redraw with \r
+            if line.strip():  # text mode reads a progress bar's \r redraws as lines of their own
+                lines.append(line)
     sampler.join()
     if child.returncode:
         raise SystemExit(f"{' '.join(command)} exited with {child.returncode}")

@@ -252,11 +252,15 @@ class LlamaCppBatchBackend:
                 del self._kept[seq]
         return starts
 
-    def _keep_prompts(self, prompts: list[list[int]]) -> None:
-        """Keep each prompt of the group just decoded (its cells, not its answer's) for the next group."""
-        for seq in list(self._kept):
+    def _drop_kept(self) -> None:
+        """Forget every kept prompt and free its cells."""
+        for seq in self._kept:
             self._ctx.kv_cache_seq_rm(seq, -1, -1)
         self._kept = {}
+
+    def _keep_prompts(self, prompts: list[list[int]]) -> None:
+        """Keep each prompt of the group just decoded (its cells, not its answer's) for the next group."""
+        self._drop_kept()
         for s, prompt in enumerate(prompts):
             kept = self._prefix_seq + 1 + s
             self._ctx.kv_cache_seq_cp(s, kept, 0, len(prompt))
@@ -320,9 +324,7 @@ class LlamaCppBatchBackend:
                 sampler.close()
             self._keep_prompts(prompts)
         except Exception as exc:  # a failed group is reported per conversation, never raised
-            for seq in list(self._kept):  # nothing half-kept survives a failure
-                self._ctx.kv_cache_seq_rm(seq, -1, -1)
-            self._kept = {}
+            self._drop_kept()  # nothing half-kept survives a failure
             wall = (time.perf_counter() - started) / len(group)
             return [Completion("", 0, 0, wall, "error", f"{type(exc).__name__}: {exc}") for _ in group]
         finally:
