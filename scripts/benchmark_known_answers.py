@@ -246,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
                             ledger)  # fmt: skip
             entry.update({"refinement": SETTINGS[name], "refiner": refiner.backend.model_id,
                           "documents_done": start + len(chunk), "documents_planned": len(ids),
+                          "git": git_state(), "measured": now(),  # settings may be re-measured one at a time
                           "wall_s_this_run": round(wall, 1),
                           "peak_memory_gb": peak_memory_gb()})  # fmt: skip
             probe["settings"][name] = entry
