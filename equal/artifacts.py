@@ -264,7 +264,9 @@ class Artifacts:
         if control:
             return self.finetune_root / "control" / str(target)
         if shared:
-            return self.finetune_root / method_slug(method)
+            return self.finetune_root / (
+                method_slug(method) + ("" if train_seed in (None, seed) else f"-train{train_seed}")
+            )
         folder = f"seed{seed}" + ("" if train_seed in (None, seed) else f"-train{train_seed}")
         return self.finetune_root / str(target) / gamma_folder(gamma) / method_slug(method) / folder
 

@@ -130,7 +130,7 @@ def seed_level_analysis(items: pd.DataFrame, plan: list[tuple[str, str]], benchm
     calibration of that test and of the item-and-seed bootstrap on Random-vs-Random splits of each ``primary``
     benchmark, and the selection seeds per arm an EQUAL − Random comparison needs for an MDE of ``target_mde``
     there (from the spread of both arms' seed means)."""
-    from equal.report.stats import random_split_calibration, seed_means, seeds_for_mde
+    from equal.report.stats import MIN_SEEDS, random_split_calibration, seed_means, seeds_for_mde
 
     rows = [seed_level_comparison(items, (a, gamma), (b, gamma), bench, seed=seed) for bench in benchmarks
             for a, b in plan]  # fmt: skip
@@ -144,5 +144,5 @@ def seed_level_analysis(items: pd.DataFrame, plan: list[tuple[str, str]], benchm
         needed.append({"benchmark": bench, "seeds_now": len(seed_means(items, "Random", gamma, bench)),
                        "seed_mean_std_equal": spreads["EQUAL"], "seed_mean_std_random": spreads["Random"],
                        "pooled_std": pooled, "target_mde": target_mde,
-                       "seeds_per_arm": seeds_for_mde(pooled, target_mde)})  # fmt: skip
+                       "seeds_per_arm": max(MIN_SEEDS, seeds_for_mde(pooled, target_mde))})  # fmt: skip
     return comparisons, calibration, pd.DataFrame(needed)

@@ -23,14 +23,21 @@ import pandas as pd
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from equal.report.stats import ALPHA, mde_over_seeds, quantile_slope, seed_level_comparison, seed_means, seeds_for_mde
+from equal.report.stats import (
+    ALPHA,
+    MIN_SEEDS,
+    mde_over_seeds,
+    quantile_slope,
+    seed_level_comparison,
+    seed_means,
+    seeds_for_mde,
+)
 from equal.select.methods import quantile_name
 
 #: EQUAL's primary comparisons, in the plan's order: the paper's baseline, then the domain-matched controls
 PRIMARY_CONTROLS = ("Random", "Domain filter", "DSIR", "Random in domain")
 #: the controls that pick the target's domain without OT or a bandit
 DOMAIN_CONTROLS = ("Domain filter", "DSIR", "Random in domain")
-MIN_SEEDS = 5  # selection seeds per arm the plan never goes below
 #: the gate is tested only when every quantile has this many selections (the plan: 3 each); fewer is "not tested"
 MIN_SELECTIONS_PER_QUANTILE = 2
 KIND_COLUMNS = {"problem": "kind_problem_pairs", "code": "kind_code_pairs", "concept": "kind_concept_pairs"}
@@ -40,17 +47,22 @@ def primary_tests(items: pd.DataFrame, benchmarks: list[str], gamma: float, meth
                   alpha: float = ALPHA, seed: int = 0) -> pd.DataFrame:  # fmt: skip
     """EQUAL against each of :data:`PRIMARY_CONTROLS` that ``methods`` holds, on each benchmark (each target's own):
     Welch over selection-seed means (its own MDE beside it) with Holm's correction over that benchmark's comparisons
-    (``p_holm``, ``called``; ``holm_family``: how many), permutation p beside it. A comparison without two
-    selection seeds on a side, or with no spread on either, is listed with NaN p, never called, and still counted
-    in the family (as p = 1: the plan corrects over its four comparisons, not over those that happened to be
-    testable)."""
+    (``p_holm``, ``called``; ``holm_family``: always the four), permutation p beside it. A comparison without two
+    selection seeds on a side, or with no spread on either, or whose control ``methods`` lacks or no model of it
+    was evaluated, is listed with NaN p, never called, and still counted in the family (as p = 1: the plan corrects
+    over its four comparisons, not over those that happened to be testable)."""
     rows = []
     for bench in benchmarks:
-        found = [seed_level_comparison(items, ("EQUAL", gamma), (control, gamma), bench, seed=seed)
-                 for control in PRIMARY_CONTROLS if control in methods]  # fmt: skip
-        found = [row for row in found if row]
-        if not found:
+        if seed_means(items, "EQUAL", gamma, bench).empty:
             continue
+        found = []
+        for control in PRIMARY_CONTROLS:
+            row = seed_level_comparison(items, ("EQUAL", gamma), (control, gamma), bench, seed=seed) \
+                if control in methods else {}  # fmt: skip
+            found.append(row or {"benchmark": bench, "metric": "bits_per_byte", "a": "EQUAL", "b": control,
+                                 "n_a": len(seed_means(items, "EQUAL", gamma, bench)), "n_b": 0,
+                                 "difference": math.nan, "ci_low": math.nan, "ci_high": math.nan, "df": math.nan,
+                                 "p_welch": math.nan, "p_permutation": math.nan, "mde": math.nan})  # fmt: skip
         p_values = [row["p_welch"] if math.isfinite(row["p_welch"]) else 1.0 for row in found]
         reject, corrected, _, _ = multipletests(p_values, alpha=alpha, method="holm")
         for row, p, called in zip(found, corrected, reject, strict=True):
@@ -156,7 +168,8 @@ def plan_verdict(tests: pd.DataFrame, gate: pd.DataFrame, benchmarks: list[str],
         for r in mine.itertuples():
             if not math.isfinite(r.p_holm):
                 untested.append(r.b)
-                words.append(f"vs {r.b}: {r.difference:+.4f}, no test ({r.n_a} vs {r.n_b} seeds)")
+                words.append(f"vs {r.b}: not run" if r.n_b == 0 else
+                             f"vs {r.b}: {r.difference:+.4f}, no test ({r.n_a} vs {r.n_b} seeds)")  # fmt: skip
                 continue
             interval = f"{r.difference:+.4f} [{r.ci_low:+.4f}, {r.ci_high:+.4f}], Holm p {r.p_holm:.3g}"
             if r.called:
@@ -167,18 +180,21 @@ def plan_verdict(tests: pd.DataFrame, gate: pd.DataFrame, benchmarks: list[str],
                 words.append(f"vs {r.b}: no difference called ({interval}; MDE {r.mde:.4f})")
         comparisons = "EQUAL " + "; ".join(words) if words else "no EQUAL comparison"
         claim_controls = [c for c in PRIMARY_CONTROLS if c != "Random in domain"]
-        present = set(mine["b"]) if len(mine) else set()
+        tested = (set(mine["b"]) if len(mine) else set()) - set(untested)
         if not words or len(untested) == len(words):
             reading = "nothing to read: no primary comparison could be tested"
-        elif holds is False:
+        elif holds is not True:  # every reading of the claim is conditional on the gate holding
             reading = (
                 "the gate fails: training sets closer to the target (OT distance) are not shown to make "
                 "better models inside the domain, so the comparisons are reported but not read as the claim"
+                if holds is False
+                else "the gate was not tested: without it the design cannot say that OT distance predicts a better "
+                "model inside the domain, so the comparisons are reported but not read as the claim"
             )
         elif set(claim_controls) <= set(better):
             reading = "EQUAL beats Random, Domain filter and DSIR: the claim's second half holds here"
         elif "Random" in better:
-            unbeaten = [c for c in DOMAIN_CONTROLS[:2] if c in present and c not in better]
+            unbeaten = [c for c in DOMAIN_CONTROLS[:2] if c in tested and c not in better]
             reading = (
                 f"EQUAL beats Random but not {' or '.join(unbeaten)}: its gain is not shown to exceed a domain filter's"
                 if unbeaten
@@ -195,8 +211,6 @@ def plan_verdict(tests: pd.DataFrame, gate: pd.DataFrame, benchmarks: list[str],
             reading += f"; negative result: EQUAL is worse than {', '.join(worse)}"
         if untested and len(untested) < len(words):
             reading += f"; not testable: {', '.join(untested)}"
-        if holds is None and words:
-            reading += " (the gate was not tested)"
         rows.append({"benchmark": bench, "target": bench_target.get(bench), "gate": gate_text,
                      "comparisons": comparisons, "reading": reading})  # fmt: skip
     return pd.DataFrame(rows)

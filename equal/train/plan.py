@@ -72,7 +72,9 @@ class TrainingRun:
         if self.is_control:
             return f"{REFERENCE_CONTROL} · {self.target}"
         if self.is_shared:
-            return f"{self.method} · 100%"
+            return f"{self.method} · 100%" + (
+                "" if self.train_seed in (None, self.seed) else f" · train seed {self.train_seed}"
+            )
         label = f"{self.method} · {self.target} · {gamma_label(self.gamma)} · seed {self.seed}"
         return label + ("" if self.train_seed in (None, self.seed) else f" · train seed {self.train_seed}")
 
@@ -97,7 +99,7 @@ def plan_runs(groups: list[dict], methods: list[str], gammas: list[float], seeds
     """Expand the profile's ``runs`` groups (``{methods: [...] | all, gammas: [...] | all, seeds: [...] | all,
     targets: [...] | all, train_seeds: [...]}``) into distinct training runs, one per target (shared runs such as
     All once), in target, γ, method and seed order. ``train_seeds`` (the variance pilot) crosses every selection
-    seed with these fine-tuning seeds."""
+    seed with these fine-tuning seeds (a shared selection's one selection too: All's fine-tuning spread)."""
     runs: list[TrainingRun] = []
 
     def chosen(group: dict, key: str, known: list) -> list:
@@ -110,8 +112,10 @@ def plan_runs(groups: list[dict], methods: list[str], gammas: list[float], seeds
 
     for group in groups:
         for method in chosen(group, "methods", methods):
-            if get_method(method).shared:
-                runs.append(TrainingRun(method, 1.0, 0))
+            if get_method(method).shared:  # one selection; its fine-tuning seeds, if the group names any
+                # train seed 0 is the selection seed's own run: the same model as a group without train_seeds
+                train_seeds = [None if t in (None, 0) else t for t in group.get("train_seeds") or [None]]
+                runs += [TrainingRun(method, 1.0, 0, None, train_seed) for train_seed in train_seeds]
                 continue
             for target in chosen(group, "targets", targets):
                 for gamma in chosen(group, "gammas", gammas):

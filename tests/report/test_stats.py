@@ -224,16 +224,23 @@ def test_primary_tests_correct_for_four_comparisons_and_the_verdict_tells_a_doma
     assert "fails" in row["gate"] and row["reading"].startswith("the gate fails")
     # EQUAL better than every control: the claim's second half
     better = _arms({"EQUAL": 0.0, "Random": 0.03, "Domain filter": 0.03, "DSIR": 0.03, "Random in domain": 0.03})
-    (row,) = plan_verdict(primary_tests(better, ["gsm8k"], 0.05, methods), pd.DataFrame(), ["gsm8k"],
-                          {"gsm8k": "gsm8k"}).to_dict("records")  # fmt: skip
-    assert "second half holds" in row["reading"] and "gate was not tested" in row["reading"]
+    better_tests = primary_tests(better, ["gsm8k"], 0.05, methods)
+    (row,) = plan_verdict(better_tests, _HOLDING, ["gsm8k"], {"gsm8k": "gsm8k"}).to_dict("records")
+    assert "second half holds" in row["reading"]
+    # ... but only behind a gate that holds: untested, the same comparisons are not read as the claim either
+    (row,) = plan_verdict(better_tests, pd.DataFrame(), ["gsm8k"], {"gsm8k": "gsm8k"}).to_dict("records")
+    assert row["reading"].startswith("the gate was not tested") and "second half" not in row["reading"]
+
+
+_HOLDING = pd.DataFrame([{"benchmark": "gsm8k", "slope": 0.01, "ci_low": 0.004, "ci_high": 0.016, "points": 12,
+                          "rises_with_distance": True, "complete": True}])  # fmt: skip
 
 
 def _reading(shifts: dict[str, float], gate: pd.DataFrame | None = None) -> str:
     from equal.report.preregistered import plan_verdict, primary_tests
 
     tests = primary_tests(_arms(shifts), ["gsm8k"], 0.05, list(shifts))
-    return plan_verdict(tests, pd.DataFrame() if gate is None else gate, ["gsm8k"], {"gsm8k": "gsm8k"}).iloc[0][
+    return plan_verdict(tests, _HOLDING if gate is None else gate, ["gsm8k"], {"gsm8k": "gsm8k"}).iloc[0][
         "reading"]  # fmt: skip
 
 
@@ -290,3 +297,27 @@ def test_seed_level_power_uses_the_welch_mde_over_seed_means():
     assert now["seeds"] == 5 and now["mde"] == pytest.approx(mde_over_seeds(pooled, 5))
     assert table["mde"].is_monotonic_decreasing and table["meets_target"].iloc[-1]
     assert table.loc[table["seeds"] == now["seeds_needed"], "meets_target"].item() and now["seeds_needed"] >= 5
+
+
+def test_a_control_the_run_lacks_still_counts_in_holms_family_and_is_never_read():
+    from equal.report.preregistered import plan_verdict, primary_tests
+
+    items = _arms({"EQUAL": 0.0, "Random": 0.03, "Domain filter": 0.0})
+    tests = primary_tests(items, ["gsm8k"], 0.05, ["EQUAL", "Random", "Domain filter"]).set_index("b")
+    assert list(tests.index) == ["Random", "Domain filter", "DSIR", "Random in domain"]
+    assert (tests["holm_family"] == 4).all() and tests.loc[["DSIR", "Random in domain"], "n_b"].eq(0).all()
+    assert tests["p_holm"].isna().sum() == 2 and not tests.loc["DSIR", "called"]
+    (row,) = plan_verdict(tests.reset_index(), _HOLDING, ["gsm8k"], {"gsm8k": "gsm8k"}).to_dict("records")
+    assert "vs DSIR: not run" in row["comparisons"] and "not testable: DSIR, Random in domain" in row["reading"]
+
+
+def test_the_calibration_samples_a_seeded_subset_of_splits_when_they_are_many():
+    from equal.report.stats import random_split_calibration
+
+    items = pd.DataFrame(_items("Random", list(range(6)), 0.0, np.random.default_rng(0), selection_noise=0.01))
+    every = random_split_calibration(items, "Random", 0.05, "gsm8k", n_boot=50)
+    some = random_split_calibration(items, "Random", 0.05, "gsm8k", n_boot=50, max_splits=4)
+    assert len(every) == 10 and len(some) == 4 and some["half_a"].is_unique
+    assert set(some["half_a"]) <= set(every["half_a"])
+    again = random_split_calibration(items, "Random", 0.05, "gsm8k", n_boot=50, max_splits=4)
+    assert list(again["half_a"]) == list(some["half_a"])  # seeded

@@ -38,6 +38,19 @@ def test_train_seeds_cross_selection_seeds_for_the_variance_pilot():
     assert TrainingRun("Random", 0.05, 1, "gsm8k").fine_tuning_seed == 1  # by default the selection seed
 
 
+def test_the_shared_selection_gets_its_own_fine_tuning_seeds_and_seed_0_is_its_one_model():
+    groups = [{"methods": ["All"]}, {"methods": ["All"], "train_seeds": [0, 1, 2]}]
+    runs = plan_runs(groups, METHODS, [0.05], [0], ["gsm8k", "mbpp"])
+    assert runs == [
+        TrainingRun("All", 1.0, 0),
+        TrainingRun("All", 1.0, 0, None, 1),
+        TrainingRun("All", 1.0, 0, None, 2),
+    ]
+    art = Artifacts("test", Path("/tmp/x"), Path("/tmp/r"), Path("/tmp/f"))
+    assert runs[0].folder(art) == Path("/tmp/x/finetune/all")  # the folder a default run has always used
+    assert len({r.folder(art) for r in runs}) == 3 and runs[2].label == "All · 100% · train seed 2"
+
+
 def _ledger_row(doc, stage, tokens):
     return {"doc_id": doc, "stage": stage, "prompt_tokens": tokens, "completion_tokens": 10, "n_params": 1000}
 
