@@ -18,7 +18,7 @@ rebuilt identically from the seed.
 
     .venv/bin/python scripts/benchmark_select.py                       # about 40 min on 2 cores
     .venv/bin/python scripts/benchmark_select.py --label "no refinement" -- --no-refine
-    .venv/bin/python scripts/benchmark_select.py --profile default-v4 --model-memory   # each LLM's memory alone
+    .venv/bin/python scripts/benchmark_select.py --profile default --model-memory   # each LLM's memory alone
 """
 
 from __future__ import annotations
