@@ -45,7 +45,7 @@ KIND_COLUMNS = {"problem": "kind_problem_pairs", "code": "kind_code_pairs", "con
 
 def primary_tests(items: pd.DataFrame, benchmarks: list[str], gamma: float, methods: list[str],
                   alpha: float = ALPHA, seed: int = 0) -> pd.DataFrame:  # fmt: skip
-    """EQUAL against each of :data:`PRIMARY_CONTROLS` that ``methods`` holds, on each benchmark (each target's own):
+    """EQUAL against each of :data:`PRIMARY_CONTROLS`, on each benchmark where EQUAL was evaluated (each target's own):
     Welch over selection-seed means (its own MDE beside it) with Holm's correction over that benchmark's comparisons
     (``p_holm``, ``called``; ``holm_family``: always the four), permutation p beside it. A comparison without two
     selection seeds on a side, or with no spread on either, or whose control ``methods`` lacks or no model of it
