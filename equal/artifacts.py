@@ -263,12 +263,10 @@ class Artifacts:
         control too); shared selections such as All have one model for every target."""
         if control:
             return self.finetune_root / "control" / str(target)
+        own_seed = "" if train_seed in (None, seed) else f"-train{train_seed}"  # a fine-tuning seed of its own
         if shared:
-            return self.finetune_root / (
-                method_slug(method) + ("" if train_seed in (None, seed) else f"-train{train_seed}")
-            )
-        folder = f"seed{seed}" + ("" if train_seed in (None, seed) else f"-train{train_seed}")
-        return self.finetune_root / str(target) / gamma_folder(gamma) / method_slug(method) / folder
+            return self.finetune_root / (method_slug(method) + own_seed)
+        return self.finetune_root / str(target) / gamma_folder(gamma) / method_slug(method) / f"seed{seed}{own_seed}"
 
     # -------------------------------------------------------------- 06 evaluation
     @property

@@ -29,6 +29,7 @@ from equal.report.stats import (
     mde_over_seeds,
     quantile_slope,
     seed_level_comparison,
+    seed_level_test,
     seed_means,
     seeds_for_mde,
 )
@@ -53,16 +54,16 @@ def primary_tests(items: pd.DataFrame, benchmarks: list[str], gamma: float, meth
     over its four comparisons, not over those that happened to be testable)."""
     rows = []
     for bench in benchmarks:
-        if seed_means(items, "EQUAL", gamma, bench).empty:
+        equal_means = seed_means(items, "EQUAL", gamma, bench)
+        if equal_means.empty:
             continue
         found = []
         for control in PRIMARY_CONTROLS:
             row = seed_level_comparison(items, ("EQUAL", gamma), (control, gamma), bench, seed=seed) \
                 if control in methods else {}  # fmt: skip
+            # a control not run (or never evaluated) is a comparison with no seeds on its side: no test
             found.append(row or {"benchmark": bench, "metric": "bits_per_byte", "a": "EQUAL", "b": control,
-                                 "n_a": len(seed_means(items, "EQUAL", gamma, bench)), "n_b": 0,
-                                 "difference": math.nan, "ci_low": math.nan, "ci_high": math.nan, "df": math.nan,
-                                 "p_welch": math.nan, "p_permutation": math.nan, "mde": math.nan})  # fmt: skip
+                                 **seed_level_test(equal_means.to_numpy(), np.array([]))})  # fmt: skip
         p_values = [row["p_welch"] if math.isfinite(row["p_welch"]) else 1.0 for row in found]
         reject, corrected, _, _ = multipletests(p_values, alpha=alpha, method="holm")
         for row, p, called in zip(found, corrected, reject, strict=True):

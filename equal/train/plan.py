@@ -71,12 +71,10 @@ class TrainingRun:
         """``"EQUAL · gsm8k · 5% · seed 0"`` (All: ``"All · 100%"``; the control: ``"D_r (control) · gsm8k"``)."""
         if self.is_control:
             return f"{REFERENCE_CONTROL} · {self.target}"
+        own_seed = "" if self.train_seed in (None, self.seed) else f" · train seed {self.train_seed}"
         if self.is_shared:
-            return f"{self.method} · 100%" + (
-                "" if self.train_seed in (None, self.seed) else f" · train seed {self.train_seed}"
-            )
-        label = f"{self.method} · {self.target} · {gamma_label(self.gamma)} · seed {self.seed}"
-        return label + ("" if self.train_seed in (None, self.seed) else f" · train seed {self.train_seed}")
+            return f"{self.method} · 100%{own_seed}"
+        return f"{self.method} · {self.target} · {gamma_label(self.gamma)} · seed {self.seed}{own_seed}"
 
     def folder(self, artifacts: Artifacts) -> Path:
         """Where its checkpoints, training log and model live."""
