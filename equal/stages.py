@@ -104,9 +104,17 @@ class WarmupStage:
         from equal.embed.warmup import TRAINING_VERSION
         from equal.llm.extract import PAIRS_VERSION
 
-        return {"warmup": asdict(self.config), "embedder": self.embedder, "llm": self.llm,
-                "extraction": self.extraction, "refinement": self.refinement, "llm_answers": self.answers,
-                "pairs_version": PAIRS_VERSION, "training_version": TRAINING_VERSION}  # fmt: skip
+        return {
+            "warmup": asdict(self.config),
+            "embedder": self.embedder,
+            "llm": self.llm,
+            "extraction": self.extraction,
+            "refinement": self.refinement,
+            "llm_answers": self.answers,
+            "pairs_version": PAIRS_VERSION,
+            "training_version": TRAINING_VERSION,
+            "pair_kinds": "every kind",
+        }  # fmt: skip  (equal.llm.extract.with_every_kind)
 
     def run(self, art: Artifacts):
         """Extract the warm-up documents and align the embedder: :class:`equal.embed.stages.WarmupStage`."""

@@ -187,13 +187,13 @@ def main(argv: list[str] | None = None) -> int:
         help="re-apply the current code's checks to the kept pairs on file (no model call)",
     )
     args = parser.parse_args(argv)
-    if args.recheck:
-        return recheck(Path(args.out))
-
     profile = load_profile(args.profile)
-    params = stage_parameters(profile, "selection")
     loaded, splits = task_splits(profile)
     docs = gsm8k_documents(loaded, splits, args.gsm8k, args.seed) + asdiv_documents(profile, args.asdiv, args.seed)
+    if args.recheck:
+        return recheck(Path(args.out), {d["id"]: d["text"] for d in docs})
+
+    params = stage_parameters(profile, "selection")
     random.Random(args.seed).shuffle(docs)  # every chunk holds every group
     by_id = {d["id"]: d for d in docs}
     drafting = make_extractor(params["llm"], {**params["extraction"], "quality_gate": "keep"}, params["seed"],
@@ -270,15 +270,20 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def recheck(out_path: Path) -> int:
-    """Re-apply the current checks of a kept problem pair (:func:`equal.llm.refine.strict_failures`) to every
-    kept pair on file, and write what they now reject under ``known_answer.recheck``.
+def recheck(out_path: Path, documents: dict[str, str]) -> int:
+    """Re-apply the current checks of a kept problem pair (:func:`equal.llm.refine.strict_failures`, and
+    :func:`equal.llm.refine.invented_numbers` against its document, ``documents``: id → text) to every kept pair on
+    file, and write what they now reject under ``known_answer.recheck``.
 
     Checks only ever get stricter, so a setting none of whose kept pairs fails them would keep exactly the same
     pairs at the current code: its figures stand without a model call. A pair that fails would, in a real run, be
     tried again (another call), so for such a setting the figures are only bounded and the probe must be re-run."""
     from equal.llm.extract import PAIRS_VERSION
-    from equal.llm.refine import strict_failures
+    from equal.llm.refine import invented_numbers, strict_failures
+
+    def failures(row: dict) -> list[str]:
+        found = strict_failures(row["question"], row["answer"], "problem")
+        return found + (["invented_numbers"] if invented_numbers(row["question"], documents[row["doc_id"]]) else [])
 
     report = json.loads(out_path.read_text())
     rows = read_jsonl(out_path.with_name("known_answer_pairs.jsonl"))
@@ -288,7 +293,7 @@ def recheck(out_path: Path) -> int:
             continue  # refine-v3 had no strict checks: re-checking it would measure another setting
         mine = [r for r in rows if r["setting"] == name]
         failing = [{"doc_id": r["doc_id"], "correct": r["correct"], "failures": f}
-                   for r in mine if (f := strict_failures(r["question"], r["answer"], "problem"))]  # fmt: skip
+                   for r in mine if (f := failures(r))]  # fmt: skip
         result["settings"][name] = {"kept": len(mine), "now_rejected": failing,
                                     "figures_stand": not failing}  # fmt: skip
         print(f"{name}: {len(failing)} of {len(mine)} kept pairs now rejected {failing}", flush=True)

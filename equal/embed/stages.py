@@ -16,7 +16,7 @@ from equal.embed.embedding import embed_texts, embedder_identity, load_embedder
 from equal.embed.warmup import WarmupConfig, run_warmup, sample_documents, warmup_training_pairs
 from equal.errors import ConfigError
 from equal.io import write_jsonl_atomic
-from equal.llm.extract import ExtractionReport, QAExtractor, pairs_records
+from equal.llm.extract import ExtractionReport, QAExtractor, pairs_records, with_every_kind
 from equal.llm.ledger import CostLedger
 
 WARMUP_METHOD = "EQUAL (warm-up)"  # the name the warm-up's calls are charged under
@@ -56,7 +56,9 @@ def warmup_stage(art: Artifacts, corpus: list[dict], extractor: QAExtractor, con
     tick = time.perf_counter()
     documents = sample_documents(corpus, config.fraction, config.seed)
     ledger, report = CostLedger(art.warmup_ledger_file), ExtractionReport()
-    results = extractor.extract(documents, method=WARMUP_METHOD, ledger=ledger, progress=progress, report=report)
+    # every kind of pair: the alignment needs pairs about their documents, not answers verified for training
+    results = with_every_kind(extractor).extract(documents, method=WARMUP_METHOD, ledger=ledger, progress=progress,
+                                                 report=report)  # fmt: skip
     write_jsonl_atomic(art.warmup_pairs_file, pairs_records(results, documents, WARMUP_METHOD))
     ledger.write_summary(art.warmup_dir / "ledger_summary.json",
                          {"report": report.as_dict(), "model": extractor.backend.model_id})  # fmt: skip

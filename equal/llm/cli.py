@@ -84,6 +84,13 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refine-min-agree", type=int, help="programs that must print the same answer (refine-v4)")
     parser.add_argument("--refine-program-tokens", type=int, help="completion budget of a program (refine-v4)")
     parser.add_argument(
+        "--refine-kinds",
+        nargs="+",
+        choices=["problem", "code", "concept"],
+        help="the pair kinds to refine and keep (default: the default profile's, problem and code: a small refiner's "
+        "explanations could not be verified; add concept for a prose task with a refiner you trust)",
+    )
+    parser.add_argument(
         "--refine-examples",
         type=int,
         help="reference solutions shown as style examples per problem or programming task (fewer: shorter, cheaper "
@@ -132,7 +139,7 @@ def refinement_overrides(args: argparse.Namespace) -> dict:
     what ``equal extract`` and ``equal select`` lay over the default profile's refinement."""
     given = {"attempts": args.refine_attempts, "max_tokens": args.refine_max_tokens, "on_failure": args.on_failure,
              "examples": args.refine_examples, "votes": args.refine_votes, "min_agree": args.refine_min_agree,
-             "program_tokens": args.refine_program_tokens}  # fmt: skip
+             "program_tokens": args.refine_program_tokens, "kinds": args.refine_kinds}  # fmt: skip
     return {key: value for key, value in given.items() if value is not None}
 
 

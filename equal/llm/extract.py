@@ -129,11 +129,13 @@ class ExtractionReport:
 
 #: Bump when the way answers become pairs changes (parsing, dropping degenerate pairs): finished method runs,
 #: whose pairs were made the old way, are then recomputed from the cached answers.
-PAIRS_VERSION = 7  # 2: pairs with runaway repetition are dropped and counted; 3: refinement and quality gate;
+PAIRS_VERSION = 8  # 2: pairs with runaway repetition are dropped and counted; 3: refinement and quality gate;
 #                    4: a quantity asked for and answered with a number is a problem to solve (equal.llm.refine);
 #                    5: refine-v4 drops a concept "question" that asks nothing (strict_failures: not_a_question);
 #                    6: a worked answer must be one of its working's results when it computes any (answer_in_working);
-#                    7: a concept answer naming a name or number its document never states is unsupported
+#                    7: a concept answer naming a name or number its document never states is unsupported;
+#                    8: the document decides the kind first (a snippet: code; a stated numeric answer: a problem), a
+#                    problem's numbers must be its document's, a working must end on its answer, refinement.kinds
 
 
 class QAExtractor:
@@ -427,6 +429,19 @@ def make_refiner(llm: dict, refinement: dict | None, cache: CallCache, backend=N
     if refiner_backend is None:
         refiner_backend = make_backend({k: v for k, v in llm.items() if k not in ("refiner", "executor")})
     return PairRefiner(refiner_backend, cache, config, examples)
+
+
+def with_every_kind(extractor: QAExtractor) -> QAExtractor:
+    """``extractor`` refining every pair kind, whatever its ``refinement.kinds``: the warm-up's pairs align the
+    embedder (a question near its document), which asks no answer to be verified, only the pair to be about its
+    document; the kinds a profile keeps decide what is trained on and rewarded. Same backend, cache and settings."""
+    from equal.llm.refine import KINDS
+
+    refiner = extractor.refiner
+    if type(extractor) is not QAExtractor or refiner is None or refiner.config.kinds == KINDS:
+        return extractor  # a scale-out extractor refines as its workers were built
+    wide = PairRefiner(refiner.backend, refiner.cache, replace(refiner.config, kinds=KINDS), refiner.examples)
+    return QAExtractor(extractor.backend, extractor.cache, extractor.config, wide)
 
 
 #: Where an extractor's calls run besides this process (``llm.executor.kind``), imported when first used: the

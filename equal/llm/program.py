@@ -108,7 +108,9 @@ def vote(answers: list[str | None], needed: int) -> Vote:
     return Vote(top[0] if agreed else None, top[1] if top else 0, len(answers), ranked)
 
 
-def _numbers(text: str) -> set[Fraction]:
+def numbers_in(text: str) -> set[Fraction]:
+    """The numbers ``text`` states, in digits or words ("nine", "a dozen"), as exact absolute values; a percent
+    also as its share (25 and 0.25)."""
     found = set()
     for raw in _NUMBER.findall(text):
         value = as_number(raw)
@@ -129,7 +131,7 @@ def unstated_numbers(code: str, question: str) -> list[str]:
         tree = ast.parse(code)
     except (SyntaxError, ValueError):
         return []
-    stated = _numbers(question)
+    stated = numbers_in(question)
     unstated = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):

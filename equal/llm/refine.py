@@ -29,9 +29,19 @@ import re
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
+from fractions import Fraction
 
 from equal.errors import ConfigError
-from equal.llm.program import ProgramRun, agreeing, program_of, run_program, unstated_numbers, vote
+from equal.llm.program import (
+    CONSTANTS,
+    ProgramRun,
+    agreeing,
+    numbers_in,
+    program_of,
+    run_program,
+    unstated_numbers,
+    vote,
+)
 from equal.llm.quality import _CODE_TASK, _PROBLEM, code_blocks, has_steps, is_degenerate
 from equal.llm.types import Completion, GenerationParams, Messages
 from equal.llm.verify import (
@@ -54,9 +64,11 @@ OUTCOMES = ("verified", "accepted", "kept_draft", "no_reference", "wrong_answer"
             "code_fails", "malformed", "truncated", "degenerate",
             # refine-v4's: programs that do not agree, an answer other than the document's, a question that needs
             # numbers it does not state or points at a text, prompt scaffolding in the pair, an answer its document
-            # does not support, code without tests or with prose around it
+            # does not support, code without tests or with prose around it, a final answer the working does not reach
             "no_agreement", "disagrees_with_document", "not_self_contained", "leak", "unsupported", "no_tests",
-            "code_prose", "answer_not_worked")  # fmt: skip
+            "code_prose", "answer_not_worked",
+            # a problem whose question states numbers its document does not; a kind the profile does not keep
+            "invented_numbers", "kind_not_kept")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -206,6 +218,7 @@ _REPLY_PARTS = re.compile(
     r"^\s*\**(?:question|problem|task)\s*:\s*\**\s*(.+?)\n\s*\**(?:solution|answer)\s*:\s*\**\s*\n?(.*)$",
     re.S | re.IGNORECASE,
 )  # fmt: skip  (bold headers too: "**Question:** …"; the request's own "Problem:" / "Task:")
+_WRITTEN_NUMBER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+)?(?![\w])")  # "52", "1/2", "1,200.5"
 _SENTENCE = re.compile(r"[.!?](?:\s|$)")
 
 
@@ -240,6 +253,14 @@ def pair_kind(question: str, answer: str, document: str | None = None) -> str:
     problem = bool(_PROBLEM.search(question))
     if code_blocks(answer) or (problem and _CODE_TASK.search(question)):
         return "code"
+    # with its document (refine-v4), the document decides first, whatever the draft says: a snippet (a task and its
+    # code: CoNaLa's) is a programming task; a document stating one numeric answer (ASDiv's "Answer: 18", a
+    # "#### 18") is a problem whose answer is checked against that one (issue 39's audit read both demoted to
+    # one-line concept answers)
+    if document is not None and snippet_document(document):
+        return "code"
+    if document is not None and states_numeric_answer(document):
+        return "problem"
     # quantities to compute with: a year ("in 1857", "the war of 1812") is a date, not a quantity
     numbers = [n for n in _NUMBER_IN_TEXT.findall(question) if not _YEAR.fullmatch(n)]
     formula = bool(_FORMULA.search(question))
@@ -263,6 +284,22 @@ def pair_kind(question: str, answer: str, document: str | None = None) -> str:
     if document is not None and word_problem(question, document):
         return "problem"
     return "concept"
+
+
+_SNIPPET_PROSE_CHARS = 300
+
+
+def snippet_document(document: str) -> bool:
+    """A document that is one piece of Python code and at most a line or two of prose around it (a task and its
+    snippet, as CoNaLa's): what it teaches is a programming task."""
+    blocks = _FENCED.findall(document)
+    return len(blocks) == 1 and len(_FENCED.sub("", document).strip()) <= _SNIPPET_PROSE_CHARS
+
+
+def states_numeric_answer(document: str) -> bool:
+    """Whether ``document`` states one final answer that is a number (:func:`equal.llm.verify.document_answer`)."""
+    stated = document_answer(document)
+    return stated is not None and as_number(stated) is not None
 
 
 def _bare(text: str) -> str:
@@ -330,6 +367,8 @@ class RefinementConfig:
     program_tokens: int = 256
     # a concept answer is kept when at least this share of its content words occur in its document
     min_support: float = 0.6
+    # the pair kinds refined and kept; a draft of another kind is dropped before any call (outcome kind_not_kept)
+    kinds: tuple[str, ...] = KINDS
 
     def __post_init__(self) -> None:
         get_refine_prompt(self.prompt_version)
@@ -343,6 +382,10 @@ class RefinementConfig:
             raise ConfigError(f"refinement.min_agree must be between 1 and votes ({self.votes}), got {self.min_agree}")
         if not 0.0 <= self.min_support <= 1.0:
             raise ConfigError(f"refinement.min_support must be a share in [0, 1], got {self.min_support}")
+        object.__setattr__(self, "kinds", tuple(self.kinds))  # a profile's YAML list
+        unknown = set(self.kinds) - set(KINDS)
+        if not self.kinds or unknown:
+            raise ConfigError(f"refinement.kinds must name some of {KINDS}, got {list(self.kinds)}")
 
 
 @dataclass
@@ -383,6 +426,17 @@ _POINTS_AT_TEXT = re.compile(
     r"\b(?:the|this|that|above|below|following|given|provided|attached)\s+(?:document|text|passage|article|excerpt|"
     r"section|paragraph|page|snippet|source|context|author|example|code|table|figure)\b|\baccording to\b"
     r"|\b(?:mentioned|described|shown|given|provided|discussed) (?:above|below|earlier|here)\b",
+    re.IGNORECASE,
+)  # fmt: skip
+#: a concept question about something it never names, for the reader who has not seen the document: "this PEP",
+#: "the crux of the matter", "point A", "What did Howard tell me before?" ("How do I …" asks in general and stays)
+_UNNAMED_REFERENT = re.compile(
+    r"\b(?:this|these)\s+(?!is\b|are\b|was\b|were\b)[a-z]+"
+    r"|\bthe (?:matter|above|following|former|latter|author|speaker|narrator|writer)\b"
+    r"|\b(?:me|my|we|us|our)\b|(?<!how do )(?<!how can )(?<!how should )(?<!can )(?<!should )(?<!do )\bI\b"
+    r"|\bpoint [A-Z]\b|\b(?:figure|table|line|step|exercise|example|graph|equation)\s+\d"
+    r"|^\W*(?:what|how|why|when|where|who|whom)\s+(?:did|does|do|is|was|were|are|will|would|can|should|has|had)\s+"
+    r"(?:he|she|they|him|her|it|his|their)\b",
     re.IGNORECASE,
 )  # fmt: skip
 #: a request phrased as an order rather than a question ("Explain why …", "List the …"): a concept question may be one
@@ -434,7 +488,8 @@ def unstated_facts(answer: str, document: str) -> list[str]:
 
 def strict_failures(question: str, answer: str, kind: str) -> list[str]:
     """What makes a pair unfit to train on whatever its content (refine-v4's checks): prompt scaffolding or
-    ``<unk>`` in it (``leak``), a question pointing at a text the reader cannot see (``not_self_contained``), a
+    ``<unk>`` in it (``leak``), a question pointing at a text the reader cannot see or, for a concept, at something it
+    never names (``not_self_contained``), a
     concept "question" that neither ends in a question mark nor asks for something (``not_a_question``), more
     than one final-answer line or text after it (``malformed``)."""
     failures = []
@@ -444,6 +499,8 @@ def strict_failures(question: str, answer: str, kind: str) -> list[str]:
         failures.append("not_self_contained")
     if kind == "problem" and not ("?" in question or _PROBLEM.search(question)):
         failures.append("not_self_contained")  # "Carla has $20.": a statement, nothing asked
+    if kind == "concept" and _UNNAMED_REFERENT.search(question) and "not_self_contained" not in failures:
+        failures.append("not_self_contained")
     if kind == "concept" and not (question.rstrip().endswith("?") or _IMPERATIVE.match(question)):
         failures.append("not_a_question")  # "What you might need is a good moral theory. …": the document, restated
     if kind == "problem" and inline_calculations(question):
@@ -462,15 +519,35 @@ def answer_in_working(solution: str) -> bool:
     """Whether a worked solution reaches its final answer: when the working computes anything (``… = N``), the
     answer must be one of its results; otherwise it must at least appear in it. "4 episodes * 1 hour = 4 hours. The
     answer is: 2" reaches its answer by no step it shows; nor does "2 * 5 = 10 fish. In five years, he will have 12
-    fish. The answer is: 12", which asserts a number it never computed (read in the known-answer probe's pairs)."""
+    fish. The answer is: 12", which asserts a number it never computed (read in the known-answer probe's pairs).
+    The working's last number must be the answer too: "Therefore, 27 buses. The answer is: 26" contradicts itself."""
     stated = final_answer(solution)
     target = as_number(stated) if stated else None
     if target is None:
         return True  # not a number: nothing to look for
     body = solution.rsplit(FINAL_ANSWER, 1)[0].replace("$", " ")
+
+    def same(n: Fraction | None) -> bool:
+        return n is not None and (n == target or n == target * 100 or n / 100 == target)
+
     results = [as_number(n) for n in _COMPUTED_RESULT.findall(body)]
     numbers = [n for n in results if n is not None] or [as_number(n) for n in _NUMBER_IN_TEXT.findall(body)]
-    return any(n is not None and (n == target or n == target * 100 or n / 100 == target) for n in numbers)
+    if not any(same(n) for n in numbers):
+        return False
+    # and the working ends on it: "1,230 ÷ 48 ≈ 26 … Therefore, 27 buses should be rented. The answer is: 26"
+    # concludes one number and states another (read in the default's pairs; in the known-answer probe's pairs
+    # every solution this rejects was wrong, or right by a working that does not reach it)
+    written = [n for n in (as_number(m) for m in _WRITTEN_NUMBER.findall(body)) if n is not None]
+    return not written or same(written[-1])
+
+
+def invented_numbers(question: str, document: str) -> list[str]:
+    """The numbers of a problem's ``question`` its document never states (in digits or words; unit constants such
+    as 60 or 100 aside): a word problem invented beside a Rust chapter or a CoNaLa snippet (read in issue 39's audit)
+    teaches nothing its document holds."""
+    stated = numbers_in(document) | set(CONSTANTS)
+    return [n for n in _NUMBER_IN_TEXT.findall(question)
+            if (value := as_number(n)) is not None and abs(value) not in stated]  # fmt: skip
 
 
 _TESTS = re.compile(r"\n\s*\**tests?\s*:?\**\s*\n(.*)$", re.S | re.IGNORECASE)
@@ -538,6 +615,10 @@ class PairRefiner:
         if not self.prompt.program_answers:  # settings only program-aided prompts read: earlier runs keep their keys
             for name in _PROGRAM_SETTINGS:
                 config.pop(name)
+        if tuple(config["kinds"]) == KINDS:  # every kind, as before the setting: earlier runs keep their keys
+            config.pop("kinds")
+        else:
+            config["kinds"] = list(config["kinds"])
         return {"model": self.backend.model_id, "config": config, "examples": self.examples}
 
     def _program_params(self, vote: int) -> GenerationParams:
@@ -685,17 +766,26 @@ class PairRefiner:
                 reference = reference_answer(draft["answer"]) if kind == "problem" else None
                 if self.prompt.program_answers:
                     reference = None  # computed by programs (_answer_problems), never the draft's
-                row.append(RefinedPair(dict(draft), kind, reference))
+                item = RefinedPair(dict(draft), kind, reference)
+                if kind not in self.config.kinds:
+                    item.outcome = "kind_not_kept"  # dropped unpaid: its kind cannot be verified or is not wanted
+                row.append(item)
             items.append(row)
         if self.prompt.program_answers:
             self._answer_problems(documents, items, call)
         # grouped by kind: one batch then shares its instructions and examples (a cached prompt prefix)
+        kept = self.config.kinds
         pending = sorted(((d, p) for d, row in enumerate(items) for p, item in enumerate(row)
-                          if not (item.kind == "problem" and item.reference is None)),
+                          if item.kind in kept and not (item.kind == "problem" and item.reference is None)),
                          key=lambda dp: KINDS.index(items[dp[0]][dp[1]].kind))  # fmt: skip
         for row in items:
             for item in row:
-                if item.kind == "problem" and item.reference is None and not self.prompt.program_answers:
+                if (
+                    item.kind == "problem"
+                    and item.reference is None
+                    and not self.prompt.program_answers
+                    and item.outcome != "kind_not_kept"
+                ):
                     item.outcome = "no_reference"  # nothing to verify against: no call is paid for it
         for attempt in range(self.config.attempts):
             if not pending:
@@ -716,7 +806,7 @@ class PairRefiner:
             pending = still
         for row in items:
             for item in row:
-                if item.pair is None and self.config.on_failure == "keep_draft":
+                if item.pair is None and self.config.on_failure == "keep_draft" and item.outcome != "kind_not_kept":
                     item.pair = {"question": item.draft["question"], "answer": item.draft["answer"]}
                     item.outcome = f"kept_draft:{item.outcome}"
         return items
@@ -734,7 +824,8 @@ class PairRefiner:
         runs them all. A problem gets its ``reference`` only when ``min_agree`` programs print the same answer,
         that answer equals the one its document states (where it states one), and an agreeing program computes
         with numbers its question gives; otherwise its outcome says why and no solution is paid for."""
-        problems = [(d, p) for d, row in enumerate(items) for p, item in enumerate(row) if item.kind == "problem"]
+        problems = [(d, p) for d, row in enumerate(items) for p, item in enumerate(row)
+                    if item.kind == "problem" and item.outcome != "kind_not_kept"]  # fmt: skip
         first: dict[tuple[int, int], tuple[str, str]] = {}
         pending = problems
         for attempt in range(2):  # an unreadable first reply gets one sampled retry
@@ -796,6 +887,9 @@ class PairRefiner:
             if not grounded or failures:
                 item.outcome = failures[0] if failures else "not_self_contained"
                 continue
+            if invented_numbers(question, documents[d]):
+                item.outcome = "invented_numbers"  # a problem made up beside a document that holds none of it
+                continue
             item.reference = result.answer
             item.provenance["program"] = grounded[0]
 
@@ -840,6 +934,8 @@ def describe(settings: dict) -> str:
     if not settings or not settings.get("enabled", True):
         return "Pairs were not refined: they are the extractor's drafts, checked only by the quality gate."
     config = RefinementConfig(**{k: v for k, v in settings.items() if k in RefinementConfig.__dataclass_fields__})
+    kinds = " and ".join(config.kinds)
+    kept = "" if config.kinds == KINDS else f" Only {kinds} pairs were kept: drafts of other kinds were not refined."
     if get_refine_prompt(config.prompt_version).program_answers:
         return (f"Each pair was rewritten to stand alone ({config.prompt_version}). A problem's answer was computed, "
                 f"not taken from the draft: {config.votes} Python programs (the first seeing the document, the others "
@@ -847,7 +943,7 @@ def describe(settings: dict) -> str:
                 "which had to equal the answer the document states where it states one; its worked solution was then "
                 "written to that answer, with every inline calculation checked. Code had to be one function whose "
                 "tests (the document's asserts, else the refiner's) pass; an explanation had to use words of its "
-                f"document (at least {config.min_support:.0%} of its content words).")  # fmt: skip
+                f"document (at least {config.min_support:.0%} of its content words).{kept}")  # fmt: skip
     return (f"Each pair was rewritten once ({config.prompt_version}); a problem was kept only when its worked solution "
             "reached the draft's own final answer with every inline calculation right, code when it parsed and "
             "passed the document's asserts.")  # fmt: skip

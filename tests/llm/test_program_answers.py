@@ -208,13 +208,15 @@ def v4_extractor(tmp_path, backend=None):
 
 def test_answers_are_computed_checked_against_the_document_and_never_taken_from_the_draft(tmp_path):
     wrong_draft = {"question": "How many peaches did Mike pick?", "answer": "50"}  # the draft's arithmetic is wrong
+    facts = "Mike picked 40 peaches, then 12 more."  # the numbers a restated problem must take from its document
     docs = [
-        document("right", [wrong_draft]),
-        document("stated", [wrong_draft], "Answer: 52"),
-        document("contradicted", [wrong_draft], "Answer: 60"),
-        document("scatter", [{**wrong_draft, "question": "How many peaches? scatter"}]),
-        document("unstated", [{**wrong_draft, "question": "How many peaches? unstated"}]),
-        document("trailing", [{**wrong_draft, "question": "How many peaches? trailing"}]),
+        document("right", [wrong_draft], facts),
+        document("stated", [wrong_draft], facts + "\nAnswer: 52"),
+        document("contradicted", [wrong_draft], facts + "\nAnswer: 60"),
+        document("scatter", [{**wrong_draft, "question": "How many peaches? scatter"}], facts),
+        document("unstated", [{**wrong_draft, "question": "How many peaches? unstated"}], facts),
+        document("trailing", [{**wrong_draft, "question": "How many peaches? trailing"}], facts),
+        document("invented", [wrong_draft], "A Rust chapter: ownership and borrowing."),  # none of 40 and 12
         document("code", [{"question": "Write a function add(a, b).", "answer": "def add(a, b): return a + b"}]),
         document(
             "delta",
@@ -236,6 +238,7 @@ def test_answers_are_computed_checked_against_the_document_and_never_taken_from_
     assert results["scatter"].refinement == {"problem/no_agreement": 1}
     assert results["unstated"].refinement == {"problem/not_self_contained": 1}
     assert results["trailing"].refinement == {"problem/malformed": 1}
+    assert results["invented"].refinement == {"problem/invented_numbers": 1}
     assert results["code"].pairs[0]["refinement"] == "accepted" and "Tests" not in results["code"].pairs[0]["answer"]
     assert results["delta"].pairs[0]["refinement"] == "accepted"
     assert results["volcano"].refinement == {"concept/unsupported": 1}
@@ -243,7 +246,7 @@ def test_answers_are_computed_checked_against_the_document_and_never_taken_from_
     # fails); no solution is paid for an answer the vote or the document rejected, and no vote once no answer can
     # reach 3 of 4 ('scatter': three different answers, so its fourth vote is never asked)
     refine = [r for r in ledger.records if r.stage == "refine"]
-    assert len(refine) == 5 * 4 + 3 + 1 + 1 + 2 + 1 + 1 + 2  # volcano: both concept attempts fail
+    assert len(refine) == 6 * 4 + 3 + 1 + 1 + 2 + 1 + 1 + 2  # volcano: both concept attempts fail
     records = pairs_records(list(results.values()), docs, "m")
     assert all("program" in r for r in records if r["kind"] == "problem")
 
@@ -275,6 +278,59 @@ def test_a_quantity_asked_about_a_document_with_its_numbers_is_a_problem():
     assert pair_kind(question, answer, document) == "problem"  # v4: the document gives the numbers
     assert pair_kind("Why do schools need buses?", answer, document) == "concept"  # nothing to compute
     assert pair_kind(question, answer, "The war of 1812 ended in 1815.") == "concept"  # years are no quantities
+
+
+def test_the_document_decides_the_kind_before_the_draft():
+    from equal.llm.refine import pair_kind
+
+    asdiv = "Edeena bags apple slices in groups of 18 and grapes in groups of 9.\n\nAnswer: 18 (grapes)"
+    question, bare = "What is the smallest number of grapes that Edeena can pack?", "The smallest number is 18."
+    assert pair_kind(question, bare) == "concept"  # the draft alone reads as a fact
+    assert pair_kind(question, bare, asdiv) == "problem"  # its document states the answer to check against
+    assert pair_kind(question, bare, "Answer: the least common multiple") == "concept"  # no number to check
+    snippet = "python sum of ascii values of all characters in a string `string`\n```python\nsum(map(ord, string))\n```"
+    assert pair_kind("How do I sum the ASCII values of a string?", "Use sum(map(ord, s)).", snippet) == "code"
+    essay = "Ownership is Rust's most unique feature.\n" * 20 + "```python\nx = 1\n```"
+    assert pair_kind("What is ownership?", "A set of rules.", essay) == "concept"  # prose with a code sample
+
+
+def test_a_problem_invented_beside_a_document_and_a_working_that_ends_elsewhere_are_caught():
+    from equal.llm.refine import answer_in_working, invented_numbers
+
+    assert invented_numbers("A train goes 60 km in 2 hours; how far in 5?", "Rust's ownership rules.") == ["5"]
+    assert invented_numbers("She has nine shelves of 12 books. How many books?", "Nine shelves, a dozen each.") == []
+    buses = "1,230 ÷ 48 ≈ 26\nWe round up.\nTherefore, 27 buses should be rented.\nThe answer is: 26"
+    assert not answer_in_working(buses)  # concludes 27, answers 26
+    assert answer_in_working(buses.replace("The answer is: 26", "The answer is: 27"))
+
+
+def test_a_concept_question_about_something_it_never_names_does_not_stand_alone():
+    for question in ("What is the crux of the matter?", "What are the main changes made in this PEP?",
+                     "What is the x-coordinate of point A?", "What did Howard tell me before?"):  # fmt: skip
+        assert strict_failures(question, "An answer.", "concept") == ["not_self_contained"], question
+    for question in ("How do I set a wireless device to managed mode?", "What is Bytecodehacks?",
+                     "What was Martin Luther's profession?"):  # fmt: skip
+        assert strict_failures(question, "An answer.", "concept") == [], question
+
+
+def test_kinds_not_kept_are_dropped_before_any_call(tmp_path):
+    backend = Solver(batch_size=4)
+    cache = CallCache(tmp_path / "calls.sqlite")
+    config = RefinementConfig(prompt_version="refine-v4", attempts=2, votes=4, min_agree=3, kinds=["problem", "code"])
+    qa = QAExtractor(backend, cache, ExtractionConfig(max_pairs=3), PairRefiner(backend, cache, config, {}))
+    delta = [{"question": "How do river deltas form?", "answer": "From sediment."}]
+    docs = [document("delta", delta, "River deltas form where rivers carry sediment into the sea.")]
+    ledger = CostLedger()
+    (result,) = qa.extract(docs, "m", ledger, progress=False)
+    assert result.pairs == [] and result.refinement == {"concept/kind_not_kept": 1}
+    assert [r.stage for r in ledger.records] == ["extract"]  # no refinement call paid for it
+    assert qa.refinement_identity["config"]["kinds"] == ["problem", "code"]
+    from equal.llm.extract import with_every_kind
+
+    (warm,) = with_every_kind(qa).extract(docs, "warm-up", CostLedger(), progress=False)  # the warm-up's pairs
+    assert warm.refinement == {"concept/accepted": 1} and qa.refiner.config.kinds == ("problem", "code")
+    with pytest.raises(ConfigError, match=r"refinement\.kinds"):
+        RefinementConfig(kinds=["essay"])
 
 
 def test_the_dry_run_times_refinement_at_the_measured_rate(tmp_path, monkeypatch):
