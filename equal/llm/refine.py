@@ -541,6 +541,12 @@ def answer_in_working(solution: str) -> bool:
     return not written or same(written[-1])
 
 
+def plain_dollars(text: str) -> str:
+    """``text`` with LaTeX's escaped dollar (``\\$50``, copied from a maths source) written as plain text's ``$50``:
+    a word problem is plain text (read in issue 39's second audit)."""
+    return text.replace("\\$", "$")
+
+
 def invented_numbers(question: str, document: str) -> list[str]:
     """The numbers of a problem's ``question`` its document never states (in digits or words; unit constants such
     as 60 or 100 aside): a word problem invented beside a Rust chapter or a CoNaLa snippet (read in issue 39's audit)
@@ -749,6 +755,8 @@ class PairRefiner:
                            or unstated_facts(solution, document)):  # fmt: skip
                 return "unsupported", None
             outcome = "accepted"
+        if strict and item.kind == "problem":
+            question, solution = plain_dollars(question), plain_dollars(solution)
         return outcome, {"question": question, "answer": solution}
 
     def refine(self, documents: list[str], drafts: list[list[dict]], call) -> list[list[RefinedPair]]:
@@ -887,8 +895,10 @@ class PairRefiner:
             if not grounded or failures:
                 item.outcome = failures[0] if failures else "not_self_contained"
                 continue
-            if invented_numbers(question, documents[d]):
-                item.outcome = "invented_numbers"  # a problem made up beside a document that holds none of it
+            if not numbers_in(question) or invented_numbers(question, documents[d]):
+                # a problem made up beside a document that holds none of it, or one that states no number at all
+                # ("the difference between ℶ₀ and ℶ₁", 1 from the subscripts: read twice in issue 39's audits)
+                item.outcome = "invented_numbers"
                 continue
             item.reference = result.answer
             item.provenance["program"] = grounded[0]

@@ -299,6 +299,12 @@ def test_a_problem_invented_beside_a_document_and_a_working_that_ends_elsewhere_
 
     assert invented_numbers("A train goes 60 km in 2 hours; how far in 5?", "Rust's ownership rules.") == ["5"]
     assert invented_numbers("She has nine shelves of 12 books. How many books?", "Nine shelves, a dozen each.") == []
+    from equal.llm.program import numbers_in
+
+    assert not numbers_in("What is the difference between $\\beth_0$ and $\\beth_1$?")  # dropped: states no number
+    from equal.llm.refine import plain_dollars
+
+    assert plain_dollars("Bob has \\$50 and spends \\$10.") == "Bob has $50 and spends $10."
     buses = "1,230 ÷ 48 ≈ 26\nWe round up.\nTherefore, 27 buses should be rented.\nThe answer is: 26"
     assert not answer_in_working(buses)  # concludes 27, answers 26
     assert answer_in_working(buses.replace("The answer is: 26", "The answer is: 27"))
