@@ -60,15 +60,34 @@ from equal.task import FINAL_ANSWER
 KINDS = ("problem", "code", "concept")
 POLICIES = ("drop", "keep_draft")
 #: How a refined pair ended: accepted (verified problem, working code, explanation) or not, and why.
-OUTCOMES = ("verified", "accepted", "kept_draft", "no_reference", "wrong_answer", "wrong_arithmetic", "no_steps",
-            "code_fails", "malformed", "truncated", "degenerate",
-            # refine-v4's: programs that do not agree, an answer other than the document's, a question that needs
-            # numbers it does not state or points at a text, prompt scaffolding in the pair, an answer its document
-            # does not support, code without tests or with prose around it, a final answer the working does not reach
-            "no_agreement", "disagrees_with_document", "not_self_contained", "leak", "unsupported", "no_tests",
-            "code_prose", "answer_not_worked",
-            # a problem whose question states numbers its document does not; a kind the profile does not keep
-            "invented_numbers", "kind_not_kept")  # fmt: skip
+OUTCOMES = (
+    "verified",
+    "accepted",
+    "kept_draft",
+    "no_reference",
+    "wrong_answer",
+    "wrong_arithmetic",
+    "no_steps",
+    "code_fails",
+    "malformed",
+    "truncated",
+    "degenerate",
+    # refine-v4's: programs that do not agree, an answer other than the document's, a question that needs
+    # numbers it does not state or points at a text, prompt scaffolding in the pair, an answer its document
+    # does not support, code without tests or with prose around it, a final answer the working does not reach
+    "no_agreement",
+    "disagrees_with_document",
+    "not_self_contained",
+    "leak",
+    "unsupported",
+    "no_tests",
+    "code_prose",
+    "answer_not_worked",
+    # a problem whose question states numbers its document does not; a kind the profile does not keep
+    "invented_numbers",
+    "kind_not_kept",
+    "trivial_code",
+)  # fmt: skip  (a function that takes nothing or returns a constant)
 
 
 @dataclass(frozen=True)
@@ -568,9 +587,27 @@ def split_tests(solution: str) -> tuple[str, list[str]]:
     return solution[: match.start()].strip(), tests
 
 
+def constant_function(function: ast.FunctionDef) -> bool:
+    """Whether a function computes nothing: it takes no argument, or its body only returns a literal
+    (``def common_data_types(): return ['int', 'float', …]``, tested against that same list: read on 2026-12-08
+    among the refiner's code answers, whose self-written tests it passes)."""
+    arguments = function.args
+    if not (arguments.args or arguments.posonlyargs or arguments.kwonlyargs or arguments.vararg or arguments.kwarg):
+        return True
+    body = [node for node in function.body if not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant))]
+    if len(body) != 1 or not isinstance(body[0], ast.Return) or body[0].value is None:
+        return False
+    try:
+        ast.literal_eval(body[0].value)
+    except ValueError:
+        return False
+    return True
+
+
 def code_failure(solution: str, tests: list[str], document: str) -> str | None:
     """Why a refined code answer is unfit (None: fit): not exactly one ```python block with nothing around it, a
-    print or an answer line inside (``code_prose``), no function, no test (``no_tests``: the document's asserts,
+    print or an answer line inside (``code_prose``), no function, only functions that compute nothing
+    (``trivial_code``), no test (``no_tests``: the document's asserts,
     else the refiner's own), or tests that fail (``code_fails``)."""
     blocks = _FENCED.findall(solution)
     outside = _FENCED.sub("", solution).strip()
@@ -583,9 +620,12 @@ def code_failure(solution: str, tests: list[str], document: str) -> str | None:
         tree = ast.parse(code)
     except (SyntaxError, ValueError):
         return "code_fails"
-    defined = {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
+    functions = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)]
+    defined = {n.name for n in functions}
     if not defined:
         return "code_prose"
+    if all(constant_function(f) for f in functions):
+        return "trivial_code"  # its tests can only repeat the constant it returns
     asserts = [a for a in re.findall(r"^\s*(assert\s+.+)$", document, re.M) if any(f"{n}(" in a for n in defined)]
     asserts = asserts or [a for a in tests if any(f"{n}(" in a for n in defined)]
     if not asserts:

@@ -319,6 +319,17 @@ def test_a_concept_question_about_something_it_never_names_does_not_stand_alone(
         assert strict_failures(question, "An answer.", "concept") == [], question
 
 
+def test_code_that_computes_nothing_is_not_a_task():
+    from equal.llm.refine import code_failure
+
+    constant = "```python\ndef common_data_types():\n    return ['int', 'float']\n```"
+    assert code_failure(constant, ["assert common_data_types() == ['int', 'float']"], "") == "trivial_code"
+    literal = '```python\ndef answer(x):\n    """The answer."""\n    return 42\n```'
+    assert code_failure(literal, ["assert answer(1) == 42"], "") == "trivial_code"
+    works = "```python\ndef to_bool(s):\n    return s in ['true', '1']\n```"
+    assert code_failure(works, ["assert to_bool('1')", "assert not to_bool('no')"], "") is None
+
+
 def test_kinds_not_kept_are_dropped_before_any_call(tmp_path):
     backend = Solver(batch_size=4)
     cache = CallCache(tmp_path / "calls.sqlite")
