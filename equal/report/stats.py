@@ -240,6 +240,8 @@ def random_split_calibration(items: pd.DataFrame, method: str, gamma: float, ben
     part = items[(items["method"] == method) & (items["benchmark"] == benchmark) & (items["metric"] == metric)]
     part = part[np.isclose(part["gamma"], gamma)]
     seeds = sorted(part["seed"].unique())
+    if len(seeds) < 2:  # nothing to split (a profile without the method, or one seed of it)
+        return pd.DataFrame()
     splits = [group for group in combinations(seeds, len(seeds) // 2)
               if len(seeds) % 2 or seeds[0] in group]  # each even split once  # fmt: skip
     if len(splits) > max_splits:

@@ -66,7 +66,9 @@ def main_table(summary: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
 def with_differences(table: pd.DataFrame, comparisons: pd.DataFrame, pairs: list[tuple[str, str]]) -> pd.DataFrame:
     """The main table with one row per ``(a, b)`` pair: the difference of mean bits per byte, a − b, with its 95 %
     interval (``comparisons``: :func:`equal.report.analysis.compare` rows, selection seeds as the unit) in each
-    benchmark's bits-per-byte column."""
+    benchmark's bits-per-byte column. No comparison (a profile without both sides): the table as it is."""
+    if comparisons.empty or not {"a", "b"} <= set(comparisons.columns):
+        return table
     rows = []
     for a, b in pairs:
         row = {"model": f"{a} − {b} (95 % CI)"}

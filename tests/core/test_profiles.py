@@ -19,7 +19,7 @@ def test_all_profiles_load_and_inherit():
 
 
 def test_unknown_profile_lists_known_ones():
-    known = r"known profiles: baselines, default, full, paper, pilot, pilot-seeds, smoke$"
+    known = r"known profiles: baselines, default, full, paper, pilot, pilot-seeds, positive-control, smoke$"
     with pytest.raises(ConfigError, match=known):
         load_profile("nope")
     with pytest.raises(ConfigError, match="not found"):

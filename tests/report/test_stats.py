@@ -321,3 +321,4 @@ def test_the_calibration_samples_a_seeded_subset_of_splits_when_they_are_many():
     assert set(some["half_a"]) <= set(every["half_a"])
     again = random_split_calibration(items, "Random", 0.05, "gsm8k", n_boot=50, max_splits=4)
     assert list(again["half_a"]) == list(some["half_a"])  # seeded
+    assert random_split_calibration(items, "Random", 0.2, "gsm8k").empty  # no seed at that budget: nothing to split

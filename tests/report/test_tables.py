@@ -30,6 +30,13 @@ def test_main_table_rows_cells_and_item_counts():
     assert equal["GSM8K EM (n=8)"] == "8.2 ± 0.3" and equal["MBPP pass@1 (n=8)"] == "8.2 ± 0.3"
 
 
+def test_a_profile_without_comparisons_keeps_its_main_table():
+    from equal.report.tables import with_differences
+
+    table = main_table(summarize(_long()), ["All"])  # the positive control: All and the base model only
+    assert with_differences(table, pd.DataFrame(), [("EQUAL", "Random")]).equals(table)
+
+
 def test_ablation_table_differences_from_equal():
     table = ablation_table(summarize(_long()), 0.05).set_index("model")
     assert table.loc["EQUAL w/o MAB · 5%", "Δ vs EQUAL"] == round(0.85 - 0.82, 4)
