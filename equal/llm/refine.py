@@ -60,34 +60,16 @@ from equal.task import FINAL_ANSWER
 KINDS = ("problem", "code", "concept")
 POLICIES = ("drop", "keep_draft")
 #: How a refined pair ended: accepted (verified problem, working code, explanation) or not, and why.
-OUTCOMES = (
-    "verified",
-    "accepted",
-    "kept_draft",
-    "no_reference",
-    "wrong_answer",
-    "wrong_arithmetic",
-    "no_steps",
-    "code_fails",
-    "malformed",
-    "truncated",
-    "degenerate",
-    # refine-v4's: programs that do not agree, an answer other than the document's, a question that needs
-    # numbers it does not state or points at a text, prompt scaffolding in the pair, an answer its document
-    # does not support, code without tests or with prose around it, a final answer the working does not reach
-    "no_agreement",
-    "disagrees_with_document",
-    "not_self_contained",
-    "leak",
-    "unsupported",
-    "no_tests",
-    "code_prose",
-    "answer_not_worked",
-    # a problem whose question states numbers its document does not; a kind the profile does not keep
-    "invented_numbers",
-    "kind_not_kept",
-    "trivial_code",
-)  # fmt: skip  (a function that takes nothing or returns a constant)
+OUTCOMES = ("verified", "accepted", "kept_draft", "no_reference", "wrong_answer", "wrong_arithmetic", "no_steps",
+            "code_fails", "malformed", "truncated", "degenerate",
+            # refine-v4's: programs that do not agree, an answer other than the document's, a question that needs
+            # numbers it does not state or points at a text, prompt scaffolding in the pair, an answer its document
+            # does not support, code without tests or with prose around it, a final answer the working does not reach
+            "no_agreement", "disagrees_with_document", "not_self_contained", "leak", "unsupported", "no_tests",
+            "code_prose", "answer_not_worked",
+            # a problem whose question states no number or numbers its document does not; a kind the profile does
+            # not keep; code whose functions take nothing or return a constant
+            "invented_numbers", "kind_not_kept", "trivial_code")  # fmt: skip
 
 
 @dataclass(frozen=True)
