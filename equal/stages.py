@@ -104,17 +104,13 @@ class WarmupStage:
         from equal.embed.warmup import TRAINING_VERSION
         from equal.llm.extract import PAIRS_VERSION
 
-        return {
-            "warmup": asdict(self.config),
-            "embedder": self.embedder,
-            "llm": self.llm,
-            "extraction": self.extraction,
-            "refinement": self.refinement,
-            "llm_answers": self.answers,
-            "pairs_version": PAIRS_VERSION,
-            "training_version": TRAINING_VERSION,
-            "pair_kinds": "every kind",
-        }  # fmt: skip  (equal.llm.extract.with_every_kind)
+        # the warm-up refines every kind (equal.llm.extract.with_every_kind): the kinds a profile keeps change
+        # nothing it makes, so they are not part of its parameters
+        refinement = {k: v for k, v in (self.refinement or {}).items() if k != "kinds"}
+        return {"warmup": asdict(self.config), "embedder": self.embedder, "llm": self.llm,
+                "extraction": self.extraction, "refinement": refinement, "llm_answers": self.answers,
+                "pairs_version": PAIRS_VERSION, "training_version": TRAINING_VERSION,
+                "pair_kinds": "every kind"}  # fmt: skip
 
     def run(self, art: Artifacts):
         """Extract the warm-up documents and align the embedder: :class:`equal.embed.stages.WarmupStage`."""

@@ -289,6 +289,13 @@ def recheck(out_path: Path, documents: dict[str, str]) -> int:
 
     report = json.loads(out_path.read_text())
     rows = read_jsonl(out_path.with_name("known_answer_pairs.jsonl"))
+    missing = sorted({r["doc_id"] for r in rows} - set(documents))
+    if missing:
+        raise SystemExit(
+            f"error: {len(missing)} kept pairs' documents are not among this probe's documents (e.g. "
+            f"{missing[0]}): run --recheck with the --profile, --gsm8k, --asdiv and --seed of the probe"
+        )
+
     result: dict = {"git": git_state(), "pairs_version": PAIRS_VERSION, "checked": now(), "settings": {}}
     for name in sorted({r["setting"] for r in rows}):
         if SETTINGS.get(name, {}).get("prompt_version") != "refine-v4":

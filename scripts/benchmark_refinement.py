@@ -205,7 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.settings:
         spec, n_examples, prompt_version = SETTINGS[name]
         settings = {k: v for k, v in (params.get("refinement") or {}).items() if k not in ("examples_from", "enabled")}
-        config = RefinementConfig(**{**settings, "attempts": args.attempts, "examples": n_examples, "seed": args.seed,
+        # every kind: the pilot measures each kind's outcomes, re-weighted to All's mix, whatever the profile keeps
+        config = RefinementConfig(**{**settings, "kinds": list(KINDS), "attempts": args.attempts,
+                                     "examples": n_examples, "seed": args.seed,
                                      "prompt_version": prompt_version})  # fmt: skip
         examples = {kind: pick_examples(refs, n_examples, args.seed) for kind, refs in references.items()}
         backend = make_backend(spec)

@@ -129,7 +129,7 @@ class ExtractionReport:
 
 #: Bump when the way answers become pairs changes (parsing, dropping degenerate pairs): finished method runs,
 #: whose pairs were made the old way, are then recomputed from the cached answers.
-PAIRS_VERSION = 10  # 2: pairs with runaway repetition are dropped and counted; 3: refinement and quality gate;
+PAIRS_VERSION = 11  # 2: pairs with runaway repetition are dropped and counted; 3: refinement and quality gate;
 #                    4: a quantity asked for and answered with a number is a problem to solve (equal.llm.refine);
 #                    5: refine-v4 drops a concept "question" that asks nothing (strict_failures: not_a_question);
 #                    6: a worked answer must be one of its working's results when it computes any (answer_in_working);
@@ -137,7 +137,9 @@ PAIRS_VERSION = 10  # 2: pairs with runaway repetition are dropped and counted; 
 #                    8: the document decides the kind first (a snippet: code; a stated numeric answer: a problem), a
 #                    problem's numbers must be its document's, a working must end on its answer, refinement.kinds;
 #                    9: a problem whose question states no number is dropped (invented_numbers);
-#                    10: code whose functions take nothing or return a constant is dropped (trivial_code)
+#                    10: code whose functions take nothing or return a constant is dropped (trivial_code);
+#                    11: only numbers after a working's last result are read against its answer; a snippet document
+#                    may hold several Python blocks (line-anchored fences, no other language)
 
 
 class QAExtractor:

@@ -219,6 +219,8 @@ _REPLY_PARTS = re.compile(
     r"^\s*\**(?:question|problem|task)\s*:\s*\**\s*(.+?)\n\s*\**(?:solution|answer)\s*:\s*\**\s*\n?(.*)$",
     re.S | re.IGNORECASE,
 )  # fmt: skip  (bold headers too: "**Question:** …"; the request's own "Problem:" / "Task:")
+_LAST_RESULT = re.compile(r"[=≈]\s*\$?-?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+)?")  # "= 26", "≈ 26", "= 1/2"
+_EXPONENT_OR_BRACKET = re.compile(r"\^\s*\d+|[²³]|\([^()]*\)")
 _WRITTEN_NUMBER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+)?(?![\w])")  # "52", "1/2", "1,200.5"
 _SENTENCE = re.compile(r"[.!?](?:\s|$)")
 
@@ -246,11 +248,13 @@ def word_problem(question: str, document: str) -> bool:
 
 
 def pair_kind(question: str, answer: str, document: str | None = None) -> str:
-    """``code`` (a programming task, or an answer holding code), ``problem`` (something to work out from numbers
-    the question gives: two numbers or a formula, or one number and a numeric final answer; or a quantity asked
-    for — how many, how much, … — and answered with a number; with ``document``, also a quantity asked about a
-    document giving two numbers or more, :func:`word_problem`) or ``concept`` (everything else: a fact or an
-    explanation, whatever its answer's last line says)."""
+    """With ``document``, the document decides first: a snippet document (:func:`snippet_document`) gives ``code``,
+    one stating a numeric answer (:func:`states_numeric_answer`) ``problem``. Otherwise ``code`` (a programming
+    task, or an answer holding code), ``problem`` (something to work out from numbers the question gives: two
+    numbers or a formula, or one number and a numeric final answer; or a quantity asked for — how many, how much, …
+    — and answered with a number; with ``document``, also a quantity asked about a document giving two numbers or
+    more, :func:`word_problem`) or ``concept`` (everything else: a fact or an explanation, whatever its answer's
+    last line says)."""
     problem = bool(_PROBLEM.search(question))
     if code_blocks(answer) or (problem and _CODE_TASK.search(question)):
         return "code"
@@ -290,11 +294,16 @@ def pair_kind(question: str, answer: str, document: str | None = None) -> str:
 _SNIPPET_PROSE_CHARS = 300
 
 
+_FENCE = re.compile(r"^```[ \t]*([\w+-]*)[ \t]*\n.*?^```[ \t]*$", re.M | re.S)  # a line-anchored fenced block
+
+
 def snippet_document(document: str) -> bool:
-    """A document that is one piece of Python code and at most a line or two of prose around it (a task and its
-    snippet, as CoNaLa's): what it teaches is a programming task."""
-    blocks = _FENCED.findall(document)
-    return len(blocks) == 1 and len(_FENCED.sub("", document).strip()) <= _SNIPPET_PROSE_CHARS
+    """A document that is Python code with at most a line or two of prose around it (a task and its snippet, or
+    two, as CoNaLa's): what it teaches is a programming task. A block in another language (```rust) is not."""
+    languages = _FENCE.findall(document)
+    prose = _FENCE.sub("", document).strip()
+    return bool(languages) and all(lang.lower() in ("", "python", "py") for lang in languages) and len(
+        prose) <= _SNIPPET_PROSE_CHARS  # fmt: skip
 
 
 def states_numeric_answer(document: str) -> bool:
@@ -383,10 +392,10 @@ class RefinementConfig:
             raise ConfigError(f"refinement.min_agree must be between 1 and votes ({self.votes}), got {self.min_agree}")
         if not 0.0 <= self.min_support <= 1.0:
             raise ConfigError(f"refinement.min_support must be a share in [0, 1], got {self.min_support}")
-        object.__setattr__(self, "kinds", tuple(self.kinds))  # a profile's YAML list
-        unknown = set(self.kinds) - set(KINDS)
-        if not self.kinds or unknown:
-            raise ConfigError(f"refinement.kinds must name some of {KINDS}, got {list(self.kinds)}")
+        given = [self.kinds] if isinstance(self.kinds, str) else list(self.kinds)  # a profile's YAML list
+        if not given or set(given) - set(KINDS):
+            raise ConfigError(f"refinement.kinds must be a list of some of {list(KINDS)}, got {self.kinds!r}")
+        object.__setattr__(self, "kinds", tuple(k for k in KINDS if k in given))  # one order: one identity
 
 
 @dataclass
@@ -434,8 +443,11 @@ _POINTS_AT_TEXT = re.compile(
 _UNNAMED_REFERENT = re.compile(
     r"\b(?:this|these)\s+(?!is\b|are\b|was\b|were\b)[a-z]+"
     r"|\bthe (?:matter|above|following|former|latter|author|speaker|narrator|writer)\b"
-    r"|\b(?:me|my|we|us|our)\b|(?<!how do )(?<!how can )(?<!how should )(?<!can )(?<!should )(?<!do )\bI\b"
-    r"|\bpoint [A-Z]\b|\b(?:figure|table|line|step|exercise|example|graph|equation)\s+\d"
+    r"|\b(?:me|my)\b"  # "we" and "us" are often general ("How do we compute the mean?", "the US")
+    # a first-person "I" (case-sensitive, never "World War I", "Article I", "Type I", "I/O")
+    r"|(?-i:(?<!how do )(?<!how can )(?<!how should )(?<!can )(?<!should )(?<!do )(?<!War )(?<!Article )(?<!Type )"
+    r"(?<!Part )(?<!Title )(?<!Chapter )(?<!Section )(?<!Book )(?<!Act )\bI\b(?![/.\w]))"
+    r"|(?-i:\bpoint [A-Z]\b)|\b(?:figure|table|line|step|exercise|example|graph|equation)\s+\d"
     r"|^\W*(?:what|how|why|when|where|who|whom)\s+(?:did|does|do|is|was|were|are|will|would|can|should|has|had)\s+"
     r"(?:he|she|they|him|her|it|his|their)\b",
     re.IGNORECASE,
@@ -511,12 +523,12 @@ def strict_failures(question: str, answer: str, kind: str) -> list[str]:
         finals = [i for i, line in enumerate(lines) if line.lower().startswith(FINAL_ANSWER.lower())]
         if len(finals) != 1 or finals[0] != len(lines) - 1:
             failures.append("malformed")
-        elif not answer_in_working(answer):
+        elif not answer_in_working(answer, question):
             failures.append("answer_not_worked")
     return failures
 
 
-def answer_in_working(solution: str) -> bool:
+def answer_in_working(solution: str, question: str = "") -> bool:
     """Whether a worked solution reaches its final answer: when the working computes anything (``… = N``), the
     answer must be one of its results; otherwise it must at least appear in it. "4 episodes * 1 hour = 4 hours. The
     answer is: 2" reaches its answer by no step it shows; nor does "2 * 5 = 10 fish. In five years, he will have 12
@@ -535,11 +547,15 @@ def answer_in_working(solution: str) -> bool:
     numbers = [n for n in results if n is not None] or [as_number(n) for n in _NUMBER_IN_TEXT.findall(body)]
     if not any(same(n) for n in numbers):
         return False
-    # and the working ends on it: "1,230 ÷ 48 ≈ 26 … Therefore, 27 buses should be rented. The answer is: 26"
-    # concludes one number and states another (read in the default's pairs; in the known-answer probe's pairs
-    # every solution this rejects was wrong, or right by a working that does not reach it)
-    written = [n for n in (as_number(m) for m in _WRITTEN_NUMBER.findall(body)) if n is not None]
-    return not written or same(written[-1])
+    # and nothing after its last result contradicts it: "1,230 ÷ 48 ≈ 26 … Therefore, 27 buses should be rented.
+    # The answer is: 26" concludes one number and states another (read in the default's pairs). A number written
+    # after the last result may be the answer, one the question gives or a small constant ("25 m^2", "to 2 decimal
+    # places", "per 1 hour"); exponents and brackets are not read.
+    ends = [match.end() for match in _LAST_RESULT.finditer(body)]
+    tail = _EXPONENT_OR_BRACKET.sub(" ", body[ends[-1] :] if ends else "")
+    allowed = numbers_in(question) | set(CONSTANTS)
+    later = [n for n in (as_number(m) for m in _WRITTEN_NUMBER.findall(tail)) if n is not None]
+    return all(same(n) or abs(n) in allowed for n in later)
 
 
 def plain_dollars(text: str) -> str:
@@ -581,7 +597,7 @@ def constant_function(function: ast.FunctionDef) -> bool:
         return False
     try:
         ast.literal_eval(body[0].value)
-    except ValueError:
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):  # not a literal (or an odd one)
         return False
     return True
 
@@ -978,7 +994,7 @@ def describe(settings: dict) -> str:
                 f"document (at least {config.min_support:.0%} of its content words).{kept}")  # fmt: skip
     return (f"Each pair was rewritten once ({config.prompt_version}); a problem was kept only when its worked solution "
             "reached the draft's own final answer with every inline calculation right, code when it parsed and "
-            "passed the document's asserts.")  # fmt: skip
+            f"passed the document's asserts.{kept}")  # fmt: skip
 
 
 def verification_table(pairs: list[dict]) -> list[dict]:
@@ -1014,6 +1030,8 @@ def outcome_table(counts: dict[str, int]) -> list[dict]:
     for kind in sorted(kinds, key=lambda k: KINDS.index(k) if k in KINDS else len(KINDS)):
         total = sum(kinds[kind].values())
         accepted = kinds[kind]["verified"] + kinds[kind]["accepted"]
-        rows.append({"kind": kind, "drafts": total, "accepted": accepted, "accepted_share": round(accepted / total, 4),
+        refined = total - kinds[kind]["kind_not_kept"]  # a kind the profile does not keep was never refined
+        share = round(accepted / refined, 4) if refined else None
+        rows.append({"kind": kind, "drafts": total, "accepted": accepted, "accepted_share": share,
                      **{outcome: n for outcome, n in sorted(kinds[kind].items())}})  # fmt: skip
     return rows

@@ -241,7 +241,9 @@ def random_split_calibration(items: pd.DataFrame, method: str, gamma: float, ben
     part = part[np.isclose(part["gamma"], gamma)]
     seeds = sorted(part["seed"].unique())
     if len(seeds) < 2:  # nothing to split (a profile without the method, or one seed of it)
-        return pd.DataFrame()
+        return pd.DataFrame(columns=["method", "benchmark", "half_a", "difference", "p_welch", "p_permutation",
+                                     "welch_rejects", "permutation_rejects", "smallest_permutation_p",
+                                     "bootstrap_rejects"])  # fmt: skip
     splits = [group for group in combinations(seeds, len(seeds) // 2)
               if len(seeds) % 2 or seeds[0] in group]  # each even split once  # fmt: skip
     if len(splits) > max_splits:

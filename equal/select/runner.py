@@ -208,8 +208,11 @@ class MethodRunner(SelectionContext):
                 ledger.add(CallRecord(**{**row, "method": method, "stage": f"warmup-{row['stage']}", "cached": True}))
             if self.include_warmup_pairs:
                 labels = self.labels[spec.clustering]
+                # the warm-up refines every kind (it aligns the embedder); a training set takes only the kinds kept
+                kinds = self.extractor.refiner.config.kinds if getattr(self.extractor, "refiner", None) else None
                 warm_pairs = [{**p, "method": method, "cluster": int(labels[self._index[p["doc_id"]]]), "round": -1}
-                              for p in self.warmup_pairs if p["doc_id"] in self._index]  # fmt: skip
+                              for p in self.warmup_pairs if p["doc_id"] in self._index
+                              and (kinds is None or p.get("kind") in kinds)]  # fmt: skip
         self._state.report = ExtractionReport()  # this run's extraction outcomes (replayed rounds count again)
         self._state.drafts = []
         selection = spec.select(self, request, ledger)

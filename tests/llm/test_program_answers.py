@@ -290,6 +290,10 @@ def test_the_document_decides_the_kind_before_the_draft():
     assert pair_kind(question, bare, "Answer: the least common multiple") == "concept"  # no number to check
     snippet = "python sum of ascii values of all characters in a string `string`\n```python\nsum(map(ord, string))\n```"
     assert pair_kind("How do I sum the ASCII values of a string?", "Use sum(map(ord, s)).", snippet) == "code"
+    two = "sum a list\n```python\nsum(xs)\n```\nor with a loop\n```python\ntotal = 0\n```"
+    assert pair_kind("How do I sum a list?", "Use sum.", two) == "code"  # CoNaLa with two snippets
+    rust = "Shadowing\n```rust\nlet x = 5;\n```\n```rust\nlet x = x + 1;\n```"
+    assert pair_kind("What is shadowing?", "Declaring a variable again.", rust) == "concept"  # not Python
     essay = "Ownership is Rust's most unique feature.\n" * 20 + "```python\nx = 1\n```"
     assert pair_kind("What is ownership?", "A set of rules.", essay) == "concept"  # prose with a code sample
 
@@ -308,6 +312,11 @@ def test_a_problem_invented_beside_a_document_and_a_working_that_ends_elsewhere_
     buses = "1,230 ÷ 48 ≈ 26\nWe round up.\nTherefore, 27 buses should be rented.\nThe answer is: 26"
     assert not answer_in_working(buses)  # concludes 27, answers 26
     assert answer_in_working(buses.replace("The answer is: 26", "The answer is: 27"))
+    # numbers after the last result that are exponents, brackets, constants or the question's are no conclusion
+    assert answer_in_working("5 * 5 = 25 m^2\nThe answer is: 25")
+    assert answer_in_working("80 / 3 ≈ 26.67 (to 2 decimal places)\nThe answer is: 26.67")
+    assert answer_in_working("120 / 2 = 60 km per 1 hour\nThe answer is: 60")
+    assert answer_in_working("3 * 4 = 12 apples in 3 baskets\nThe answer is: 12", "4 apples in each of 3 baskets")
 
 
 def test_a_concept_question_about_something_it_never_names_does_not_stand_alone():
@@ -315,7 +324,9 @@ def test_a_concept_question_about_something_it_never_names_does_not_stand_alone(
                      "What is the x-coordinate of point A?", "What did Howard tell me before?"):  # fmt: skip
         assert strict_failures(question, "An answer.", "concept") == ["not_self_contained"], question
     for question in ("How do I set a wireless device to managed mode?", "What is Bytecodehacks?",
-                     "What was Martin Luther's profession?"):  # fmt: skip
+                     "What was Martin Luther's profession?", "What caused World War I?", "What is a Type I error?",
+                     "What does I/O mean?", "Why did the US enter the war?", "How do we compute the mean?",
+                     "What is the main point a reader should take?"):  # fmt: skip
         assert strict_failures(question, "An answer.", "concept") == [], question
 
 
@@ -326,6 +337,8 @@ def test_code_that_computes_nothing_is_not_a_task():
     assert code_failure(constant, ["assert common_data_types() == ['int', 'float']"], "") == "trivial_code"
     literal = '```python\ndef answer(x):\n    """The answer."""\n    return 42\n```'
     assert code_failure(literal, ["assert answer(1) == 42"], "") == "trivial_code"
+    odd = "```python\ndef f(x):\n    return {[1]: 2}\n```"  # not a literal: literal_eval raises TypeError
+    assert code_failure(odd, ["assert f(1)"], "") == "code_fails"  # judged by its tests, never a crash
     works = "```python\ndef to_bool(s):\n    return s in ['true', '1']\n```"
     assert code_failure(works, ["assert to_bool('1')", "assert not to_bool('no')"], "") is None
 
@@ -348,6 +361,12 @@ def test_kinds_not_kept_are_dropped_before_any_call(tmp_path):
     assert warm.refinement == {"concept/accepted": 1} and qa.refiner.config.kinds == ("problem", "code")
     with pytest.raises(ConfigError, match=r"refinement\.kinds"):
         RefinementConfig(kinds=["essay"])
+    assert RefinementConfig(kinds=["code", "problem", "code"]).kinds == ("problem", "code")  # one order, no repeat
+    from equal.llm.refine import describe, outcome_table
+
+    assert "Only problem and code pairs" in describe({"prompt_version": "refine-v3", "kinds": ["problem", "code"]})
+    (concept,) = outcome_table({"concept/kind_not_kept": 9, "concept/accepted": 1})
+    assert concept["accepted_share"] == 1.0  # of the concept drafts refined
 
 
 def test_the_dry_run_times_refinement_at_the_measured_rate(tmp_path, monkeypatch):
