@@ -13,7 +13,7 @@ def test_all_profiles_load_and_inherit():
     smoke = stage_parameters(load_profile("smoke"), "data")
     default = stage_parameters(load_profile("default"), "data")
     assert smoke["profile"] == "smoke" and smoke["max_documents"] == 120
-    assert default["max_documents"] == 1000 and default["source_quotas"]["asdiv"] == 0.04
+    assert default["max_documents"] == 1000 and default["source_quotas"]["asdiv"] == 0.10
     assert smoke["decontam_ngram"] == default["decontam_ngram"]  # inherited
     assert stage_parameters(load_profile("full"), "data")["max_documents"] is None
 
