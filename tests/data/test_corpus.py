@@ -22,7 +22,8 @@ def test_default_profile_keeps_1000_documents_with_target_style_documents_a_mino
     for source, share in config.source_quotas.items():  # a quota is a ceiling, never exceeded
         assert per_source.get(source, 0) <= round(share * 1000), source
     word_problems = per_source[["asdiv", "math_eval_collections", "khan_exercises", "openstax_prealgebra"]].sum()
-    assert 50 <= word_problems <= 100  # GSM8K-style documents: a minority, as in a web crawl
+    # GSM8K-style documents: a minority (16 % since ASDiv rose to 10 % by issue 42's rule, docs/experiment.md)
+    assert 50 <= word_problems <= 200
     stats = prepared.stats.set_index("source")
     assert stats.loc["asdiv", "over_quota"] > 0 and stats["share"].between(0, 1).all()
     assert corpus["id"].is_unique
