@@ -279,12 +279,11 @@ def recheck(out_path: Path, documents: dict[str, str]) -> int:
     pairs at the current code: its figures stand without a model call. A pair that fails would, in a real run, be
     tried again (another call), so for such a setting the figures are only bounded and the probe must be re-run."""
     from equal.llm.extract import PAIRS_VERSION
-    from equal.llm.program import numbers_in
-    from equal.llm.refine import invented_numbers, strict_failures
+    from equal.llm.refine import strict_failures, ungrounded_problem
 
     def failures(row: dict) -> list[str]:
         found = strict_failures(row["question"], row["answer"], "problem")
-        invented = not numbers_in(row["question"]) or invented_numbers(row["question"], documents[row["doc_id"]])
+        invented = ungrounded_problem(row["question"], documents[row["doc_id"]])
         return found + (["invented_numbers"] if invented else [])
 
     report = json.loads(out_path.read_text())

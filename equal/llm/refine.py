@@ -573,6 +573,13 @@ def invented_numbers(question: str, document: str) -> list[str]:
             if (value := as_number(n)) is not None and abs(value) not in stated]  # fmt: skip
 
 
+def ungrounded_problem(question: str, document: str) -> bool:
+    """Whether a problem's question is not its document's: it states no number at all ("the difference between ℶ₀
+    and ℶ₁", answered 1 from the subscripts: read twice in issue 39's audits) or numbers its document never states
+    (:func:`invented_numbers`)."""
+    return not numbers_in(question) or bool(invented_numbers(question, document))
+
+
 _TESTS = re.compile(r"\n\s*\**tests?\s*:?\**\s*\n(.*)$", re.S | re.IGNORECASE)
 
 
@@ -933,9 +940,7 @@ class PairRefiner:
             if not grounded or failures:
                 item.outcome = failures[0] if failures else "not_self_contained"
                 continue
-            if not numbers_in(question) or invented_numbers(question, documents[d]):
-                # a problem made up beside a document that holds none of it, or one that states no number at all
-                # ("the difference between ℶ₀ and ℶ₁", 1 from the subscripts: read twice in issue 39's audits)
+            if ungrounded_problem(question, documents[d]):
                 item.outcome = "invented_numbers"
                 continue
             item.reference = result.answer
